@@ -1,0 +1,3 @@
+from b2b_integrations.cli import main
+
+raise SystemExit(main())

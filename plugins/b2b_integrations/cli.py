@@ -1,0 +1,46 @@
+"""Command line: ``python -m b2b_integrations validate include/`` and ``schema``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from b2b_integrations.config.loader import load_project
+from b2b_integrations.factory.planner import plan_project
+
+
+def _validate(args: argparse.Namespace) -> int:
+    project = load_project(args.include_dir)
+    for problem in project.problems:
+        print(f"error: {problem}")
+    for warning in project.warnings:
+        print(f"warning: {warning}")
+    dags = len(plan_project(project))
+    summary = (
+        f"{project.files_checked} files checked: {len(project.problems)} errors, {len(project.warnings)} warnings; "
+        f"{dags} DAGs would be generated"
+    )
+    print(summary, file=sys.stderr if project.problems else sys.stdout)
+    return 1 if project.problems else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from b2b_integrations.config.schema import write_schemas
+
+    for path in write_schemas(Path(args.out_dir)):
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="b2b_integrations", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    validate = commands.add_parser("validate", help="check every template and customer file; exit 1 on errors")
+    validate.add_argument("include_dir", nargs="?", default="include", help="folder with integrations/ and customers/")
+    validate.set_defaults(func=_validate)
+    schema = commands.add_parser("schema", help="write the JSON Schemas of template and customer files")
+    schema.add_argument("out_dir", nargs="?", default="include/schema")
+    schema.set_defaults(func=_schema)
+    args = parser.parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,245 @@
+"""Load every template and customer file under an include folder, collecting every problem.
+
+Each file is loaded in isolation: a broken file costs only its own DAGs. A customer's integrations are
+checked one by one, so a typo in one integration's settings does not stop that customer's other
+integrations.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from b2b_integrations.config.models import Customer, CustomerIntegration, IntegrationTemplate
+from b2b_integrations.config.validate import (
+    DEFAULT_TRANSFORM_PREFIXES,
+    Finding,
+    check_customer_integration,
+    check_template,
+)
+from b2b_integrations.config.yaml_source import (
+    KeyPath,
+    YamlDocument,
+    YamlSyntaxError,
+    format_key_path,
+    load_yaml,
+)
+from b2b_integrations.errors import Problem
+
+TEMPLATES_DIR = "integrations"
+CUSTOMERS_DIR = "customers"
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class CustomerInstance:
+    """A valid customer with the integrations that passed every check."""
+
+    customer: Customer
+    file: str
+    integrations: dict[str, CustomerIntegration]
+
+
+@dataclass
+class Project:
+    """Everything loaded from one include folder."""
+
+    include_dir: Path
+    templates: dict[str, IntegrationTemplate] = field(default_factory=dict)
+    customers: list[CustomerInstance] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    files_checked: int = 0
+
+
+def transform_prefixes_from_env() -> tuple[str, ...]:
+    """Allowed packages for transform callables: B2B_TRANSFORM_PREFIXES (comma separated) or the default."""
+    raw = os.environ.get("B2B_TRANSFORM_PREFIXES", "")
+    extra = tuple(p.strip().rstrip(".") + "." for p in raw.split(",") if p.strip())
+    return extra or DEFAULT_TRANSFORM_PREFIXES
+
+
+def load_project(include_dir: str | os.PathLike[str], transform_prefixes: Iterable[str] | None = None) -> Project:
+    """Load and check ``include_dir/integrations/*.yaml`` and ``include_dir/customers/*.yaml``."""
+    root = Path(include_dir)
+    prefixes = tuple(transform_prefixes) if transform_prefixes is not None else transform_prefixes_from_env()
+    project = Project(include_dir=root)
+    if not root.is_dir():
+        project.problems.append(Problem(str(root), "", "include folder does not exist"))
+        return project
+    broken_templates: dict[str, str] = {}
+    for path in _yaml_files(root / TEMPLATES_DIR):
+        project.files_checked += 1
+        template = _load_template(path, _display(path, root), prefixes, project)
+        if template is not None:
+            project.templates[template.name] = template
+        else:
+            broken_templates[path.stem] = _display(path, root)
+    for path in _yaml_files(root / CUSTOMERS_DIR):
+        project.files_checked += 1
+        instance = _load_customer(path, _display(path, root), project, broken_templates)
+        if instance is not None:
+            project.customers.append(instance)
+    return project
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in _YAML_SUFFIXES and not p.name.startswith("."))
+
+
+def _display(path: Path, root: Path) -> str:
+    """Paths in messages: relative to the include folder's parent (``include/customers/acme.yaml``)."""
+    try:
+        return str(path.relative_to(root.parent))
+    except ValueError:
+        return str(path)
+
+
+class _Reporter:
+    """Turns findings and pydantic errors of one file into located problems."""
+
+    def __init__(self, doc: YamlDocument, file: str, project: Project):
+        self.doc, self.file, self.project = doc, file, project
+        self.errors = 0
+
+    def add(self, finding: Finding, prefix: KeyPath = ()) -> None:
+        path = (*prefix, *finding.path)
+        problem = Problem(self.file, format_key_path(path), finding.message, self.doc.line_of(path))
+        if finding.warning:
+            self.project.warnings.append(problem)
+        else:
+            self.errors += 1
+            self.project.problems.append(problem)
+
+    def add_all(self, findings: Iterable[Finding], prefix: KeyPath = ()) -> None:
+        for finding in findings:
+            self.add(finding, prefix)
+
+    def validate(self, model: type[BaseModel], data: Any, prefix: KeyPath = ()) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            self.add_all(_findings_from_pydantic(e, data), prefix)
+            return None
+
+
+def _read(path: Path, file: str, project: Project) -> YamlDocument | None:
+    try:
+        doc = load_yaml(path)
+    except YamlSyntaxError as e:
+        project.problems.append(Problem(file, "", str(e), e.line))
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        project.problems.append(Problem(file, "", f"cannot read file: {e}"))
+        return None
+    if not isinstance(doc.data, dict):
+        project.problems.append(Problem(file, "", "expected a mapping of keys at the top of the file", 1))
+        return None
+    for key_path, line in doc.duplicate_keys:
+        project.problems.append(
+            Problem(file, format_key_path(key_path), "duplicate key: a later value would silently win", line)
+        )
+    return doc if not doc.duplicate_keys else None
+
+
+def _load_template(path: Path, file: str, prefixes: tuple[str, ...], project: Project) -> IntegrationTemplate | None:
+    doc = _read(path, file, project)
+    if doc is None:
+        return None
+    report = _Reporter(doc, file, project)
+    template: IntegrationTemplate | None = report.validate(IntegrationTemplate, doc.data)
+    if template is None:
+        return None
+    if template.name != path.stem:
+        report.add(Finding(("name",), f"template name {template.name!r} must equal the file name {path.stem!r}"))
+    report.add_all(check_template(template, prefixes))
+    return template if report.errors == 0 else None
+
+
+def _load_customer(
+    path: Path, file: str, project: Project, broken_templates: dict[str, str]
+) -> CustomerInstance | None:
+    doc = _read(path, file, project)
+    if doc is None:
+        return None
+    report = _Reporter(doc, file, project)
+    raw_integrations = doc.data.get("integrations") or {}
+    good: dict[str, CustomerIntegration] = {}
+    if isinstance(raw_integrations, dict):
+        for name, raw in raw_integrations.items():
+            errors_before = report.errors
+            prefix: KeyPath = ("integrations", name)
+            settings = report.validate(CustomerIntegration, raw if raw is not None else {}, prefix)
+            template = project.templates.get(name)
+            if settings is None:
+                continue
+            if template is None:
+                message = (
+                    f"integration template {name!r} is invalid (see {broken_templates[name]}); its DAGs are not built"
+                    if name in broken_templates
+                    else f"unknown integration {name!r}; expected one of {sorted(project.templates)}"
+                )
+                report.add(Finding(prefix, message))
+                continue
+            report.add_all(check_customer_integration(name, settings, template))
+            if report.errors == errors_before:
+                good[name] = settings
+    header = {**doc.data, "integrations": good} if isinstance(raw_integrations, dict) else doc.data
+    customer: Customer | None = report.validate(Customer, header)
+    if customer is None:
+        return None
+    if customer.id != path.stem:
+        report.add(Finding(("id",), f"customer id {customer.id!r} must equal the file name {path.stem!r}"))
+        return None
+    return CustomerInstance(customer=customer, file=file, integrations=good)
+
+
+def _findings_from_pydantic(error: ValidationError, data: Any) -> list[Finding]:
+    findings = []
+    for item in error.errors(include_url=False):
+        path = _data_path(item["loc"], data)
+        findings.append(Finding(path, _describe(item)))
+    return findings
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
+    """Drop the parts of a pydantic location that are not keys of the data (union tags, validator names)."""
+    path: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+            path.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+            path.append(part)
+        elif isinstance(current, dict) and isinstance(part, str) and not _is_tag(part, current):
+            path.append(part)  # a missing or unknown key: still the place to point at
+            current = None
+    return tuple(path)
+
+
+def _is_tag(part: str, mapping: dict[str, Any]) -> bool:
+    # Pydantic puts the discriminator value ("schedule", "load"...) or a type name into the location.
+    return part in (mapping.get("kind"), mapping.get("type")) or part.startswith(("function-", "json-or-python"))
+
+
+def _describe(item: Any) -> str:
+    kind, message = item["type"], item["msg"]
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling against the documented keys)"
+    if kind.startswith("value_error"):
+        return message.removeprefix("Value error, ")
+    got = item.get("input")
+    if isinstance(got, dict | list):
+        return f"{message}"
+    return f"{message} (got {got!r})"

@@ -1,0 +1,109 @@
+"""The two levels of configuration: integration templates and customer instances (pydantic v2).
+
+These models check shape and types. Rules that span several fields or files (references to declared
+variables and connection slots, customer values against the template) live in ``validate.py`` where each
+problem can be given its exact key path.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from b2b_integrations.config.base import Ident, StrictModel
+from b2b_integrations.config.steps import Step
+from b2b_integrations.config.triggers import Schedule, Trigger
+from b2b_integrations.config.variables import ConfigVariable
+
+# Airflow connection ids: letters, digits, dot, dash, underscore.
+CONN_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,250}$"
+
+
+class Pattern(StrEnum):
+    """Integration patterns, used for tags and docs."""
+
+    EVENT_DRIVEN_IMPORT = "event_driven_import"
+    EVENT_DRIVEN_EXPORT = "event_driven_export"
+    TWO_WAY = "two_way"
+    SCHEDULED_DATA_IMPORT = "scheduled_data_import"
+    SCHEDULED_FILE_IMPORT = "scheduled_file_import"
+    SCHEDULED_FILE_EXPORT = "scheduled_file_export"
+    SYNCHRONOUS = "synchronous"
+    HYBRID = "hybrid"
+    CUSTOM = "custom"
+
+
+class ConnectionSlot(StrictModel):
+    """A credential the integration needs; each customer names the Airflow connection that fills it."""
+
+    type: str | None = Field(None, description="Expected Airflow connection type (http, sftp, postgres...).")
+    description: str = Field("", description="What the connection is for.")
+    required: bool = Field(True, description="Customers must fill required slots.")
+
+
+class RunDefaults(StrictModel):
+    """Retry and timeout policy for every task of a flow (Airflow ``default_args``)."""
+
+    owner: str = Field("b2b-integrations", description="Owner shown in the Airflow UI.")
+    retries: int = Field(2, ge=0, le=20, description="Task retries.")
+    retry_delay_seconds: float = Field(60, gt=0, description="First retry delay.")
+    retry_exponential_backoff: bool = Field(True, description="Double the delay on each retry.")
+    max_retry_delay_seconds: float = Field(1800, gt=0, description="Cap on the retry delay.")
+    execution_timeout_minutes: float | None = Field(60, gt=0, description="Kill a task running longer.")
+
+
+class Flow(StrictModel):
+    """A trigger and the chain of steps it runs."""
+
+    description: str = Field("", description="What the flow does, for the generated DAG docs.")
+    pattern: Pattern | None = Field(None, description="Defaults to the pattern implied by trigger and steps.")
+    trigger: Trigger
+    steps: list[Step] = Field(min_length=1, description="Run in order; each step gets the previous one's output.")
+    max_active_runs: int | None = Field(
+        None, ge=1, le=64, description="Defaults to 1 (runs of a flow stay in order)."
+    )
+    defaults: RunDefaults | None = Field(None, description="Overrides the integration's run defaults.")
+
+
+class IntegrationTemplate(StrictModel):
+    """What an integration does, written once by a data engineer (include/integrations/<name>.yaml)."""
+
+    name: Ident = Field(description="Must equal the file name without .yaml.")
+    description: str = Field("", description="Shown in docs.")
+    version: str = Field("1", description="Free-form version of the template.")
+    config: dict[Ident, ConfigVariable] = Field(default_factory=dict, description="Variables customers set.")
+    connections: dict[Ident, ConnectionSlot] = Field(default_factory=dict, description="Credential slots.")
+    defaults: RunDefaults = Field(default_factory=RunDefaults)
+    flows: dict[Ident, Flow] = Field(min_length=1)
+
+
+class FlowOverride(StrictModel):
+    """A customer's changes to one flow."""
+
+    enabled: bool = Field(True, description="false: no DAG is generated for this flow.")
+    schedule: Schedule | None = Field(None, description="Replaces the template's schedule.")
+
+
+class CustomerIntegration(StrictModel):
+    """One integration a customer has, with the customer's values."""
+
+    enabled: bool = Field(True, description="false: no DAGs are generated for this integration.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Values of the template's variables.")
+    connections: dict[str, str] = Field(
+        default_factory=dict, description="Connection slot -> Airflow connection id."
+    )
+    flows: dict[str, FlowOverride] = Field(default_factory=dict, description="Per-flow overrides.")
+
+
+class Customer(StrictModel):
+    """A customer instance (include/customers/<id>.yaml): data only, never code."""
+
+    id: Ident = Field(description="Must equal the file name without .yaml.")
+    name: str = Field(min_length=1, description="Display name.")
+    enabled: bool = Field(True, description="false: no DAGs for this customer.")
+    tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
+    integrations: dict[Ident, CustomerIntegration] = Field(
+        default_factory=dict, description="Integration name -> the customer's settings for it."
+    )

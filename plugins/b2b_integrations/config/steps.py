@@ -1,0 +1,130 @@
+"""Step kinds: one options model per kind, chosen by ``kind``.
+
+This module is the step-kind registry. Each model names the operator that runs it (a dotted path, imported
+only when a DAG is built) and whether it is available in this version. Adding a step kind means adding a
+model here and listing it in ``STEP_MODELS``; the config schema, the validator and the DAG factory follow.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import ConfigDict, Field, model_validator
+
+from b2b_integrations.config.base import Ident, StrictModel
+
+SQL_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+SQL_COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class StepBase(StrictModel):
+    """Fields every step has."""
+
+    id: Ident = Field(description="Task id of the step, unique within the flow.")
+    description: str = Field("", description="Shown in the generated DAG docs.")
+    retries: int | None = Field(None, ge=0, le=20, description="Overrides the flow's retries for this step.")
+
+    operator: ClassVar[str]
+    available: ClassVar[bool] = True
+    # Option name -> operator argument, for options naming a connection *slot* of the template; the
+    # operator receives the customer's Airflow connection id under the argument name.
+    connection_fields: ClassVar[dict[str, str]] = {}
+
+
+class TransformStep(StepBase):
+    """Run a Python callable (pandas DataFrame in, DataFrame or list of dicts out)."""
+
+    kind: Literal["transform"]
+    callable: str = Field(
+        pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*[.:][A-Za-z_]\w*$",
+        description="Dotted path 'package.module.function' from an allow-listed package.",
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the callable.")
+
+    operator: ClassVar[str] = "b2b_integrations.operators.transform.TransformOperator"
+
+
+class LoadStep(StepBase):
+    """Write the upstream step's records into a SQL table (insert, or upsert by key)."""
+
+    kind: Literal["load"]
+    connection: Ident = Field(description="Connection slot of the target database.")
+    table: str = Field(pattern=SQL_TABLE_PATTERN, description="Target table, optionally schema-qualified.")
+    mode: Literal["insert", "upsert"] = Field("upsert", description="upsert replaces rows with the same key.")
+    key: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(
+        default_factory=list, description="Primary-key columns (required for upsert)."
+    )
+    columns: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] | None = Field(
+        None, description="Column -> SQL type; used to create the table when create_table is true."
+    )
+    create_table: bool = Field(False, description="Create the table if it does not exist (needs columns).")
+    chunk_size: int = Field(1000, ge=1, le=100_000, description="Rows per INSERT batch.")
+
+    operator: ClassVar[str] = "b2b_integrations.operators.sql_load.SqlLoadOperator"
+    connection_fields: ClassVar[dict[str, str]] = {"connection": "conn_id"}
+
+    @model_validator(mode="after")
+    def _check_key(self) -> LoadStep:
+        if self.mode == "upsert" and not self.key:
+            raise ValueError("mode 'upsert' needs 'key': the columns that identify a row")
+        if self.create_table and not self.columns:
+            raise ValueError("create_table needs 'columns' (column -> SQL type)")
+        if self.columns is not None:
+            missing = [k for k in self.key if k not in self.columns]
+            if missing:
+                raise ValueError(f"key columns {missing} are not listed in 'columns'")
+        return self
+
+
+class _PlannedStep(StepBase):
+    """A step kind that is declared but not implemented yet: it validates loosely and fails at run time."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    available: ClassVar[bool] = False
+    operator: ClassVar[str] = "b2b_integrations.operators.unavailable.StepNotAvailableOperator"
+
+
+class HttpImportStep(_PlannedStep):
+    """Poll a third-party API (pagination, incremental cursor). Not yet available."""
+
+    kind: Literal["http_import"]
+
+
+class SftpImportStep(_PlannedStep):
+    """Import new files from an SFTP folder. Not yet available."""
+
+    kind: Literal["sftp_import"]
+
+
+class ReportExportStep(_PlannedStep):
+    """Render a report (PDF, CSV, XML, Excel). Not yet available."""
+
+    kind: Literal["report_export"]
+
+
+class DeliverStep(_PlannedStep):
+    """Deliver a file or event (SFTP, email, Slack, HTTP, webhook). Not yet available."""
+
+    kind: Literal["deliver"]
+
+
+class PublishStep(_PlannedStep):
+    """Publish a message (pub/sub). Not yet available."""
+
+    kind: Literal["publish"]
+
+
+STEP_MODELS: tuple[type[StepBase], ...] = (
+    TransformStep,
+    LoadStep,
+    HttpImportStep,
+    SftpImportStep,
+    ReportExportStep,
+    DeliverStep,
+    PublishStep,
+)
+
+STEP_KINDS: dict[str, type[StepBase]] = {m.model_fields["kind"].annotation.__args__[0]: m for m in STEP_MODELS}
+
+# Built from STEP_MODELS so the registry stays the one list of step kinds.
+Step = Annotated[Union[STEP_MODELS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007

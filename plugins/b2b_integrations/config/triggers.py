@@ -1,0 +1,77 @@
+"""What starts a flow. One model per trigger type, chosen by ``type``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
+
+from b2b_integrations.config.base import Ident, StrictModel
+from b2b_integrations.config.schedules import check_schedule
+
+Schedule = Annotated[str, AfterValidator(check_schedule)]
+
+
+class ScheduleTrigger(StrictModel):
+    """Run on a cron expression, an Airflow preset, or an interval (``15m``, ``2h``, ``1d``)."""
+
+    type: Literal["schedule"]
+    schedule: Schedule = Field(description="Cron, preset (@daily) or interval (15m). Customers may override.")
+    catchup: bool = Field(False, description="Run missed intervals after a pause or a late start.")
+
+
+class ManualTrigger(StrictModel):
+    """Run only when triggered from the UI, the REST API or the CLI."""
+
+    type: Literal["manual"]
+
+
+class WebhookTrigger(StrictModel):
+    """A third party calls our webhook endpoint; each stored event becomes an asset event."""
+
+    type: Literal["webhook"]
+    signature: Literal["standard_webhooks", "github", "stripe", "shared_secret", "none"] = Field(
+        "standard_webhooks", description="How the sender signs requests."
+    )
+    secret_connection: Ident | None = Field(
+        None, description="Connection slot holding the signing secret (password field)."
+    )
+    payload_schema: dict[str, Any] | None = Field(None, description="Optional JSON Schema for payloads.")
+
+
+class AppEventTrigger(StrictModel):
+    """Our own app publishes events; the flow runs for the event types it subscribes to."""
+
+    type: Literal["app_event"]
+    events: list[str] = Field(min_length=1, description="Event types, e.g. invoice.paid.")
+    filter: dict[str, Any] = Field(default_factory=dict, description="Field equality filter on event data.")
+
+
+class PubSubTrigger(StrictModel):
+    """A message on a pub/sub channel starts the flow."""
+
+    type: Literal["pubsub"]
+    channel: str = Field(min_length=1, description="Channel name; may use ${customer.id}.")
+    connection: Ident | None = Field(None, description="Connection slot of the broker (Redis).")
+
+
+class SyncTrigger(StrictModel):
+    """A caller waits for the flow's answer over HTTP; slow runs degrade to 202 + polling/callback."""
+
+    type: Literal["sync"]
+    timeout_seconds: float = Field(30, gt=0, le=300, description="How long the caller waits.")
+    input_schema: dict[str, Any] | None = Field(None, description="JSON Schema of the request body.")
+    result_step: Ident | None = Field(None, description="Step whose return value is the answer.")
+
+
+class AssetTrigger(StrictModel):
+    """Run after another flow of the same integration (for the same customer) produced output."""
+
+    type: Literal["asset"]
+    flow: Ident = Field(description="The upstream flow of this integration.")
+
+
+Trigger = Annotated[
+    ScheduleTrigger | ManualTrigger | WebhookTrigger | AppEventTrigger | PubSubTrigger | SyncTrigger | AssetTrigger,
+    Field(discriminator="type"),
+]

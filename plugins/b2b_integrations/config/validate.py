@@ -1,0 +1,205 @@
+"""Rules that span fields or files, each reported with the exact key path it is about.
+
+Pure functions over already-parsed models: no I/O, so the CLI and the DAG factory give the same verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from b2b_integrations.config.models import CONN_ID_PATTERN, CustomerIntegration, IntegrationTemplate
+from b2b_integrations.config.references import CUSTOMER_FIELDS, iter_references
+from b2b_integrations.config.steps import StepBase, TransformStep
+from b2b_integrations.config.triggers import (
+    AssetTrigger,
+    PubSubTrigger,
+    ScheduleTrigger,
+    SyncTrigger,
+    WebhookTrigger,
+)
+from b2b_integrations.config.variables import check_value
+from b2b_integrations.config.yaml_source import KeyPath
+
+# Customer values must never become Airflow Jinja: a customer file could otherwise read other secrets.
+_JINJA_MARKERS = re.compile(r"\{\{|\{%|\{#")
+_STEP_BASE_FIELDS = frozenset(StepBase.model_fields)
+
+DEFAULT_TRANSFORM_PREFIXES = ("b2b_integrations.transforms.", "b2b_transforms.")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule violation; warnings do not stop DAGs from being built."""
+
+    path: KeyPath
+    message: str
+    warning: bool = False
+
+
+def check_template(template: IntegrationTemplate, transform_prefixes: Iterable[str]) -> list[Finding]:
+    """Check references inside one integration template."""
+    prefixes = tuple(transform_prefixes)
+    findings: list[Finding] = []
+    for flow_name, flow in template.flows.items():
+        flow_path: KeyPath = ("flows", flow_name)
+        findings.extend(_check_trigger(template, flow_name, flow_path))
+        seen_ids: set[str] = set()
+        for index, step in enumerate(flow.steps):
+            step_path: KeyPath = (*flow_path, "steps", index)
+            if step.id in seen_ids:
+                findings.append(Finding((*step_path, "id"), f"duplicate step id {step.id!r} in flow {flow_name!r}"))
+            seen_ids.add(step.id)
+            findings.extend(_check_step(template, step, step_path, prefixes))
+    findings.extend(_asset_cycles(template))
+    return findings
+
+
+def _check_trigger(template: IntegrationTemplate, flow_name: str, flow_path: KeyPath) -> Iterator[Finding]:
+    trigger = template.flows[flow_name].trigger
+    path: KeyPath = (*flow_path, "trigger")
+    slot_fields = {WebhookTrigger: "secret_connection", PubSubTrigger: "connection"}
+    slot_field = slot_fields.get(type(trigger))  # type: ignore[call-overload]
+    if slot_field and (slot := getattr(trigger, slot_field)) and slot not in template.connections:
+        yield Finding((*path, slot_field), _unknown("connection slot", slot, template.connections))
+    if isinstance(trigger, AssetTrigger):
+        if trigger.flow == flow_name:
+            yield Finding((*path, "flow"), "a flow cannot be triggered by its own output")
+        elif trigger.flow not in template.flows:
+            yield Finding((*path, "flow"), _unknown("flow", trigger.flow, template.flows))
+    if isinstance(trigger, SyncTrigger) and trigger.result_step:
+        step_ids = [s.id for s in template.flows[flow_name].steps]
+        if trigger.result_step not in step_ids:
+            yield Finding((*path, "result_step"), _unknown("step", trigger.result_step, step_ids))
+    if isinstance(trigger, PubSubTrigger):
+        yield from _check_references(template, {"channel": trigger.channel}, path)
+
+
+def _check_step(
+    template: IntegrationTemplate, step: StepBase, path: KeyPath, prefixes: tuple[str, ...]
+) -> Iterator[Finding]:
+    for field in step.connection_fields:
+        slot = getattr(step, field)
+        if slot not in template.connections:
+            yield Finding((*path, field), _unknown("connection slot", slot, template.connections))
+    options = {k: v for k, v in step.model_dump().items() if k not in _STEP_BASE_FIELDS}
+    yield from _check_references(template, options, path)
+    if isinstance(step, TransformStep) and not step.callable.replace(":", ".").startswith(prefixes):
+        yield Finding(
+            (*path, "callable"),
+            f"callable {step.callable!r} is outside the allowed packages {list(prefixes)} "
+            "(set B2B_TRANSFORM_PREFIXES to allow another package)",
+        )
+    if not step.available:
+        yield Finding(
+            (*path, "kind"),
+            f"step kind {step.model_fields['kind'].annotation.__args__[0]!r} is not yet available in this "
+            "version: the DAG is generated but this step fails at run time",
+            warning=True,
+        )
+
+
+def _check_references(template: IntegrationTemplate, options: dict[str, Any], path: KeyPath) -> Iterator[Finding]:
+    scopes: dict[str, Iterable[str]] = {
+        "config": template.config,
+        "connections": template.connections,
+        "customer": CUSTOMER_FIELDS,
+    }
+    for ref_path, scope, name in iter_references(options):
+        where = (*path, *ref_path)
+        if not scope:
+            yield Finding(
+                where, f"malformed reference {name!r}: use ${{config.NAME}}, ${{customer.id}}, ${{connections.SLOT}}"
+            )
+        elif name not in scopes[scope]:
+            yield Finding(where, _unknown(f"{scope} name in reference", name, scopes[scope]))
+
+
+def _asset_cycles(template: IntegrationTemplate) -> Iterator[Finding]:
+    upstream = {
+        name: flow.trigger.flow for name, flow in template.flows.items() if isinstance(flow.trigger, AssetTrigger)
+    }
+    reported: set[str] = set()
+    for start in upstream:
+        chain, current = [start], upstream.get(start)
+        while current is not None and current not in chain:
+            chain.append(current)
+            current = upstream.get(current)
+        if current == start and len(chain) > 1 and not reported.intersection(chain):
+            reported.update(chain)
+            cycle = " -> ".join([*chain, start])
+            yield Finding(("flows", start, "trigger", "flow"), f"asset triggers form a cycle: {cycle}")
+
+
+def check_customer_integration(
+    name: str, settings: CustomerIntegration, template: IntegrationTemplate
+) -> list[Finding]:
+    """Check a customer's values for one integration against the template's declarations."""
+    base: KeyPath = ("integrations", name)
+    findings: list[Finding] = []
+    for key, value in settings.config.items():
+        path = (*base, "config", key)
+        var = template.config.get(key)
+        if var is None:
+            findings.append(Finding(path, _unknown("config variable", key, template.config, f" of integration {name!r}")))
+            continue
+        problem = check_value(var, value)
+        if problem:
+            findings.append(Finding(path, problem))
+        findings.extend(Finding((*path, *p), m) for p, m in _jinja_in(value))
+    for key, var in template.config.items():
+        if var.is_required and key not in settings.config:
+            description = f" ({var.description})" if var.description else ""
+            findings.append(
+                Finding((*base, "config"), f"missing required value {key!r} of type {var.type.value}{description}")
+            )
+    findings.extend(_check_connections(base, settings, template))
+    findings.extend(_check_flow_overrides(base, settings, template))
+    return findings
+
+
+def _check_connections(base: KeyPath, settings: CustomerIntegration, template: IntegrationTemplate) -> Iterator[Finding]:
+    for slot, conn_id in settings.connections.items():
+        path = (*base, "connections", slot)
+        if slot not in template.connections:
+            yield Finding(path, _unknown("connection slot", slot, template.connections))
+        elif not re.fullmatch(CONN_ID_PATTERN, conn_id):
+            yield Finding(path, f"invalid Airflow connection id {conn_id!r}: use letters, digits, '_', '.', '-'")
+    for slot, declared in template.connections.items():
+        if declared.required and slot not in settings.connections:
+            what = f" ({declared.description})" if declared.description else ""
+            yield Finding((*base, "connections"), f"missing connection id for required slot {slot!r}{what}")
+
+
+def _check_flow_overrides(
+    base: KeyPath, settings: CustomerIntegration, template: IntegrationTemplate
+) -> Iterator[Finding]:
+    for flow_name, override in settings.flows.items():
+        path = (*base, "flows", flow_name)
+        flow = template.flows.get(flow_name)
+        if flow is None:
+            yield Finding(path, _unknown("flow", flow_name, template.flows))
+        elif override.schedule is not None and not isinstance(flow.trigger, ScheduleTrigger):
+            yield Finding(
+                (*path, "schedule"),
+                f"flow {flow_name!r} is triggered by {flow.trigger.type!r}, so it has no schedule to override",
+            )
+
+
+def _jinja_in(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(value, str) and _JINJA_MARKERS.search(value):
+        yield path, "customer values may not contain Jinja markers ('{{', '{%', '{#')"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _jinja_in(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _jinja_in(item, (*path, index))
+
+
+def _unknown(what: str, name: str, known: Iterable[str], scope: str = "") -> str:
+    names = sorted(known)
+    expected = f"expected one of {names}" if names else "none declared"
+    return f"unknown {what} {name!r}{scope}; {expected}"

@@ -1,0 +1,1 @@
+"""Integration templates + customer configs -> Airflow DAGs (config -> plan -> build)."""

@@ -1,0 +1,66 @@
+"""Plan -> Airflow DAG. The only place that instantiates operators."""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, Asset, Param
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
+    from b2b_integrations.factory.plan import AssetRef, DagPlan
+
+# A fixed start date keeps DAG definitions stable between parses; catchup is off unless a template asks.
+START_DATE_ISO = "2025-01-01T00:00:00+00:00"
+
+
+@cache
+def operator_class(dotted_path: str) -> type[BaseOperator]:
+    module_name, _, class_name = dotted_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+@cache
+def _start_date() -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(START_DATE_ISO)
+
+
+def _asset(ref: AssetRef) -> Asset:
+    return Asset(name=ref.name, uri=ref.uri)
+
+
+def build_dag(plan: DagPlan) -> DAG:
+    """Create the DAG and its tasks for one plan; tasks run in the order of the flow's steps."""
+    schedule: Any = _asset(plan.schedule_asset) if plan.schedule_asset is not None else plan.schedule
+    dag = DAG(
+        dag_id=plan.dag_id,
+        description=plan.description,
+        doc_md=plan.doc_md,
+        schedule=schedule,
+        start_date=_start_date(),
+        catchup=plan.catchup,
+        max_active_runs=plan.max_active_runs,
+        tags=list(plan.tags),
+        default_args=dict(plan.default_args),
+        params={name: Param(**spec) for name, spec in plan.params.items()},
+    )
+    previous = None
+    with dag:
+        for index, task in enumerate(plan.tasks):
+            kwargs: dict[str, Any] = dict(task.arguments)
+            if task.retries is not None:
+                kwargs["retries"] = task.retries
+            if task.doc_md:
+                kwargs["doc_md"] = task.doc_md
+            if index == len(plan.tasks) - 1 and plan.outlet_asset is not None:
+                kwargs["outlets"] = [_asset(plan.outlet_asset)]
+            operator = operator_class(task.operator)(task_id=task.task_id, **kwargs)
+            if previous is not None:
+                previous >> operator
+            previous = operator
+    return dag

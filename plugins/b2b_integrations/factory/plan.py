@@ -1,0 +1,55 @@
+"""The plan: plain dataclasses saying which DAGs and tasks to build, with every value resolved.
+
+The plan is the seam between config and Airflow: it is built without importing Airflow, so the whole
+config -> DAG mapping is testable as data, and ``build.py`` is the only place that instantiates operators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One operator instance: its class (dotted path) and keyword arguments."""
+
+    task_id: str
+    kind: str
+    operator: str
+    arguments: dict[str, Any]
+    retries: int | None = None
+    doc_md: str = ""
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """An Airflow asset by name and URI; flows exchange events through these."""
+
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class DagPlan:
+    """One DAG: a customer x integration x flow."""
+
+    dag_id: str
+    customer_id: str
+    integration: str
+    flow: str
+    pattern: str
+    trigger_type: str
+    schedule: str | timedelta | None
+    schedule_asset: AssetRef | None
+    outlet_asset: AssetRef | None
+    catchup: bool
+    max_active_runs: int
+    tags: tuple[str, ...]
+    description: str
+    doc_md: str
+    params: dict[str, dict[str, Any]]
+    default_args: dict[str, Any]
+    tasks: tuple[TaskPlan, ...]
+    source_files: tuple[str, ...] = field(default=())

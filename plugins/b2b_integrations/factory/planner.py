@@ -1,0 +1,254 @@
+"""Config -> plan. Pure: takes loaded models, returns DagPlans, never touches Airflow or the network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from b2b_integrations.config.loader import CustomerInstance, Project
+from b2b_integrations.config.models import CustomerIntegration, Flow, IntegrationTemplate, Pattern
+from b2b_integrations.config.references import resolve
+from b2b_integrations.config.schedules import parse_schedule
+from b2b_integrations.config.steps import StepBase
+from b2b_integrations.config.triggers import AssetTrigger, ScheduleTrigger
+from b2b_integrations.config.variables import JSON_TYPES
+from b2b_integrations.factory.plan import AssetRef, DagPlan, TaskPlan
+
+DAG_ID_SEPARATOR = "__"
+# Triggers whose runs arrive as Airflow asset events (webhooks, app events, pub/sub messages).
+EVENT_TRIGGERS = frozenset({"webhook", "app_event", "pubsub"})
+_STEP_BASE_FIELDS = frozenset(StepBase.model_fields) | {"kind"}
+
+
+def dag_id_for(customer_id: str, integration: str, flow: str) -> str:
+    return DAG_ID_SEPARATOR.join((customer_id, integration, flow))
+
+
+def inbox_asset(customer_id: str, integration: str, flow: str) -> AssetRef:
+    """The asset that receives a flow's incoming events (webhook, app event, pub/sub)."""
+    return AssetRef(
+        name=f"b2b.{customer_id}.{integration}.{flow}.inbox",
+        uri=f"b2b://{customer_id}/{integration}/{flow}/inbox",
+    )
+
+
+def output_asset(customer_id: str, integration: str, flow: str) -> AssetRef:
+    """The asset a flow updates when it finishes, for flows triggered by its output."""
+    return AssetRef(
+        name=f"b2b.{customer_id}.{integration}.{flow}.output",
+        uri=f"b2b://{customer_id}/{integration}/{flow}/output",
+    )
+
+
+def infer_pattern(flow: Flow) -> Pattern:
+    """The pattern a flow implements, from its trigger and step kinds (templates may state it instead)."""
+    if flow.pattern is not None:
+        return flow.pattern
+    kinds = {step.kind for step in flow.steps}  # type: ignore[attr-defined]
+    trigger = flow.trigger.type
+    if trigger in ("webhook", "pubsub"):
+        return Pattern.EVENT_DRIVEN_IMPORT
+    if trigger == "app_event":
+        return Pattern.EVENT_DRIVEN_EXPORT
+    if trigger == "sync":
+        return Pattern.SYNCHRONOUS
+    for kind, pattern in (
+        ("sftp_import", Pattern.SCHEDULED_FILE_IMPORT),
+        ("http_import", Pattern.SCHEDULED_DATA_IMPORT),
+        ("report_export", Pattern.SCHEDULED_FILE_EXPORT),
+    ):
+        if kind in kinds:
+            return pattern
+    return Pattern.CUSTOM
+
+
+def plan_project(project: Project) -> list[DagPlan]:
+    """Every DAG of every enabled customer integration flow, in a stable order."""
+    plans: list[DagPlan] = []
+    for instance in project.customers:
+        if not instance.customer.enabled:
+            continue
+        for name, settings in instance.integrations.items():
+            if settings.enabled:
+                plans.extend(plan_integration(instance, name, settings, project.templates[name]))
+    return plans
+
+
+def plan_integration(
+    instance: CustomerInstance, name: str, settings: CustomerIntegration, template: IntegrationTemplate
+) -> list[DagPlan]:
+    customer = instance.customer
+    config = {key: var.default for key, var in template.config.items()} | settings.config
+    scopes = {
+        "config": config,
+        "customer": {"id": customer.id, "name": customer.name},
+        "connections": dict(settings.connections),
+    }
+    consumed = _flows_with_output_consumers(template.flows.items())
+    plans = []
+    for flow_name, flow in template.flows.items():
+        override = settings.flows.get(flow_name)
+        if override is not None and not override.enabled:
+            continue
+        if not _upstream_enabled(flow, settings):
+            continue
+        plans.append(
+            _plan_flow(instance, name, template, flow_name, flow, settings, scopes, config, flow_name in consumed)
+        )
+    return plans
+
+
+def _flows_with_output_consumers(flows: Iterable[tuple[str, Flow]]) -> set[str]:
+    return {flow.trigger.flow for _, flow in flows if isinstance(flow.trigger, AssetTrigger)}
+
+
+def _upstream_enabled(flow: Flow, settings: CustomerIntegration) -> bool:
+    # A flow fed by a disabled flow's output would never run: leave it out rather than build a dead DAG.
+    if isinstance(flow.trigger, AssetTrigger):
+        upstream = settings.flows.get(flow.trigger.flow)
+        return upstream is None or upstream.enabled
+    return True
+
+
+def _plan_flow(
+    instance: CustomerInstance,
+    integration: str,
+    template: IntegrationTemplate,
+    flow_name: str,
+    flow: Flow,
+    settings: CustomerIntegration,
+    scopes: dict[str, dict[str, Any]],
+    config: dict[str, Any],
+    has_consumers: bool,
+) -> DagPlan:
+    customer = instance.customer
+    pattern = infer_pattern(flow)
+    schedule, schedule_asset, catchup = _schedule(customer.id, integration, flow_name, flow, settings)
+    run_defaults = flow.defaults or template.defaults
+    dag_id = dag_id_for(customer.id, integration, flow_name)
+    tasks = tuple(_plan_task(step, index, flow, scopes) for index, step in enumerate(flow.steps))
+    base_context = {"customer_id": customer.id, "integration": integration, "flow": flow_name}
+    tasks = tuple(
+        TaskPlan(t.task_id, t.kind, t.operator, {**base_context, **t.arguments}, t.retries, t.doc_md) for t in tasks
+    )
+    return DagPlan(
+        dag_id=dag_id,
+        customer_id=customer.id,
+        integration=integration,
+        flow=flow_name,
+        pattern=pattern.value,
+        trigger_type=flow.trigger.type,
+        schedule=schedule,
+        schedule_asset=schedule_asset,
+        outlet_asset=output_asset(customer.id, integration, flow_name) if has_consumers else None,
+        catchup=catchup,
+        max_active_runs=flow.max_active_runs or 1,
+        tags=(
+            f"customer:{customer.id}",
+            f"integration:{integration}",
+            f"pattern:{pattern.value}",
+            *customer.tags,
+        ),
+        description=f"{customer.name}: {template.description or integration} / {flow.description or flow_name}"[:200],
+        doc_md=_doc_md(instance, integration, template, flow_name, flow, pattern, schedule, config, settings),
+        params=_params(template, config),
+        default_args={
+            "owner": run_defaults.owner,
+            "retries": run_defaults.retries,
+            "retry_delay": timedelta(seconds=run_defaults.retry_delay_seconds),
+            "retry_exponential_backoff": run_defaults.retry_exponential_backoff,
+            "max_retry_delay": timedelta(seconds=run_defaults.max_retry_delay_seconds),
+            "execution_timeout": (
+                timedelta(minutes=run_defaults.execution_timeout_minutes)
+                if run_defaults.execution_timeout_minutes
+                else None
+            ),
+        },
+        tasks=tasks,
+        source_files=(instance.file,),
+    )
+
+
+def _schedule(
+    customer_id: str, integration: str, flow_name: str, flow: Flow, settings: CustomerIntegration
+) -> tuple[str | timedelta | None, AssetRef | None, bool]:
+    trigger = flow.trigger
+    if isinstance(trigger, ScheduleTrigger):
+        override = settings.flows.get(flow_name)
+        expr = override.schedule if override is not None and override.schedule else trigger.schedule
+        return parse_schedule(expr), None, trigger.catchup
+    if isinstance(trigger, AssetTrigger):
+        return None, output_asset(customer_id, integration, trigger.flow), False
+    if trigger.type in EVENT_TRIGGERS:
+        return None, inbox_asset(customer_id, integration, flow_name), False
+    return None, None, False  # manual and sync flows are started by a person or an API call
+
+
+def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[str, Any]]) -> TaskPlan:
+    options = {k: v for k, v in step.model_dump().items() if k not in _STEP_BASE_FIELDS}
+    arguments = resolve(options, scopes)
+    for field, argument in step.connection_fields.items():
+        arguments.pop(field)
+        arguments[argument] = scopes["connections"].get(getattr(step, field))
+    kind: str = step.kind  # type: ignore[attr-defined]
+    arguments["input_task_id"] = flow.steps[index - 1].id if index else None
+    if not step.available:
+        arguments = {"kind": kind, "input_task_id": arguments["input_task_id"]}
+    return TaskPlan(
+        task_id=step.id,
+        kind=kind,
+        operator=step.operator,
+        arguments=arguments,
+        retries=step.retries,
+        doc_md=step.description,
+    )
+
+
+def _params(template: IntegrationTemplate, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Manual-run form in the UI: the customer's effective config as typed, documented params."""
+    params: dict[str, dict[str, Any]] = {}
+    for key, var in template.config.items():
+        spec: dict[str, Any] = {"default": config.get(key), "type": [JSON_TYPES[var.type], "null"]}
+        if var.description:
+            spec["description"] = var.description
+        if var.choices is not None:
+            spec["enum"] = [*var.choices, None]
+        params[key] = spec
+    return params
+
+
+def _doc_md(
+    instance: CustomerInstance,
+    integration: str,
+    template: IntegrationTemplate,
+    flow_name: str,
+    flow: Flow,
+    pattern: Pattern,
+    schedule: str | timedelta | None,
+    config: dict[str, Any],
+    settings: CustomerIntegration,
+) -> str:
+    customer = instance.customer
+    lines = [
+        f"# {customer.name} · {integration} · {flow_name}",
+        "",
+        template.description,
+        "",
+        flow.description,
+        "",
+        f"- **Customer**: `{customer.id}` (config: `{instance.file}`)",
+        f"- **Integration**: `{integration}` version {template.version}",
+        f"- **Pattern**: {pattern.value}",
+        f"- **Trigger**: {flow.trigger.type}" + (f" `{schedule}`" if schedule is not None else ""),
+        "",
+        "## Steps",
+        *(f"{i}. `{s.id}` ({s.kind}){' - ' + s.description if s.description else ''}" for i, s in enumerate(flow.steps, 1)),  # type: ignore[attr-defined]
+    ]
+    if config:
+        lines += ["", "## Config", "", "| variable | value |", "| --- | --- |"]
+        lines += [f"| `{k}` | `{v!r}` |" for k, v in sorted(config.items())]
+    if settings.connections:
+        lines += ["", "## Connections", "", "| slot | Airflow connection id |", "| --- | --- |"]
+        lines += [f"| `{k}` | `{v}` |" for k, v in sorted(settings.connections.items())]
+    return "\n".join(lines)

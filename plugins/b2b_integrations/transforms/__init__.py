@@ -1,0 +1,1 @@
+"""Transform callables shipped with the package (allow-listed for templates)."""
