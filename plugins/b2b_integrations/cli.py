@@ -36,8 +36,12 @@ def _schema(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2b_integrations", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    validate = commands.add_parser("validate", help="check every template and customer file; exit 1 on errors")
-    validate.add_argument("include_dir", nargs="?", default="include", help="folder with integrations/ and customers/")
+    validate = commands.add_parser(
+        "validate", help="check every template and customer file; exit 1 on errors"
+    )
+    validate.add_argument(
+        "include_dir", nargs="?", default="include", help="folder with integrations/ and customers/"
+    )
     validate.set_defaults(func=_validate)
     schema = commands.add_parser("schema", help="write the JSON Schemas of template and customer files")
     schema.add_argument("out_dir", nargs="?", default="include/schema")

@@ -64,7 +64,9 @@ def transform_prefixes_from_env() -> tuple[str, ...]:
     return extra or DEFAULT_TRANSFORM_PREFIXES
 
 
-def load_project(include_dir: str | os.PathLike[str], transform_prefixes: Iterable[str] | None = None) -> Project:
+def load_project(
+    include_dir: str | os.PathLike[str], transform_prefixes: Iterable[str] | None = None
+) -> Project:
     """Load and check ``include_dir/integrations/*.yaml`` and ``include_dir/customers/*.yaml``."""
     root = Path(include_dir)
     prefixes = tuple(transform_prefixes) if transform_prefixes is not None else transform_prefixes_from_env()
@@ -149,7 +151,9 @@ def _read(path: Path, file: str, project: Project) -> YamlDocument | None:
     return doc if not doc.duplicate_keys else None
 
 
-def _load_template(path: Path, file: str, prefixes: tuple[str, ...], project: Project) -> IntegrationTemplate | None:
+def _load_template(
+    path: Path, file: str, prefixes: tuple[str, ...], project: Project
+) -> IntegrationTemplate | None:
     doc = _read(path, file, project)
     if doc is None:
         return None
@@ -158,7 +162,9 @@ def _load_template(path: Path, file: str, prefixes: tuple[str, ...], project: Pr
     if template is None:
         return None
     if template.name != path.stem:
-        report.add(Finding(("name",), f"template name {template.name!r} must equal the file name {path.stem!r}"))
+        report.add(
+            Finding(("name",), f"template name {template.name!r} must equal the file name {path.stem!r}")
+        )
     report.add_all(check_template(template, prefixes))
     return template if report.errors == 0 else None
 
@@ -228,7 +234,9 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
 
 def _is_tag(part: str, mapping: dict[str, Any]) -> bool:
     # Pydantic puts the discriminator value ("schedule", "load"...) or a type name into the location.
-    return part in (mapping.get("kind"), mapping.get("type")) or part.startswith(("function-", "json-or-python"))
+    return part in (mapping.get("kind"), mapping.get("type")) or part.startswith(
+        ("function-", "json-or-python")
+    )
 
 
 def _describe(item: Any) -> str:

@@ -60,7 +60,9 @@ class Flow(StrictModel):
     description: str = Field("", description="What the flow does, for the generated DAG docs.")
     pattern: Pattern | None = Field(None, description="Defaults to the pattern implied by trigger and steps.")
     trigger: Trigger
-    steps: list[Step] = Field(min_length=1, description="Run in order; each step gets the previous one's output.")
+    steps: list[Step] = Field(
+        min_length=1, description="Run in order; each step gets the previous one's output."
+    )
     max_active_runs: int | None = Field(
         None, ge=1, le=64, description="Defaults to 1 (runs of a flow stay in order)."
     )

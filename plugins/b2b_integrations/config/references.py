@@ -17,7 +17,9 @@ _ANY_REF = re.compile(r"\$\{[^}]*\}")
 CUSTOMER_FIELDS = ("id", "name")
 
 
-def iter_references(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
+def iter_references(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
     """Yield (key path, scope, name) for every reference in a nested value; malformed ones as scope ''."""
     if isinstance(value, str):
         for match in _ANY_REF.finditer(value):

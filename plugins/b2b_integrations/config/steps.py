@@ -124,7 +124,9 @@ STEP_MODELS: tuple[type[StepBase], ...] = (
     PublishStep,
 )
 
-STEP_KINDS: dict[str, type[StepBase]] = {m.model_fields["kind"].annotation.__args__[0]: m for m in STEP_MODELS}
+STEP_KINDS: dict[str, type[StepBase]] = {
+    m.model_fields["kind"].annotation.__args__[0]: m for m in STEP_MODELS
+}
 
 # Built from STEP_MODELS so the registry stays the one list of step kinds.
 Step = Annotated[Union[STEP_MODELS], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007

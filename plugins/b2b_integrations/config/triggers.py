@@ -72,6 +72,12 @@ class AssetTrigger(StrictModel):
 
 
 Trigger = Annotated[
-    ScheduleTrigger | ManualTrigger | WebhookTrigger | AppEventTrigger | PubSubTrigger | SyncTrigger | AssetTrigger,
+    ScheduleTrigger
+    | ManualTrigger
+    | WebhookTrigger
+    | AppEventTrigger
+    | PubSubTrigger
+    | SyncTrigger
+    | AssetTrigger,
     Field(discriminator="type"),
 ]

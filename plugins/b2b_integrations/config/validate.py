@@ -50,7 +50,9 @@ def check_template(template: IntegrationTemplate, transform_prefixes: Iterable[s
         for index, step in enumerate(flow.steps):
             step_path: KeyPath = (*flow_path, "steps", index)
             if step.id in seen_ids:
-                findings.append(Finding((*step_path, "id"), f"duplicate step id {step.id!r} in flow {flow_name!r}"))
+                findings.append(
+                    Finding((*step_path, "id"), f"duplicate step id {step.id!r} in flow {flow_name!r}")
+                )
             seen_ids.add(step.id)
             findings.extend(_check_step(template, step, step_path, prefixes))
     findings.extend(_asset_cycles(template))
@@ -101,7 +103,9 @@ def _check_step(
         )
 
 
-def _check_references(template: IntegrationTemplate, options: dict[str, Any], path: KeyPath) -> Iterator[Finding]:
+def _check_references(
+    template: IntegrationTemplate, options: dict[str, Any], path: KeyPath
+) -> Iterator[Finding]:
     scopes: dict[str, Iterable[str]] = {
         "config": template.config,
         "connections": template.connections,
@@ -111,7 +115,8 @@ def _check_references(template: IntegrationTemplate, options: dict[str, Any], pa
         where = (*path, *ref_path)
         if not scope:
             yield Finding(
-                where, f"malformed reference {name!r}: use ${{config.NAME}}, ${{customer.id}}, ${{connections.SLOT}}"
+                where,
+                f"malformed reference {name!r}: use ${{config.NAME}}, ${{customer.id}}, ${{connections.SLOT}}",
             )
         elif name not in scopes[scope]:
             yield Finding(where, _unknown(f"{scope} name in reference", name, scopes[scope]))
@@ -119,7 +124,9 @@ def _check_references(template: IntegrationTemplate, options: dict[str, Any], pa
 
 def _asset_cycles(template: IntegrationTemplate) -> Iterator[Finding]:
     upstream = {
-        name: flow.trigger.flow for name, flow in template.flows.items() if isinstance(flow.trigger, AssetTrigger)
+        name: flow.trigger.flow
+        for name, flow in template.flows.items()
+        if isinstance(flow.trigger, AssetTrigger)
     }
     reported: set[str] = set()
     for start in upstream:
@@ -143,7 +150,9 @@ def check_customer_integration(
         path = (*base, "config", key)
         var = template.config.get(key)
         if var is None:
-            findings.append(Finding(path, _unknown("config variable", key, template.config, f" of integration {name!r}")))
+            findings.append(
+                Finding(path, _unknown("config variable", key, template.config, f" of integration {name!r}"))
+            )
             continue
         problem = check_value(var, value)
         if problem:
@@ -153,20 +162,26 @@ def check_customer_integration(
         if var.is_required and key not in settings.config:
             description = f" ({var.description})" if var.description else ""
             findings.append(
-                Finding((*base, "config"), f"missing required value {key!r} of type {var.type.value}{description}")
+                Finding(
+                    (*base, "config"), f"missing required value {key!r} of type {var.type.value}{description}"
+                )
             )
     findings.extend(_check_connections(base, settings, template))
     findings.extend(_check_flow_overrides(base, settings, template))
     return findings
 
 
-def _check_connections(base: KeyPath, settings: CustomerIntegration, template: IntegrationTemplate) -> Iterator[Finding]:
+def _check_connections(
+    base: KeyPath, settings: CustomerIntegration, template: IntegrationTemplate
+) -> Iterator[Finding]:
     for slot, conn_id in settings.connections.items():
         path = (*base, "connections", slot)
         if slot not in template.connections:
             yield Finding(path, _unknown("connection slot", slot, template.connections))
         elif not re.fullmatch(CONN_ID_PATTERN, conn_id):
-            yield Finding(path, f"invalid Airflow connection id {conn_id!r}: use letters, digits, '_', '.', '-'")
+            yield Finding(
+                path, f"invalid Airflow connection id {conn_id!r}: use letters, digits, '_', '.', '-'"
+            )
     for slot, declared in template.connections.items():
         if declared.required and slot not in settings.connections:
             what = f" ({declared.description})" if declared.description else ""

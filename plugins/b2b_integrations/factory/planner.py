@@ -94,7 +94,9 @@ def plan_integration(
         if not _upstream_enabled(flow, settings):
             continue
         plans.append(
-            _plan_flow(instance, name, template, flow_name, flow, settings, scopes, config, flow_name in consumed)
+            _plan_flow(
+                instance, name, template, flow_name, flow, settings, scopes, config, flow_name in consumed
+            )
         )
     return plans
 
@@ -130,7 +132,8 @@ def _plan_flow(
     tasks = tuple(_plan_task(step, index, flow, scopes) for index, step in enumerate(flow.steps))
     base_context = {"customer_id": customer.id, "integration": integration, "flow": flow_name}
     tasks = tuple(
-        TaskPlan(t.task_id, t.kind, t.operator, {**base_context, **t.arguments}, t.retries, t.doc_md) for t in tasks
+        TaskPlan(t.task_id, t.kind, t.operator, {**base_context, **t.arguments}, t.retries, t.doc_md)
+        for t in tasks
     )
     return DagPlan(
         dag_id=dag_id,
@@ -150,7 +153,9 @@ def _plan_flow(
             f"pattern:{pattern.value}",
             *customer.tags,
         ),
-        description=f"{customer.name}: {template.description or integration} / {flow.description or flow_name}"[:200],
+        description=f"{customer.name}: {template.description or integration} / {flow.description or flow_name}"[
+            :200
+        ],
         doc_md=_doc_md(instance, integration, template, flow_name, flow, pattern, schedule, config, settings),
         params=_params(template, config),
         default_args={
@@ -243,7 +248,10 @@ def _doc_md(
         f"- **Trigger**: {flow.trigger.type}" + (f" `{schedule}`" if schedule is not None else ""),
         "",
         "## Steps",
-        *(f"{i}. `{s.id}` ({s.kind}){' - ' + s.description if s.description else ''}" for i, s in enumerate(flow.steps, 1)),  # type: ignore[attr-defined]
+        *(
+            f"{i}. `{s.id}` ({s.kind}){' - ' + s.description if s.description else ''}"
+            for i, s in enumerate(flow.steps, 1)
+        ),  # type: ignore[attr-defined]
     ]
     if config:
         lines += ["", "## Config", "", "| variable | value |", "| --- | --- |"]

@@ -52,12 +52,18 @@ def build_dags(include_dir: str | os.PathLike[str]) -> tuple[dict[str, DAG], lis
             dags[plan.dag_id] = build_dag(plan)
         except Exception as e:  # one DAG failing to build must not hide the others
             problems.append(
-                Problem(plan.source_files[0], f"integrations.{plan.integration}.flows.{plan.flow}", f"cannot build DAG {plan.dag_id}: {type(e).__name__}: {e}")
+                Problem(
+                    plan.source_files[0],
+                    f"integrations.{plan.integration}.flows.{plan.flow}",
+                    f"cannot build DAG {plan.dag_id}: {type(e).__name__}: {e}",
+                )
             )
     return dags, problems
 
 
-def register_dags(namespace: dict[str, Any], include_dir: str | os.PathLike[str] | None = None) -> dict[str, DAG]:
+def register_dags(
+    namespace: dict[str, Any], include_dir: str | os.PathLike[str] | None = None
+) -> dict[str, DAG]:
     """Put the generated DAGs into a DAG file's globals; call as ``register_dags(globals())``."""
     root = Path(include_dir) if include_dir is not None else default_include_dir(namespace.get("__file__"))
     dags, problems = build_dags(root)

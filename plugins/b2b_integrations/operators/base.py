@@ -79,7 +79,12 @@ class StepOperator(BaseOperator):
                 )
             return [ref]
         events = context.get("triggering_asset_events") or {}
-        refs = [event.extra[STAGED_KEY] for _, batch in events.items() for event in batch if STAGED_KEY in (event.extra or {})]
+        refs = [
+            event.extra[STAGED_KEY]
+            for _, batch in events.items()
+            for event in batch
+            if STAGED_KEY in (event.extra or {})
+        ]
         return refs or None
 
     def load_input(self, context: Context) -> pd.DataFrame | None:

@@ -9,15 +9,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def generate_inventory(frame: pd.DataFrame | None, *, warehouse: str, sku_count: int, as_of: str) -> list[dict[str, Any]]:
+def generate_inventory(
+    frame: pd.DataFrame | None, *, warehouse: str, sku_count: int, as_of: str
+) -> list[dict[str, Any]]:
     """Stand-in for a source system: ``sku_count`` stock levels for one warehouse, stable per day."""
     rows = []
     for i in range(1, sku_count + 1):
         sku = f"SKU-{i:04d}"
         digest = hashlib.sha256(f"{warehouse}|{sku}|{as_of}".encode()).digest()
-        rows.append(
-            {"customer_id": warehouse, "sku": sku, "on_hand": digest[0] % 50, "as_of": as_of}
-        )
+        rows.append({"customer_id": warehouse, "sku": sku, "on_hand": digest[0] % 50, "as_of": as_of})
     return rows
 
 

@@ -1,0 +1,1 @@
+"""Destinations records are written to."""

@@ -1,0 +1,62 @@
+"""Small builders shared by the test suites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_include(
+    root: Path,
+    templates: dict[str, dict[str, Any] | str] | None = None,
+    customers: dict[str, dict[str, Any] | str] | None = None,
+) -> Path:
+    """Write an include folder; values are dicts (dumped as YAML) or raw YAML text."""
+    for folder, files in (("integrations", templates or {}), ("customers", customers or {})):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+            (root / folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return root
+
+
+def shipped_template(name: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / "include" / "integrations" / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def minimal_template(name: str = "sync", **overrides: Any) -> dict[str, Any]:
+    """A valid one-flow template: a transform feeding a load into a table."""
+    template: dict[str, Any] = {
+        "name": name,
+        "config": {
+            "threshold": {"type": "integer", "default": 10, "minimum": 0},
+            "region": {"type": "string", "choices": ["eu", "us"]},
+        },
+        "connections": {"db": {"type": "postgres"}},
+        "flows": {
+            "snapshot": {
+                "trigger": {"type": "schedule", "schedule": "@hourly"},
+                "steps": [
+                    {
+                        "id": "generate",
+                        "kind": "transform",
+                        "callable": "b2b_integrations.transforms.demo.generate_inventory",
+                        "options": {"warehouse": "${customer.id}", "sku_count": 5, "as_of": "{{ ds }}"},
+                    },
+                    {"id": "load", "kind": "load", "connection": "db", "table": "levels", "key": ["sku"]},
+                ],
+            }
+        },
+    }
+    template.update(overrides)
+    return template
+
+
+def minimal_customer(customer_id: str = "acme", integration: str = "sync", **settings: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"config": {"region": "eu"}, "connections": {"db": "acme_db"}}
+    entry.update(settings)
+    return {"id": customer_id, "name": customer_id.title(), "integrations": {integration: entry}}
