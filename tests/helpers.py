@@ -35,6 +35,7 @@ def minimal_template(name: str = "sync", **overrides: Any) -> dict[str, Any]:
         "config": {
             "threshold": {"type": "integer", "default": 10, "minimum": 0},
             "region": {"type": "string", "choices": ["eu", "us"]},
+            "label": {"type": "string", "default": "main"},
         },
         "connections": {"db": {"type": "postgres"}},
         "flows": {

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from b2b_integrations.config.base import IDENT_PATTERN
 from b2b_integrations.config.models import Customer, CustomerIntegration, IntegrationTemplate
 from b2b_integrations.config.validate import (
     DEFAULT_TRANSFORM_PREFIXES,
@@ -220,6 +221,8 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
     path: list[str | int] = []
     current = data
     for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself is invalid"
+            continue
         if isinstance(current, dict) and part in current:
             current = current[part]
             path.append(part)
@@ -241,6 +244,11 @@ def _is_tag(part: str, mapping: dict[str, Any]) -> bool:
 
 def _describe(item: Any) -> str:
     kind, message = item["type"], item["msg"]
+    if kind == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") == IDENT_PATTERN:
+        return (
+            f"invalid name {item.get('input')!r}: use lower_snake_case "
+            "(starts with a letter; letters, digits, single underscores)"
+        )
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":

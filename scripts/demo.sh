@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the demo: Airflow on the embedded default (SQLite, LocalExecutor via
+# `airflow standalone`) with the example customers from include/. Ctrl-C stops Airflow and every child.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+export PATH="$REPO/.venv/bin:$PATH"  # airflow standalone starts its components as `airflow ...` from PATH
+scripts/setup.sh
+
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/.airflow-demo}"
+PORT="${B2B_DEMO_PORT:-8080}"
+export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__API__PORT="$PORT"
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10
+export B2B_DATA_DIR="$AIRFLOW_HOME/b2b_data"
+mkdir -p "$AIRFLOW_HOME"
+
+# Demo connections (env-var connections: nothing secret, nothing stored). The inventory flows load into
+# a local SQLite "app database"; the others point at systems later features will bring (demo CRM, SFTP).
+export AIRFLOW_CONN_DEMO_WAREHOUSE="{\"conn_type\": \"sqlite\", \"host\": \"$AIRFLOW_HOME/demo_warehouse.db\"}"
+export AIRFLOW_CONN_DEMO_APP_DB="{\"conn_type\": \"sqlite\", \"host\": \"$AIRFLOW_HOME/demo_app.db\"}"
+export AIRFLOW_CONN_ACME_CRM="http://127.0.0.1:8090"
+export AIRFLOW_CONN_GLOBEX_SFTP="sftp://demo@127.0.0.1:2222"
+export AIRFLOW_CONN_INITECH_BILLING_WEBHOOK="generic://:demo-signing-secret@"
+
+.venv/bin/python -m b2b_integrations validate include
+
+# Own process group, so stopping the demo stops the scheduler, API server, dag-processor and triggerer.
+setsid .venv/bin/airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
+AIRFLOW_PID=$!
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "demo: stopping Airflow ..."
+  kill -TERM -- "-$AIRFLOW_PID" 2>/dev/null || true
+  for _ in $(seq 1 30); do kill -0 -- "-$AIRFLOW_PID" 2>/dev/null || break; sleep 1; done
+  kill -KILL -- "-$AIRFLOW_PID" 2>/dev/null || true
+  echo "demo: stopped"
+}
+trap stop INT TERM EXIT
+
+echo "demo: starting Airflow (log: $AIRFLOW_HOME/standalone.log) ..."
+for _ in $(seq 1 180); do
+  if curl -fsS "http://127.0.0.1:$PORT/api/v2/monitor/health" > /dev/null 2>&1; then break; fi
+  if ! kill -0 "$AIRFLOW_PID" 2>/dev/null; then echo "demo: Airflow exited; see $AIRFLOW_HOME/standalone.log" >&2; exit 1; fi
+  sleep 1
+done
+PASSWORDS="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+for _ in $(seq 1 30); do [[ -s "$PASSWORDS" ]] && break; sleep 1; done
+
+# The inventory flows run for real today: unpause them once the dag-processor has stored them.
+( for _ in $(seq 1 60); do
+    if .venv/bin/airflow dags unpause acme__inventory_sync__snapshot > /dev/null 2>&1; then
+      for dag in acme__inventory_sync__low_stock_alerts globex__inventory_sync__snapshot globex__inventory_sync__low_stock_alerts; do
+        .venv/bin/airflow dags unpause "$dag" > /dev/null 2>&1 || true
+      done
+      echo "demo: inventory_sync DAGs unpaused; their first runs start now"
+      break
+    fi
+    sleep 5
+  done ) &
+
+cat <<INFO
+
+  Airflow UI:  http://127.0.0.1:$PORT
+  Login:       $(.venv/bin/python -c "import json,sys; d=json.load(open(sys.argv[1])); print('  '.join(f'user {u}  password {p}' for u, p in d.items()))" "$PASSWORDS" 2>/dev/null || echo "see $PASSWORDS")
+  Plugin API:  http://127.0.0.1:$PORT/b2b/health
+  Demo data:   sqlite3 $AIRFLOW_HOME/demo_warehouse.db 'select * from inventory_levels limit 5'
+
+  Press Ctrl-C to stop.
+INFO
+wait "$AIRFLOW_PID"

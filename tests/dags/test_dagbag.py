@@ -1,0 +1,101 @@
+"""DAG integrity: the shipped factory file parses without import errors, every DAG serializes, and a
+broken config file becomes an import error naming file, line and key path while other DAGs still load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, minimal_customer, minimal_template, write_include
+
+DAGS = REPO / "dags"
+
+
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_shipped_dags_parse_and_serialize() -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    bag = dagbag()
+    assert bag.import_errors == {}
+    assert "acme__inventory_sync__snapshot" in bag.dags
+    assert len(bag.dags) == 7
+    for dag in bag.dags.values():
+        data = DagSerialization.to_dict(dag)
+        restored = DagSerialization.from_dict(data)
+        assert restored.dag_id == dag.dag_id
+        assert [t.task_id for t in restored.tasks] == [t.task_id for t in dag.tasks]
+
+
+def test_generated_dag_shape() -> None:
+    dag = dagbag().dags["acme__inventory_sync__snapshot"]
+    assert set(dag.tags) == {"customer:acme", "integration:inventory_sync", "pattern:custom", "tier:gold"}
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.default_args["retries"] == 2
+    assert [t.task_id for t in dag.topological_sort()] == ["fetch_levels", "flag_low_stock", "load_levels"]
+    assert dag.params["low_stock_threshold"] == 12
+    assert "Acme Corporation" in dag.doc_md
+    assert dag.task_dict["load_levels"].outlets  # feeds the low_stock_alerts flow
+
+
+def test_broken_files_surface_as_import_error_and_spare_other_customers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    include = write_include(
+        tmp_path / "include",
+        {"sync": minimal_template(), "broken_tpl": "name: broken_tpl\nflows: [\n"},
+        {
+            "acme": minimal_customer("acme"),
+            "globex": minimal_customer("globex", config={"region": "eu", "threshold": "ten"}),
+            "initech": "id: initech\nname: Initech\nintegrations:\n  broken_tpl: {}\n",
+        },
+    )
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    bag = dagbag()
+    assert sorted(bag.dags) == ["acme__sync__snapshot"]
+    assert list(bag.import_errors) == [str(DAGS / "b2b_integrations_dags.py")]
+    error = next(iter(bag.import_errors.values()))
+    assert "include/customers/globex.yaml:" in error
+    assert "integrations.sync.config.threshold: expected integer, got str 'ten'" in error
+    assert "include/integrations/broken_tpl.yaml:3: <document>: invalid YAML" in error
+    assert (
+        "include/customers/initech.yaml:4: integrations.broken_tpl: integration template 'broken_tpl' is invalid"
+        in error
+    )
+
+
+def test_strict_mode_fails_the_whole_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    include = write_include(
+        tmp_path / "include",
+        {"sync": minimal_template()},
+        {"acme": minimal_customer("acme"), "globex": minimal_customer("globex", config={})},
+    )
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("B2B_STRICT", "1")
+    bag = dagbag()
+    assert bag.dags == {}
+    assert "missing required value 'region'" in next(iter(bag.import_errors.values()))
+
+
+def test_plugin_is_registered_once_without_import_errors() -> None:
+    import sys
+
+    from airflow import plugins_manager
+
+    plugins, import_errors = plugins_manager._get_plugins()
+    ours = [p for p in plugins if p.name == "b2b_integrations"]
+    assert import_errors == {}
+    assert len(ours) == 1
+    assert str(ours[0].source).endswith("b2b_integrations_plugin.py")
+    assert ours[0].fastapi_apps[0]["url_prefix"] == "/b2b"
+    # .airflowignore keeps the loader out of the package: none of its files became a top-level module.
+    package_files = {p.stem for p in (REPO / "plugins" / "b2b_integrations").rglob("*.py")} - {
+        "__init__",
+        "__main__",
+    }
+    assert package_files & set(sys.modules) == set()

@@ -1,0 +1,138 @@
+"""Customer files: values are checked against the template's declarations, each problem located."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from b2b_integrations.config.loader import Project, load_project
+from helpers import minimal_customer, minimal_template, write_include
+
+
+def load(
+    tmp_path: Path, customer: dict[str, Any] | str, customer_id: str = "acme", **templates: Any
+) -> Project:
+    templates = templates or {"sync": minimal_template()}
+    return load_project(write_include(tmp_path / "include", templates, {customer_id: customer}))
+
+
+def only_problem(project: Project) -> tuple[str, str]:
+    assert len(project.problems) == 1, [str(p) for p in project.problems]
+    problem = project.problems[0]
+    assert problem.file == "include/customers/acme.yaml" and problem.line is not None
+    return problem.key_path, problem.message
+
+
+def test_valid_customer_loads(tmp_path: Path) -> None:
+    project = load(tmp_path, minimal_customer())
+    assert project.problems == []
+    assert list(project.customers[0].integrations) == ["sync"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "key_path", "expected"),
+    [
+        (
+            {"config": {"region": "eu", "threshold": "ten"}},
+            "integrations.sync.config.threshold",
+            "expected integer, got str 'ten'",
+        ),
+        (
+            {"config": {"region": "eu", "threshold": True}},
+            "integrations.sync.config.threshold",
+            "expected integer, got bool",
+        ),
+        ({"config": {"region": "eu", "threshold": -1}}, "integrations.sync.config.threshold", "must be >= 0"),
+        ({"config": {"region": "apac"}}, "integrations.sync.config.region", "expected one of ['eu', 'us']"),
+        (
+            {"config": {"region": "eu", "colour": "red"}},
+            "integrations.sync.config.colour",
+            "unknown config variable 'colour' of integration 'sync'",
+        ),
+        ({"config": {}}, "integrations.sync.config", "missing required value 'region'"),
+        (
+            {"config": {"region": "eu", "label": "{{ conn.db.password }}"}},
+            "integrations.sync.config.label",
+            "Jinja markers",
+        ),
+        (
+            {"connections": {}},
+            "integrations.sync.connections",
+            "missing connection id for required slot 'db'",
+        ),
+        (
+            {"connections": {"db": "x", "ftp": "y"}},
+            "integrations.sync.connections.ftp",
+            "unknown connection slot 'ftp'",
+        ),
+        (
+            {"connections": {"db": "bad id!"}},
+            "integrations.sync.connections.db",
+            "invalid Airflow connection id",
+        ),
+        ({"flows": {"nightly": {}}}, "integrations.sync.flows.nightly", "unknown flow 'nightly'"),
+        (
+            {"flows": {"snapshot": {"schedule": "0 25 * * *"}}},
+            "integrations.sync.flows.snapshot.schedule",
+            "invalid cron",
+        ),
+        (
+            {"flows": {"snapshot": {"enabeld": False}}},
+            "integrations.sync.flows.snapshot.enabeld",
+            "unknown key",
+        ),
+        ({"enabled": "sometimes"}, "integrations.sync.enabled", "valid boolean"),
+    ],
+)
+def test_invalid_customer_settings(
+    tmp_path: Path, settings: dict[str, Any], key_path: str, expected: str
+) -> None:
+    project = load(tmp_path, minimal_customer(**settings))
+    path, message = only_problem(project)
+    assert path == key_path and expected in message, (path, message)
+    assert project.customers[0].integrations == {}  # the broken integration builds nothing
+
+
+def test_unknown_integration(tmp_path: Path) -> None:
+    path, message = only_problem(load(tmp_path, minimal_customer(integration="crm")))
+    assert path == "integrations.crm"
+    assert "unknown integration 'crm'; expected one of ['sync']" in message
+
+
+def test_schedule_override_needs_a_scheduled_flow(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["flows"]["snapshot"]["trigger"] = {"type": "manual"}
+    project = load(tmp_path, minimal_customer(flows={"snapshot": {"schedule": "@daily"}}), sync=template)
+    path, message = only_problem(project)
+    assert path == "integrations.sync.flows.snapshot.schedule" and "no schedule to override" in message
+
+
+def test_customer_id_must_match_file_name(tmp_path: Path) -> None:
+    path, message = only_problem(load(tmp_path, minimal_customer(customer_id="acme_corp")))
+    assert path == "id" and "must equal the file name 'acme'" in message
+
+
+def test_customer_header_errors(tmp_path: Path) -> None:
+    customer = minimal_customer()
+    del customer["name"]
+    customer["id"] = "Acme"
+    project = load(tmp_path, customer)
+    assert {p.key_path for p in project.problems} == {"name", "id"}
+    assert project.customers == []
+
+
+def test_one_bad_integration_keeps_the_customers_other_integrations(tmp_path: Path) -> None:
+    customer = minimal_customer()
+    customer["integrations"]["other"] = {"config": {"region": "mars"}, "connections": {"db": "x"}}
+    project = load(tmp_path, customer, sync=minimal_template(), other=minimal_template("other"))
+    assert [p.key_path for p in project.problems] == ["integrations.other.config.region"]
+    assert list(project.customers[0].integrations) == ["sync"]
+
+
+def test_defaults_fill_missing_optional_values(tmp_path: Path) -> None:
+    project = load(tmp_path, minimal_customer())
+    settings = project.customers[0].integrations["sync"]
+    assert "threshold" not in settings.config  # default applied at planning, see test_planner
+    assert project.templates["sync"].config["threshold"].default == 10

@@ -1,0 +1,224 @@
+"""Integration templates: valid ones load; every kind of mistake is reported with file, line and key path."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from b2b_integrations.config.loader import Project, load_project
+from helpers import REPO, minimal_customer, minimal_template, write_include
+
+
+def load(tmp_path: Path, template: dict[str, Any] | str, name: str = "sync") -> Project:
+    return load_project(write_include(tmp_path / "include", {name: template}))
+
+
+def messages(project: Project) -> list[str]:
+    return [str(p) for p in project.problems]
+
+
+def test_shipped_include_folder_is_valid() -> None:
+    project = load_project(REPO / "include")
+    assert project.problems == []
+    assert set(project.templates) >= {
+        "inventory_sync",
+        "crm_contacts",
+        "billing_webhooks",
+        "partner_orders_sftp",
+    }
+    assert {c.customer.id for c in project.customers} == {"acme", "globex", "initech"}
+
+
+def test_minimal_template_loads(tmp_path: Path) -> None:
+    project = load(tmp_path, minimal_template())
+    assert project.problems == []
+    assert project.templates["sync"].flows["snapshot"].steps[1].kind == "load"
+
+
+def _mutated(change: Any) -> dict[str, Any]:
+    template = copy.deepcopy(minimal_template())
+    change(template)
+    return template
+
+
+def _flow(t: dict[str, Any]) -> dict[str, Any]:
+    return t["flows"]["snapshot"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key_path", "expected"),
+    [
+        (lambda t: t.update(flws={}), "flws", "unknown key"),
+        (
+            lambda t: _flow(t)["trigger"].update(schedule="61 * * * *"),
+            "flows.snapshot.trigger.schedule",
+            "invalid cron",
+        ),
+        (
+            lambda t: _flow(t)["trigger"].update(schedule="every hour"),
+            "flows.snapshot.trigger.schedule",
+            "5-field cron",
+        ),
+        (
+            lambda t: _flow(t)["trigger"].update(schedule="@fortnightly"),
+            "flows.snapshot.trigger.schedule",
+            "unknown schedule preset",
+        ),
+        (lambda t: _flow(t).update(trigger={"type": "telepathy"}), "flows.snapshot.trigger", "telepathy"),
+        (
+            lambda t: _flow(t)["steps"][1].pop("table"),
+            "flows.snapshot.steps[1].table",
+            "required key is missing",
+        ),
+        (lambda t: _flow(t)["steps"][1].update(kind="teleport"), "flows.snapshot.steps[1]", "teleport"),
+        (
+            lambda t: _flow(t)["steps"][1].update(id="generate"),
+            "flows.snapshot.steps[1].id",
+            "duplicate step id 'generate'",
+        ),
+        (
+            lambda t: _flow(t)["steps"][1].update(connection="warehouse"),
+            "flows.snapshot.steps[1].connection",
+            "unknown connection slot 'warehouse'",
+        ),
+        (lambda t: _flow(t)["steps"][1].update(key=[]), "flows.snapshot.steps[1]", "needs 'key'"),
+        (
+            lambda t: _flow(t)["steps"][1].update(table="levels; DROP TABLE x"),
+            "flows.snapshot.steps[1].table",
+            "should match pattern",
+        ),
+        (
+            lambda t: _flow(t)["steps"][0]["options"].update(n="${config.missing}"),
+            "flows.snapshot.steps[0].options.n",
+            "unknown config name in reference 'missing'",
+        ),
+        (
+            lambda t: _flow(t)["steps"][0]["options"].update(n="${secret.password}"),
+            "flows.snapshot.steps[0].options.n",
+            "malformed reference",
+        ),
+        (
+            lambda t: _flow(t)["steps"][0].update(callable="os.system"),
+            "flows.snapshot.steps[0].callable",
+            "outside the allowed packages",
+        ),
+        (lambda t: _flow(t).update(steps=[]), "flows.snapshot.steps", "at least 1 item"),
+        (
+            lambda t: t["config"]["threshold"].update(default="ten"),
+            "config.threshold",
+            "default 'ten' is invalid: expected integer",
+        ),
+        (lambda t: t["config"]["threshold"].update(type="decimal"), "config.threshold.type", "decimal"),
+        (
+            lambda t: t["config"].update(Bad_Name={"type": "string"}),
+            "config.Bad_Name",
+            "invalid name 'Bad_Name': use lower_snake_case",
+        ),
+        (lambda t: t.update(flows={"a__b": _flow(t)}), "flows.a__b", "invalid name 'a__b'"),
+        (lambda t: t.update(name="other"), "name", "must equal the file name 'sync'"),
+    ],
+)
+def test_invalid_template_is_reported_precisely(
+    tmp_path: Path, change: Any, key_path: str, expected: str
+) -> None:
+    project = load(tmp_path, _mutated(change))
+    assert "sync" not in project.templates
+    matching = [p for p in project.problems if p.key_path == key_path and expected in p.message]
+    assert matching, f"no problem at {key_path!r} containing {expected!r} in {messages(project)}"
+    assert matching[0].file == "include/integrations/sync.yaml"
+    assert matching[0].line is not None
+
+
+def test_asset_trigger_references_are_checked(tmp_path: Path) -> None:
+    template = minimal_template()
+    steps = _flow(template)["steps"]
+    template["flows"].update(
+        {
+            "self_loop": {"trigger": {"type": "asset", "flow": "self_loop"}, "steps": steps},
+            "dangling": {"trigger": {"type": "asset", "flow": "nowhere"}, "steps": steps},
+            "ping": {"trigger": {"type": "asset", "flow": "pong"}, "steps": steps},
+            "pong": {"trigger": {"type": "asset", "flow": "ping"}, "steps": steps},
+        }
+    )
+    found = messages(load(tmp_path, template))
+    assert any(
+        "flows.self_loop.trigger.flow: a flow cannot be triggered by its own output" in m for m in found
+    )
+    assert any("flows.dangling.trigger.flow: unknown flow 'nowhere'" in m for m in found)
+    assert sum("asset triggers form a cycle" in m for m in found) == 1
+
+
+def test_every_problem_in_a_file_is_reported_not_just_the_first(tmp_path: Path) -> None:
+    template = minimal_template()
+    _flow(template)["steps"][1]["connection"] = "nope"
+    _flow(template)["steps"][0]["options"]["x"] = "${config.nope}"
+    template["flows"]["second"] = {
+        "trigger": {"type": "asset", "flow": "missing"},
+        "steps": _flow(template)["steps"],
+    }
+    paths = {p.key_path for p in load(tmp_path, template).problems}
+    assert {
+        "flows.snapshot.steps[1].connection",
+        "flows.snapshot.steps[0].options.x",
+        "flows.second.trigger.flow",
+        "flows.second.steps[1].connection",
+    } <= paths
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path: Path) -> None:
+    project = load(tmp_path, "name: sync\nflows:\n  a: [\n")
+    assert len(project.problems) == 1
+    assert project.problems[0].line == 4 and "invalid YAML" in project.problems[0].message
+
+
+def test_duplicate_yaml_key_is_an_error_not_a_silent_override(tmp_path: Path) -> None:
+    text = "name: sync\nname: sync\nflows: {}\n"
+    problem = load(tmp_path, text).problems[0]
+    assert (problem.key_path, problem.line) == ("name", 2)
+    assert "duplicate key" in problem.message
+
+
+def test_non_mapping_document_is_rejected(tmp_path: Path) -> None:
+    assert "expected a mapping" in load(tmp_path, "- just\n- a list\n").problems[0].message
+
+
+def test_line_numbers_point_at_the_offending_key(tmp_path: Path) -> None:
+    text = (
+        (REPO / "include/integrations/inventory_sync.yaml")
+        .read_text()
+        .replace("        table: inventory_levels", "        tabel: inventory_levels")
+    )
+    project = load(tmp_path, text, name="inventory_sync")
+    unknown = next(p for p in project.problems if p.key_path.endswith("tabel"))
+    assert text.splitlines()[unknown.line - 1].strip().startswith("tabel:")
+
+
+def test_unavailable_step_kind_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    template = minimal_template()
+    _flow(template)["steps"][0] = {"id": "fetch", "kind": "http_import", "endpoint": "/x"}
+    project = load(tmp_path, template)
+    assert project.problems == []
+    assert "not yet available" in project.warnings[0].message
+
+
+def test_transform_prefixes_are_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    template = minimal_template()
+    _flow(template)["steps"][0]["callable"] = "acme_transforms.clean.run"
+    assert load(tmp_path / "a", template).problems
+    monkeypatch.setenv("B2B_TRANSFORM_PREFIXES", "acme_transforms")
+    assert load(tmp_path / "b", template).problems == []
+
+
+def test_customer_of_a_broken_template_names_the_template_file(tmp_path: Path) -> None:
+    broken = minimal_template()
+    broken["flows"] = "not a mapping"
+    include = write_include(tmp_path / "include", {"sync": broken}, {"acme": minimal_customer()})
+    found = messages(load_project(include))
+    assert any(
+        "include/customers/acme.yaml" in m
+        and "integration template 'sync' is invalid (see include/integrations/sync.yaml)" in m
+        for m in found
+    )

@@ -1,0 +1,135 @@
+"""Config -> plan: DAG ids, schedules, tags, params, retries and resolved step arguments (no Airflow)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from b2b_integrations.config.loader import load_project
+from b2b_integrations.factory.plan import DagPlan
+from b2b_integrations.factory.planner import plan_project
+from helpers import minimal_customer, minimal_template, write_include
+
+
+def plans(tmp_path: Path, customers: dict[str, Any], **templates: Any) -> dict[str, DagPlan]:
+    include = write_include(tmp_path / "include", templates or {"sync": minimal_template()}, customers)
+    project = load_project(include)
+    assert project.problems == [], [str(p) for p in project.problems]
+    return {p.dag_id: p for p in plan_project(project)}
+
+
+def test_one_dag_per_customer_integration_flow(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["flows"]["nightly"] = {
+        **template["flows"]["snapshot"],
+        "trigger": {"type": "schedule", "schedule": "@daily"},
+    }
+    result = plans(
+        tmp_path,
+        {"acme": minimal_customer("acme"), "globex": minimal_customer("globex")},
+        sync=template,
+    )
+    assert sorted(result) == [
+        "acme__sync__nightly",
+        "acme__sync__snapshot",
+        "globex__sync__nightly",
+        "globex__sync__snapshot",
+    ]
+
+
+def test_plan_contents(tmp_path: Path) -> None:
+    customer = minimal_customer(config={"region": "us", "threshold": 3})
+    customer["tags"] = ["tier:gold"]
+    plan = plans(tmp_path, {"acme": customer})["acme__sync__snapshot"]
+    assert plan.tags == ("customer:acme", "integration:sync", "pattern:custom", "tier:gold")
+    assert plan.schedule == "@hourly" and plan.catchup is False and plan.max_active_runs == 1
+    assert plan.default_args["retries"] == 2
+    assert plan.default_args["retry_exponential_backoff"] is True
+    assert plan.default_args["retry_delay"] == timedelta(seconds=60)
+    assert plan.params["threshold"]["default"] == 3 and plan.params["region"]["enum"] == ["eu", "us", None]
+    assert "| `threshold` | `3` |" in plan.doc_md and "acme_db" in plan.doc_md
+    generate, load = plan.tasks
+    assert generate.arguments["options"] == {"warehouse": "acme", "sku_count": 5, "as_of": "{{ ds }}"}
+    assert generate.arguments["input_task_id"] is None
+    assert load.arguments["conn_id"] == "acme_db" and "connection" not in load.arguments
+    assert load.arguments["input_task_id"] == "generate"
+    assert {load.arguments[k] for k in ("customer_id", "integration", "flow")} == {"acme", "sync", "snapshot"}
+
+
+def test_references_keep_their_type_and_interpolate_in_strings(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["flows"]["snapshot"]["steps"][0]["options"] = {
+        "sku_count": "${config.threshold}",
+        "warehouse": "wh-${customer.id}-${config.region}",
+        "as_of": "{{ ds }}",
+    }
+    plan = plans(tmp_path, {"acme": minimal_customer()}, sync=template)["acme__sync__snapshot"]
+    assert plan.tasks[0].arguments["options"] == {
+        "sku_count": 10,
+        "warehouse": "wh-acme-eu",
+        "as_of": "{{ ds }}",
+    }
+
+
+def test_schedule_override_and_intervals(tmp_path: Path) -> None:
+    customers = {
+        "acme": minimal_customer("acme", flows={"snapshot": {"schedule": "15m"}}),
+        "globex": minimal_customer("globex", flows={"snapshot": {"schedule": "0 6 * * 1-5"}}),
+    }
+    result = plans(tmp_path, customers)
+    assert result["acme__sync__snapshot"].schedule == timedelta(minutes=15)
+    assert result["globex__sync__snapshot"].schedule == "0 6 * * 1-5"
+
+
+def test_disabled_customer_integration_and_flow_build_nothing(tmp_path: Path) -> None:
+    off_customer = {**minimal_customer("off"), "enabled": False}
+    customers = {
+        "off": off_customer,
+        "noint": minimal_customer("noint", enabled=False),
+        "noflow": minimal_customer("noflow", flows={"snapshot": {"enabled": False}}),
+        "on": minimal_customer("on"),
+    }
+    assert list(plans(tmp_path, customers)) == ["on__sync__snapshot"]
+
+
+def test_event_and_asset_triggers_are_wired_through_assets(tmp_path: Path) -> None:
+    template = minimal_template()
+    steps = template["flows"]["snapshot"]["steps"]
+    template["flows"]["hook"] = {"trigger": {"type": "webhook", "signature": "none"}, "steps": steps}
+    template["flows"]["after"] = {"trigger": {"type": "asset", "flow": "snapshot"}, "steps": steps}
+    result = plans(tmp_path, {"acme": minimal_customer()}, sync=template)
+    snapshot, hook, after = (result[f"acme__sync__{f}"] for f in ("snapshot", "hook", "after"))
+    assert snapshot.outlet_asset is not None and after.schedule_asset == snapshot.outlet_asset
+    assert after.schedule is None and hook.outlet_asset is None
+    assert hook.schedule_asset is not None and hook.schedule_asset.uri == "b2b://acme/sync/hook/inbox"
+    assert hook.pattern == "event_driven_import"
+
+
+def test_flow_fed_by_a_disabled_flow_is_left_out(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["flows"]["after"] = {
+        "trigger": {"type": "asset", "flow": "snapshot"},
+        "steps": template["flows"]["snapshot"]["steps"],
+    }
+    customer = minimal_customer(flows={"snapshot": {"enabled": False}})
+    assert plans(tmp_path, {"acme": customer}, sync=template) == {}
+
+
+def test_unavailable_steps_plan_a_stand_in(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["flows"]["snapshot"]["steps"][0] = {"id": "fetch", "kind": "sftp_import", "folder": "/in"}
+    plan = plans(tmp_path, {"acme": minimal_customer()}, sync=template)["acme__sync__snapshot"]
+    assert plan.tasks[0].operator.endswith("StepNotAvailableOperator")
+    assert plan.tasks[0].arguments["kind"] == "sftp_import"
+    assert plan.pattern == "scheduled_file_import"
+
+
+def test_step_retries_and_flow_defaults(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["flows"]["snapshot"]["steps"][1]["retries"] = 7
+    template["flows"]["snapshot"]["defaults"] = {"retries": 0, "execution_timeout_minutes": 5}
+    plan = plans(tmp_path, {"acme": minimal_customer()}, sync=template)["acme__sync__snapshot"]
+    assert plan.tasks[1].retries == 7 and plan.tasks[0].retries is None
+    assert plan.default_args["retries"] == 0
+    assert plan.default_args["execution_timeout"] == timedelta(minutes=5)
