@@ -1,0 +1,93 @@
+"""Step operators in real DAG runs: loads into SQLite, and failures that must not be retried."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import REPO, write_include
+
+pytestmark = pytest.mark.e2e
+
+
+def _template(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": "checks",
+        "connections": {"db": {"type": "sqlite"}},
+        "defaults": {"retries": 3, "retry_delay_seconds": 1},
+        "flows": {"run": {"trigger": {"type": "manual"}, "steps": steps}},
+    }
+
+
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customer_id: str, steps: list[dict[str, Any]]):
+    from airflow.dag_processing.dagbag import DagBag
+
+    customer = {
+        "id": customer_id,
+        "name": customer_id,
+        "integrations": {"checks": {"connections": {"db": f"{customer_id}_db"}}},
+    }
+    include = write_include(tmp_path / "include", {"checks": _template(steps)}, {customer_id: customer})
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("B2B_TRANSFORM_PREFIXES", "sample_transforms")
+    target = tmp_path / "target.db"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{customer_id.upper()}_DB", json.dumps({"conn_type": "sqlite", "host": str(target)})
+    )
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    run = bag.dags[f"{customer_id}__checks__run"].test()
+    return run, {ti.task_id: ti for ti in run.get_task_instances()}, target
+
+
+def test_load_into_sqlite_with_nulls_and_upsert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str
+) -> None:
+    steps = [
+        {
+            "id": "make",
+            "kind": "transform",
+            "callable": "sample_transforms.rows",
+            "options": {"count": 4, "tag": "${customer.id}"},
+        },
+        {
+            "id": "load",
+            "kind": "load",
+            "connection": "db",
+            "table": "scores",
+            "key": ["id"],
+            "create_table": True,
+            "columns": {"id": "INTEGER", "tag": "TEXT", "score": "REAL"},
+        },
+    ]
+    run, tis, target = _run(tmp_path, monkeypatch, "lite", steps)
+    assert run.state == "success"
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT id, tag, score FROM scores ORDER BY id").fetchall() == [
+            (1, "lite", 1.5),
+            (2, "lite", None),
+            (3, "lite", 4.5),
+            (4, "lite", None),
+        ]
+
+
+def test_wrong_transform_result_fails_without_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str
+) -> None:
+    steps = [{"id": "bad", "kind": "transform", "callable": "sample_transforms.wrong_type"}]
+    run, tis, _ = _run(tmp_path, monkeypatch, "wrongco", steps)
+    assert run.state == "failed"
+    assert tis["bad"].state == "failed" and tis["bad"].try_number == 1  # AirflowFailException: no retry
+
+
+def test_planned_step_kind_fails_clearly_without_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str
+) -> None:
+    steps = [{"id": "fetch", "kind": "http_import", "endpoint": "/x"}]
+    run, tis, _ = _run(tmp_path, monkeypatch, "plannedco", steps)
+    assert run.state == "failed"
+    assert tis["fetch"].state == "failed" and tis["fetch"].try_number == 1
