@@ -85,3 +85,10 @@ def test_inventory_snapshot_runs_and_rerun_does_not_duplicate(
     second = dag.test()  # same period again: upsert by key, nothing duplicated
     assert second.state == "success"
     assert _rows(target_db, "SELECT count(*) FROM inventory_levels") == [(30,)]
+
+    # A manual run with edited params (the UI's trigger form) uses them instead of the customer's values.
+    third = dag.test(run_conf={"sku_count": 33, "low_stock_threshold": 0})
+    assert third.state == "success"
+    assert _rows(target_db, "SELECT count(*), count(*) FILTER (WHERE low_stock) FROM inventory_levels") == [
+        (33, 0)
+    ]

@@ -47,7 +47,8 @@ def test_plan_contents(tmp_path: Path) -> None:
     assert plan.default_args["retries"] == 2
     assert plan.default_args["retry_exponential_backoff"] is True
     assert plan.default_args["retry_delay"] == timedelta(seconds=60)
-    assert plan.params["threshold"]["default"] == 3 and plan.params["region"]["enum"] == ["eu", "us", None]
+    assert plan.params["threshold"] == {"default": 3, "type": "integer", "minimum": 0}
+    assert plan.params["region"] == {"default": "us", "type": "string", "enum": ["eu", "us"]}
     assert "| `threshold` | `3` |" in plan.doc_md and "acme_db" in plan.doc_md
     generate, load = plan.tasks
     assert generate.arguments["options"] == {"warehouse": "acme", "sku_count": 5, "as_of": "{{ ds }}"}

@@ -36,13 +36,23 @@ def iter_references(
             yield from iter_references(item, (*path, index))
 
 
+def has_reference(value: Any, scope: str) -> bool:
+    """Whether a nested value references ``scope`` (e.g. ``config``) anywhere."""
+    return any(found == scope for _, found, _ in iter_references(value))
+
+
 def resolve(value: Any, scopes: Mapping[str, Mapping[str, Any]]) -> Any:
-    """Replace references in a nested value; callers validated every name beforehand."""
+    """Replace references to the given scopes in a nested value; other scopes are left in place.
+
+    Callers validated every name beforehand.
+    """
     if isinstance(value, str):
         whole = _REF.fullmatch(value.strip())
         if whole:
-            return scopes[whole.group(1)][whole.group(2)]
-        return _REF.sub(lambda m: str(scopes[m.group(1)][m.group(2)]), value)
+            return scopes[whole.group(1)][whole.group(2)] if whole.group(1) in scopes else value
+        return _REF.sub(
+            lambda m: str(scopes[m.group(1)][m.group(2)]) if m.group(1) in scopes else m.group(0), value
+        )
     if isinstance(value, Mapping):
         return {key: resolve(item, scopes) for key, item in value.items()}
     if isinstance(value, list):

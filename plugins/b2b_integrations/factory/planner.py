@@ -8,7 +8,7 @@ from typing import Any
 
 from b2b_integrations.config.loader import CustomerInstance, Project
 from b2b_integrations.config.models import CustomerIntegration, Flow, IntegrationTemplate, Pattern
-from b2b_integrations.config.references import resolve
+from b2b_integrations.config.references import has_reference, resolve
 from b2b_integrations.config.schedules import parse_schedule
 from b2b_integrations.config.steps import StepBase
 from b2b_integrations.config.triggers import AssetTrigger, ScheduleTrigger
@@ -193,11 +193,17 @@ def _schedule(
 def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[str, Any]]) -> TaskPlan:
     options = {k: v for k, v in step.model_dump().items() if k not in _STEP_BASE_FIELDS}
     arguments = resolve(options, scopes)
+    # Arguments that use ${config.*} are re-resolved at run time from the run's params, so a manual run
+    # with edited params uses them; the values resolved here are the customer's (scheduled runs).
+    plan_scopes = {scope: values for scope, values in scopes.items() if scope != "config"}
+    config_refs = {k: resolve(v, plan_scopes) for k, v in options.items() if has_reference(v, "config")}
     for field, argument in step.connection_fields.items():
         arguments.pop(field)
         arguments[argument] = scopes["connections"].get(getattr(step, field))
     kind: str = step.kind  # type: ignore[attr-defined]
     arguments["input_task_id"] = flow.steps[index - 1].id if index else None
+    if config_refs:
+        arguments["config_refs"] = config_refs
     if not step.available:
         arguments = {"kind": kind, "input_task_id": arguments["input_task_id"]}
     return TaskPlan(
@@ -211,14 +217,19 @@ def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[st
 
 
 def _params(template: IntegrationTemplate, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Manual-run form in the UI: the customer's effective config as typed, documented params."""
+    """The customer's effective config as typed params: a validated form for manual runs in the UI."""
     params: dict[str, dict[str, Any]] = {}
     for key, var in template.config.items():
-        spec: dict[str, Any] = {"default": config.get(key), "type": [JSON_TYPES[var.type], "null"]}
+        spec: dict[str, Any] = {"default": config.get(key), "type": JSON_TYPES[var.type]}
         if var.description:
             spec["description"] = var.description
-        if var.choices is not None:
-            spec["enum"] = [*var.choices, None]
+        constraints = {
+            "enum": var.choices,
+            "minimum": var.minimum,
+            "maximum": var.maximum,
+            "pattern": var.pattern,
+        }
+        spec.update({name: value for name, value in constraints.items() if value is not None})
         params[key] = spec
     return params
 

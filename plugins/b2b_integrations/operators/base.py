@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from b2b_integrations.config.references import resolve
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.staging import STAGED_KEY, StagedRecords, read_records, stage_path, write_records
 
 if TYPE_CHECKING:
+    import jinja2
     import pandas as pd
     from airflow.sdk import Context
 
@@ -25,6 +27,8 @@ class StepOperator(BaseOperator):
     :param integration: Integration name.
     :param flow: Flow name.
     :param input_task_id: Task whose staged records are this step's input; None for the first step.
+    :param config_refs: Argument name -> its value with ``${config.NAME}`` references left in place; resolved
+        from the run's params before templating, so a manual run with edited params uses the edited values.
     """
 
     template_fields: Sequence[str] = ()
@@ -37,6 +41,7 @@ class StepOperator(BaseOperator):
         integration: str,
         flow: str,
         input_task_id: str | None = None,
+        config_refs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -44,6 +49,13 @@ class StepOperator(BaseOperator):
         self.integration = integration
         self.flow = flow
         self.input_task_id = input_task_id
+        self.config_refs = config_refs or {}
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        params = context.get("params") or {}
+        for name, raw in self.config_refs.items():
+            setattr(self, name, resolve(raw, {"config": params}))
+        super().render_template_fields(context, jinja_env)
 
     @property
     def where(self) -> str:
