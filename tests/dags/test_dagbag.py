@@ -39,6 +39,12 @@ def test_generated_dag_shape() -> None:
     assert dag.default_args["retries"] == 2
     assert [t.task_id for t in dag.topological_sort()] == ["fetch_levels", "flag_low_stock", "load_levels"]
     assert dag.params["low_stock_threshold"] == 12
+    # The manual-run form validates against the template's declaration (minimum: 0).
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("low_stock_threshold").resolve(-1)
+    assert dag.params.get_param("low_stock_threshold").resolve(5) == 5
     assert "Acme Corporation" in dag.doc_md
     assert dag.task_dict["load_levels"].outlets  # feeds the low_stock_alerts flow
 

@@ -47,8 +47,9 @@ def test_plan_contents(tmp_path: Path) -> None:
     assert plan.default_args["retries"] == 2
     assert plan.default_args["retry_exponential_backoff"] is True
     assert plan.default_args["retry_delay"] == timedelta(seconds=60)
-    assert plan.params["threshold"] == {"default": 3, "type": "integer", "minimum": 0}
-    assert plan.params["region"] == {"default": "us", "type": "string", "enum": ["eu", "us"]}
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#"}
+    assert plan.params["threshold"] == {"default": 3, "type": "integer", "minimum": 0, **draft7}
+    assert plan.params["region"] == {"default": "us", "type": "string", "enum": ["eu", "us"], **draft7}
     assert "| `threshold` | `3` |" in plan.doc_md and "acme_db" in plan.doc_md
     generate, load = plan.tasks
     assert generate.arguments["options"] == {"warehouse": "acme", "sku_count": 5, "as_of": "{{ ds }}"}

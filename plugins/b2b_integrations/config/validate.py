@@ -25,7 +25,6 @@ from b2b_integrations.config.yaml_source import KeyPath
 
 # Customer values must never become Airflow Jinja: a customer file could otherwise read other secrets.
 _JINJA_MARKERS = re.compile(r"\{\{|\{%|\{#")
-_STEP_BASE_FIELDS = frozenset(StepBase.model_fields)
 
 DEFAULT_TRANSFORM_PREFIXES = ("b2b_integrations.transforms.", "b2b_transforms.")
 
@@ -86,8 +85,7 @@ def _check_step(
         slot = getattr(step, field)
         if slot not in template.connections:
             yield Finding((*path, field), _unknown("connection slot", slot, template.connections))
-    options = {k: v for k, v in step.model_dump().items() if k not in _STEP_BASE_FIELDS}
-    yield from _check_references(template, options, path)
+    yield from _check_references(template, step.step_options, path)
     if isinstance(step, TransformStep) and not step.callable.replace(":", ".").startswith(prefixes):
         yield Finding(
             (*path, "callable"),

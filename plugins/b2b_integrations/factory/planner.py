@@ -8,7 +8,7 @@ from typing import Any
 
 from b2b_integrations.config.loader import CustomerInstance, Project
 from b2b_integrations.config.models import CustomerIntegration, Flow, IntegrationTemplate, Pattern
-from b2b_integrations.config.references import has_reference, resolve
+from b2b_integrations.config.references import resolve
 from b2b_integrations.config.schedules import parse_schedule
 from b2b_integrations.config.steps import StepBase
 from b2b_integrations.config.triggers import AssetTrigger, ScheduleTrigger
@@ -18,7 +18,11 @@ from b2b_integrations.factory.plan import AssetRef, DagPlan, TaskPlan
 DAG_ID_SEPARATOR = "__"
 # Triggers whose runs arrive as Airflow asset events (webhooks, app events, pub/sub messages).
 EVENT_TRIGGERS = frozenset({"webhook", "app_event", "pubsub"})
-_STEP_BASE_FIELDS = frozenset(StepBase.model_fields) | {"kind"}
+# Airflow validates every Param with jsonschema at parse and again at serialization, and jsonschema first
+# checks the schema against its dialect's metaschema. Draft 7's metaschema is ~3x cheaper to check than the
+# default 2020-12 one and covers what params use (type, enum, minimum, maximum, pattern): measured
+# 1000 customers x 3 flows, parse 14.7 s -> 11.3 s and serialization 35 s -> 20 s (benchmarks/parse_dags.py).
+PARAM_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 
 
 def dag_id_for(customer_id: str, integration: str, flow: str) -> str:
@@ -191,12 +195,12 @@ def _schedule(
 
 
 def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[str, Any]]) -> TaskPlan:
-    options = {k: v for k, v in step.model_dump().items() if k not in _STEP_BASE_FIELDS}
+    options, config_keys = step.step_options, step.config_option_keys
     arguments = resolve(options, scopes)
     # Arguments that use ${config.*} are re-resolved at run time from the run's params, so a manual run
     # with edited params uses them; the values resolved here are the customer's (scheduled runs).
     plan_scopes = {scope: values for scope, values in scopes.items() if scope != "config"}
-    config_refs = {k: resolve(v, plan_scopes) for k, v in options.items() if has_reference(v, "config")}
+    config_refs = {k: resolve(options[k], plan_scopes) for k in config_keys}
     for field, argument in step.connection_fields.items():
         arguments.pop(field)
         arguments[argument] = scopes["connections"].get(getattr(step, field))
@@ -220,7 +224,11 @@ def _params(template: IntegrationTemplate, config: dict[str, Any]) -> dict[str, 
     """The customer's effective config as typed params: a validated form for manual runs in the UI."""
     params: dict[str, dict[str, Any]] = {}
     for key, var in template.config.items():
-        spec: dict[str, Any] = {"default": config.get(key), "type": JSON_TYPES[var.type]}
+        spec: dict[str, Any] = {
+            "default": config.get(key),
+            "type": JSON_TYPES[var.type],
+            "$schema": PARAM_SCHEMA_DIALECT,
+        }
         if var.description:
             spec["description"] = var.description
         constraints = {
