@@ -114,6 +114,13 @@ def test_customer_id_must_match_file_name(tmp_path: Path) -> None:
     assert path == "id" and "must equal the file name 'acme'" in message
 
 
+def test_customer_name_cannot_smuggle_jinja(tmp_path: Path) -> None:
+    customer = minimal_customer()
+    customer["name"] = "Acme {{ conn.other_db.password }}"
+    path, message = only_problem(load(tmp_path, customer))
+    assert path == "name" and "Jinja markers" in message
+
+
 def test_customer_header_errors(tmp_path: Path) -> None:
     customer = minimal_customer()
     del customer["name"]

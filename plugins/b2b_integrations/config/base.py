@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
 # Lower-case snake_case without double underscores: DAG ids join customer, integration and flow with "__",
 # so a double underscore inside a name would make a DAG id ambiguous.
 IDENT_PATTERN = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
 Ident = Annotated[str, StringConstraints(pattern=IDENT_PATTERN, max_length=60)]
+
+# Customer-supplied text must never become Airflow Jinja: substituted into a templated option it could
+# otherwise read other customers' connections and secrets at run time.
+JINJA_MARKERS = re.compile(r"\{\{|\{%|\{#")
+
+
+def _no_jinja(value: str) -> str:
+    if JINJA_MARKERS.search(value):
+        raise ValueError("may not contain Jinja markers ('{{', '{%', '{#')")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_no_jinja)]
 
 
 class StrictModel(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from b2b_integrations.config.base import Ident, StrictModel
+from b2b_integrations.config.base import Ident, PlainText, StrictModel
 from b2b_integrations.config.steps import Step
 from b2b_integrations.config.triggers import Schedule, Trigger
 from b2b_integrations.config.variables import ConfigVariable
@@ -103,7 +103,7 @@ class Customer(StrictModel):
     """A customer instance (include/customers/<id>.yaml): data only, never code."""
 
     id: Ident = Field(description="Must equal the file name without .yaml.")
-    name: str = Field(min_length=1, description="Display name.")
+    name: PlainText = Field(min_length=1, description="Display name (no Jinja markers).")
     enabled: bool = Field(True, description="false: no DAGs for this customer.")
     tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
     integrations: dict[Ident, CustomerIntegration] = Field(

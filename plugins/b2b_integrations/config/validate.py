@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from b2b_integrations.config.base import JINJA_MARKERS
 from b2b_integrations.config.models import CONN_ID_PATTERN, CustomerIntegration, IntegrationTemplate
 from b2b_integrations.config.references import CUSTOMER_FIELDS, iter_references
 from b2b_integrations.config.steps import StepBase, TransformStep
@@ -22,9 +23,6 @@ from b2b_integrations.config.triggers import (
 )
 from b2b_integrations.config.variables import check_value
 from b2b_integrations.config.yaml_source import KeyPath
-
-# Customer values must never become Airflow Jinja: a customer file could otherwise read other secrets.
-_JINJA_MARKERS = re.compile(r"\{\{|\{%|\{#")
 
 DEFAULT_TRANSFORM_PREFIXES = ("b2b_integrations.transforms.", "b2b_transforms.")
 
@@ -202,7 +200,7 @@ def _check_flow_overrides(
 
 
 def _jinja_in(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
-    if isinstance(value, str) and _JINJA_MARKERS.search(value):
+    if isinstance(value, str) and JINJA_MARKERS.search(value):
         yield path, "customer values may not contain Jinja markers ('{{', '{%', '{#')"
     elif isinstance(value, dict):
         for key, item in value.items():
