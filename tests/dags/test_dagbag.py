@@ -105,3 +105,39 @@ def test_plugin_is_registered_once_without_import_errors() -> None:
         "__main__",
     }
     assert package_files & set(sys.modules) == set()
+
+
+@pytest.mark.e2e
+def test_import_error_and_good_dags_both_reach_the_metadata_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str
+) -> None:
+    """What the UI shows: the factory file's import error lists the problem, the valid DAGs are stored."""
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.models.errors import ParseImportError
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    include = write_include(
+        tmp_path / "include",
+        {"sync": minimal_template()},
+        {"dbok": minimal_customer("dbok"), "dbbad": minimal_customer("dbbad", config={"region": "mars"})},
+    )
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    from airflow.models.dagbundle import DagBundleModel
+
+    with create_session() as session:
+        session.merge(DagBundleModel(name="b2b-test-bundle"))
+    bag = BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS, bundle_name="b2b-test-bundle")
+    sync_bag_to_db(bag, "b2b-test-bundle", None)
+    with create_session() as session:
+        errors = session.scalars(
+            select(ParseImportError).where(ParseImportError.bundle_name == "b2b-test-bundle")
+        ).all()
+        stored = session.scalars(
+            select(DagModel.dag_id).where(DagModel.bundle_name == "b2b-test-bundle")
+        ).all()
+    assert [e.filename for e in errors] == ["b2b_integrations_dags.py"]
+    assert "include/customers/dbbad.yaml:" in errors[0].stacktrace
+    assert "integrations.sync.config.region: expected one of ['eu', 'us'], got 'mars'" in errors[0].stacktrace
+    assert stored == ["dbok__sync__snapshot"]
