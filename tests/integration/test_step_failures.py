@@ -75,19 +75,18 @@ def test_load_into_sqlite_with_nulls_and_upsert(
         ]
 
 
-def test_wrong_transform_result_fails_without_retry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str
+@pytest.mark.parametrize(
+    ("customer_id", "step"),
+    [
+        ("wrongco", {"id": "bad", "kind": "transform", "callable": "sample_transforms.wrong_type"}),
+        ("plannedco", {"id": "bad", "kind": "http_import", "endpoint": "/x"}),
+    ],
+    ids=["transform-returns-wrong-type", "planned-step-kind"],
+)
+def test_fatal_step_errors_fail_without_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str, customer_id: str, step: dict[str, Any]
 ) -> None:
-    steps = [{"id": "bad", "kind": "transform", "callable": "sample_transforms.wrong_type"}]
-    run, tis, _ = _run(tmp_path, monkeypatch, "wrongco", steps)
+    run, tis, _ = _run(tmp_path, monkeypatch, customer_id, [step])
     assert run.state == "failed"
-    assert tis["bad"].state == "failed" and tis["bad"].try_number == 1  # AirflowFailException: no retry
-
-
-def test_planned_step_kind_fails_clearly_without_retry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str
-) -> None:
-    steps = [{"id": "fetch", "kind": "http_import", "endpoint": "/x"}]
-    run, tis, _ = _run(tmp_path, monkeypatch, "plannedco", steps)
-    assert run.state == "failed"
-    assert tis["fetch"].state == "failed" and tis["fetch"].try_number == 1
+    # The template allows 3 retries; AirflowFailException skips them.
+    assert tis["bad"].state == "failed" and tis["bad"].try_number == 1
