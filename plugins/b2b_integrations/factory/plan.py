@@ -6,7 +6,7 @@ config -> DAG mapping is testable as data, and ``build.py`` is the only place th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -40,7 +40,6 @@ class DagPlan:
     integration: str
     flow: str
     pattern: str
-    trigger_type: str
     schedule: str | timedelta | None
     schedule_asset: AssetRef | None
     outlet_asset: AssetRef | None
@@ -52,4 +51,4 @@ class DagPlan:
     params: dict[str, dict[str, Any]]
     default_args: dict[str, Any]
     tasks: tuple[TaskPlan, ...]
-    source_files: tuple[str, ...] = field(default=())
+    source_file: str = ""

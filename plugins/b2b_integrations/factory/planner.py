@@ -145,7 +145,6 @@ def _plan_flow(
         integration=integration,
         flow=flow_name,
         pattern=pattern.value,
-        trigger_type=flow.trigger.type,
         schedule=schedule,
         schedule_asset=schedule_asset,
         outlet_asset=output_asset(customer.id, integration, flow_name) if has_consumers else None,
@@ -175,7 +174,7 @@ def _plan_flow(
             ),
         },
         tasks=tasks,
-        source_files=(instance.file,),
+        source_file=instance.file,
     )
 
 

@@ -53,7 +53,7 @@ def build_dags(include_dir: str | os.PathLike[str]) -> tuple[dict[str, DAG], lis
         except Exception as e:  # one DAG failing to build must not hide the others
             problems.append(
                 Problem(
-                    plan.source_files[0],
+                    plan.source_file,
                     f"integrations.{plan.integration}.flows.{plan.flow}",
                     f"cannot build DAG {plan.dag_id}: {type(e).__name__}: {e}",
                 )
