@@ -8,12 +8,12 @@ from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.errors import FatalStepError
+from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.sql import SqlStatementError, create_table_statement, insert_statement, write_rows
 
 if TYPE_CHECKING:
     import pandas as pd
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import Context
 
 
@@ -77,16 +77,6 @@ class SqlLoadOperator(StepOperator):
                 "no database connection id: the customer config must fill the connection slot"
             )
 
-    def _hook(self) -> tuple[DbApiHook, str]:
-        from airflow.providers.common.sql.hooks.sql import DbApiHook
-        from airflow.sdk import BaseHook
-
-        connection = BaseHook.get_connection(self.conn_id)
-        hook = connection.get_hook()
-        if not isinstance(hook, DbApiHook):
-            raise FatalStepError(f"connection {self.conn_id!r} is not a SQL database ({type(hook).__name__})")
-        return hook, connection.conn_type
-
     def _fields(self, frame: pd.DataFrame) -> list[str]:
         fields = list(self.columns) if self.columns else [str(c) for c in frame.columns]
         missing = sorted({f for f in [*fields, *self.key] if f not in frame.columns})
@@ -108,7 +98,7 @@ class SqlLoadOperator(StepOperator):
             if duplicated:
                 self.log.info("%d rows share a key with a later row; the later row wins", duplicated)
                 frame = frame.drop_duplicates(subset=self.key, keep="last")
-        hook, dialect = self._hook()
+        hook, dialect = get_db_hook(self.conn_id)
         try:
             statement = insert_statement(
                 dialect, self.table, fields, self.key, self.mode == "upsert", hook.placeholder
@@ -132,8 +122,8 @@ class SqlLoadOperator(StepOperator):
                 statement,
                 rows,
                 self.chunk_size,
-                progress=lambda done, total: self.log.info(
-                    "Loaded %d of %d rows into %s", done, total, self.table
+                progress=lambda done: self.log.info(
+                    "Loaded %d of %d rows into %s", done, len(rows), self.table
                 ),
             )
         # The loaded rows are this step's output too, so a flow can continue (or trigger another) after a load.

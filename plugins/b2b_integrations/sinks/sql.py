@@ -8,8 +8,9 @@ commits per chunk.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
+from itertools import islice
 from typing import Any
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -70,29 +71,39 @@ def insert_statement(
     return f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments}"
 
 
+def chunked(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
+    """Consecutive lists of at most ``size`` rows, pulling lazily from ``rows``."""
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 def write_rows(
     conn: Any,
     statement: str,
-    rows: Sequence[Sequence[Any]],
+    rows: Iterable[Sequence[Any]],
     chunk_size: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
     before_commit: Callable[[Any], None] | None = None,
 ) -> int:
     """Execute ``statement`` for every row in one transaction; roll back everything on any error.
 
-    ``before_commit(cursor)`` runs inside the same transaction, for state that must move with the rows.
+    ``rows`` may be a lazy iterator (a file being parsed): it is consumed chunk by chunk, so memory stays
+    bounded. ``progress(rows_done)`` is called after each chunk. ``before_commit(cursor)`` runs inside the
+    same transaction, for state that must move with the rows (a ledger entry, a cursor).
     """
+    done = 0
     try:
         with closing(conn.cursor()) as cur:
-            for start in range(0, len(rows), chunk_size):
-                chunk = rows[start : start + chunk_size]
+            for chunk in chunked(rows, chunk_size):
                 cur.executemany(statement, chunk)
+                done += len(chunk)
                 if progress is not None:
-                    progress(start + len(chunk), len(rows))
+                    progress(done)
             if before_commit is not None:
                 before_commit(cur)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    return len(rows)
+    return done

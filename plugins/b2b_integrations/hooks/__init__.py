@@ -1,0 +1,1 @@
+"""Hooks: thin I/O wrappers over Airflow provider hooks."""
