@@ -1,0 +1,556 @@
+"""Stream records out of a local file (CSV, TSV, JSON, NDJSON, XML, Excel) one at a time.
+
+The SFTP import downloads each remote file to a local temp file and then calls :func:`read_records`.
+Readers never hold the whole file in memory, except ``json`` (see :func:`_read_json`). Two kinds of
+failure are kept apart so the caller can quarantine bad rows and still load the good ones:
+
+* one record cannot be parsed -> a :class:`RawRecord` with ``error`` set, reading goes on;
+* the file as a whole cannot be parsed -> :class:`FileParseError`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+from xml.parsers import expat
+
+Format = Literal["csv", "tsv", "json", "ndjson", "xml", "xlsx"]
+FORMATS: tuple[str, ...] = get_args(Format)
+
+# Binary read size for the line splitter and the XML prescan: big enough to be fast, small enough
+# that memory stays flat whatever the file size.
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as read from the file, before any validation."""
+
+    number: int
+    """1-based data record number within the file (header and skipped blank lines not counted)."""
+    raw: str
+    """Original text of the record, for quarantine reports."""
+    fields: dict[str, Any]
+    """Column -> value as read (strings for CSV/TSV, JSON types, Excel cell values, XML text)."""
+    error: str | None = None
+    """Why this single record could not be parsed; the caller quarantines it and goes on."""
+
+
+class FileParseError(Exception):
+    """The whole file cannot be parsed (bad encoding, not XML, missing sheet or header, ...)."""
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    """How to read one file. Validated on construction (``ValueError``)."""
+
+    format: Format
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    quotechar: str = '"'
+    header: bool = True
+    columns: list[str] | None = None
+    rename: dict[str, str] = field(default_factory=dict)
+    record_path: str | None = None
+    sheet: str | int | None = None
+    skip_blank_lines: bool = True
+
+    def __post_init__(self) -> None:
+        _check_format_and_encoding(self)
+        _check_csv_options(self)
+        _check_columns(self)
+        _check_paths(self)
+
+    @property
+    def text_encoding(self) -> str:
+        """The codec to open text with: plain UTF-8 becomes ``utf-8-sig`` so a BOM is dropped."""
+        return "utf-8-sig" if _is_utf8(self.encoding) else self.encoding
+
+    @property
+    def effective_delimiter(self) -> str:
+        return self.delimiter or ("\t" if self.format == "tsv" else ",")
+
+
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
+def _check_format_and_encoding(opts: FormatOptions) -> None:
+    if opts.format not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}, got {opts.format!r}")
+    if not isinstance(opts.encoding, str):
+        raise ValueError(f"encoding must be a string, got {opts.encoding!r}")
+    try:
+        codecs.lookup(opts.encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {opts.encoding!r}") from None
+
+
+def _check_csv_options(opts: FormatOptions) -> None:
+    for name in ("delimiter", "quotechar"):
+        value = getattr(opts, name)
+        if value is None and name == "delimiter":
+            continue
+        if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+            raise ValueError(f"{name} must be a single character (not a newline), got {value!r}")
+    for name in ("header", "skip_blank_lines"):
+        if not isinstance(getattr(opts, name), bool):
+            raise ValueError(f"{name} must be true or false, got {getattr(opts, name)!r}")
+
+
+def _check_columns(opts: FormatOptions) -> None:
+    if opts.columns is not None:
+        if not isinstance(opts.columns, list) or not all(isinstance(c, str) and c for c in opts.columns):
+            raise ValueError(f"columns must be a list of non-empty strings, got {opts.columns!r}")
+        if not opts.columns:
+            raise ValueError("columns must not be empty")
+    if not isinstance(opts.rename, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in opts.rename.items()
+    ):
+        raise ValueError(f"rename must map column names to non-empty names, got {opts.rename!r}")
+    if opts.format in ("csv", "tsv", "xlsx") and not opts.header and opts.columns is None:
+        raise ValueError("columns are required when header is false")
+
+
+def _check_paths(opts: FormatOptions) -> None:
+    if opts.record_path is not None and (
+        not isinstance(opts.record_path, str) or not opts.record_path.strip(". /")
+    ):
+        raise ValueError(f"record_path must be a non-empty string, got {opts.record_path!r}")
+    if opts.format == "xml" and opts.record_path is None:
+        raise ValueError("record_path is required for xml (e.g. 'order' or 'orders/order')")
+    sheet = opts.sheet
+    if sheet is not None and (isinstance(sheet, bool) or not isinstance(sheet, str | int)):
+        raise ValueError(f"sheet must be a sheet name or a 0-based index, got {sheet!r}")
+    if isinstance(sheet, int) and sheet < 0:
+        raise ValueError(f"sheet index must be >= 0, got {sheet}")
+
+
+def options_from_dict(data: dict[str, Any]) -> FormatOptions:
+    """Build :class:`FormatOptions` from config (e.g. YAML); ``ValueError`` with a clear message."""
+    if not isinstance(data, dict):
+        raise ValueError(f"format options must be a mapping, got {type(data).__name__}")
+    allowed = [f.name for f in fields(FormatOptions)]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown format option(s) {unknown}; allowed: {allowed}")
+    if "format" not in data:
+        raise ValueError(f"format options need 'format' (one of {list(FORMATS)})")
+    return FormatOptions(**data)
+
+
+def read_records(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
+    """Yield the records of the local file ``path`` lazily, in file order.
+
+    Raises :class:`FileParseError` (while iterating) when the file as a whole cannot be read.
+    """
+    readers = {
+        "csv": _read_delimited,
+        "tsv": _read_delimited,
+        "json": _read_json,
+        "ndjson": _read_ndjson,
+        "xml": _read_xml,
+        "xlsx": _read_xlsx,
+    }
+    return readers[options.format](Path(path), options)
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _decoded_lines(path: Path, encoding: str) -> Iterator[str]:
+    """Yield text lines (keeping ``\\n``) decoded incrementally, naming the line of a decode error.
+
+    A TextIOWrapper decodes in large blocks and cannot say which line held the bad byte, so the
+    bytes are split on newlines here and fed to an incremental decoder (which also copes with
+    multi-byte sequences that straddle a read boundary).
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    pending = ""
+    line_no = 0
+    offset = 0
+    with path.open("rb") as fh:
+        for chunk in fh:
+            line_no += 1
+            try:
+                pending += decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise FileParseError(
+                    f"{path.name}: cannot decode line {line_no} as {encoding} "
+                    f"(byte offset {offset + exc.start}: {exc.reason})"
+                ) from None
+            offset += len(chunk)
+            # Wide encodings (UTF-16) can end a chunk mid-line, so only hand out complete lines.
+            *complete, pending = pending.split("\n")
+            yield from (line + "\n" for line in complete)
+        try:
+            pending += decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise FileParseError(
+                f"{path.name}: truncated {encoding} sequence at end of file ({exc.reason})"
+            ) from None
+    if pending:
+        yield pending
+
+
+def _column_names(path: Path, header_row: list[str] | None, options: FormatOptions) -> list[str]:
+    """Final column names: header (or explicit ``columns``), then ``rename``; no duplicates."""
+    if options.columns is not None:
+        if header_row is not None and len(header_row) != len(options.columns):
+            raise FileParseError(
+                f"{path.name}: header has {len(header_row)} columns but {len(options.columns)} "
+                f"column names are configured"
+            )
+        names = list(options.columns)
+    else:
+        names = list(header_row or [])
+    names = [options.rename.get(name, name) for name in names]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise FileParseError(f"{path.name}: duplicate column name(s) {duplicates}")
+    return names
+
+
+def _rename_keys(data: dict[str, Any], rename: dict[str, str]) -> dict[str, Any]:
+    return {rename.get(key, key): value for key, value in data.items()} if rename else dict(data)
+
+
+def _to_json(value: Any) -> str:
+    # default=str so Excel dates/times and Decimals still produce a readable quarantine line.
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+# --------------------------------------------------------------------------- CSV / TSV
+
+
+def _read_delimited(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
+    dialect = {
+        "delimiter": options.effective_delimiter,
+        "quotechar": options.quotechar,
+        # QUOTE_MINIMAL re-serialises a row the way most exporters write it, for the raw text.
+        "quoting": csv.QUOTE_MINIMAL,
+    }
+    reader = csv.reader(_decoded_lines(path, options.text_encoding), **dialect)
+    rows = _non_blank_rows(path, reader, options.skip_blank_lines)
+    header_row = None
+    if options.header:
+        first = next(rows, None)
+        if first is None:
+            raise FileParseError(f"{path.name}: missing header row (the file is empty)")
+        header_row = [name.strip() for name in first[1]]
+    names = _column_names(path, header_row, options)
+    for number, (_, row) in enumerate(rows, start=1):
+        raw = _serialise_row(row, dialect)
+        if len(row) != len(names):
+            error = f"expected {len(names)} columns, got {len(row)}"
+            yield RawRecord(number, raw, dict(zip(names, row, strict=False)), error)
+        else:
+            yield RawRecord(number, raw, dict(zip(names, row, strict=True)))
+
+
+def _non_blank_rows(path: Path, reader: Any, skip_blank: bool) -> Iterator[tuple[int, list[str]]]:
+    """(line number, row) pairs; csv errors become :class:`FileParseError` with the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FileParseError(f"{path.name}: CSV error at line {reader.line_num}: {exc}") from None
+        if skip_blank and not any(cell.strip() for cell in row):
+            continue
+        yield reader.line_num, row
+
+
+def _serialise_row(row: list[str], dialect: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    # The terminator must contain \r\n: QUOTE_MINIMAL only quotes embedded newlines it knows about.
+    csv.writer(buffer, lineterminator="\r\n", **dialect).writerow(row)
+    return buffer.getvalue().removesuffix("\r\n")
+
+
+# --------------------------------------------------------------------------- JSON / NDJSON
+
+
+def _read_json(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
+    """Records of a JSON document.
+
+    Limit: the document is loaded whole with ``json.load`` (the stdlib has no streaming parser),
+    so keep ``.json`` files to what fits comfortably in memory; use NDJSON for large feeds.
+    """
+    try:
+        with path.open(encoding=options.text_encoding) as fh:
+            document = json.load(fh)
+    except UnicodeDecodeError as exc:
+        raise FileParseError(
+            f"{path.name}: cannot decode as {options.encoding} at byte {exc.start}"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise FileParseError(
+            f"{path.name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    items = _follow_record_path(path, document, options.record_path)
+    for number, item in enumerate(items, start=1):
+        yield _json_record(number, _to_json(item), item, options.rename)
+
+
+def _follow_record_path(path: Path, document: Any, record_path: str | None) -> list[Any]:
+    target = document
+    walked: list[str] = []
+    keys = record_path.split(".") if record_path else []
+    for key in keys:
+        walked.append(key)
+        if not isinstance(target, dict) or key not in target:
+            raise FileParseError(f"{path.name}: record_path {record_path!r}: no key {'.'.join(walked)!r}")
+        target = target[key]
+    if not isinstance(target, list):
+        where = f"record_path {record_path!r}" if record_path else "the top level (set record_path?)"
+        raise FileParseError(f"{path.name}: expected an array at {where}, got {type(target).__name__}")
+    return target
+
+
+def _json_record(number: int, raw: str, item: Any, rename: dict[str, str]) -> RawRecord:
+    if not isinstance(item, dict):
+        return RawRecord(number, raw, {}, f"record is not a JSON object (got {_json_type(item)})")
+    return RawRecord(number, raw, _rename_keys(item, rename))
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _read_ndjson(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
+    number = 0
+    for line in _decoded_lines(path, options.text_encoding):
+        text = line.rstrip("\r\n")
+        if options.skip_blank_lines and not text.strip():
+            continue
+        number += 1
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield RawRecord(number, text, {}, f"invalid JSON at column {exc.colno}: {exc.msg}")
+            continue
+        yield _json_record(number, text, item, options.rename)
+
+
+# --------------------------------------------------------------------------- XML
+
+
+class _StopScan(Exception):
+    """Raised from expat handlers to end the prolog scan early."""
+
+
+def _reject_doctype(path: Path, encoding: str | None) -> None:
+    """Refuse documents with a DOCTYPE, which is where entity-expansion attacks live.
+
+    ``defusedxml`` is not available, so the prolog is scanned with expat up to the root element
+    (a DOCTYPE can only appear before it); this reads just the first few bytes of a normal file.
+    """
+    parser = expat.ParserCreate(encoding)
+
+    def on_doctype(*_: Any) -> None:
+        raise FileParseError(f"{path.name}: DOCTYPE not allowed (line {parser.CurrentLineNumber})")
+
+    def on_root(*_: Any) -> None:
+        raise _StopScan
+
+    parser.StartDoctypeDeclHandler = on_doctype
+    parser.StartElementHandler = on_root
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+    except _StopScan:
+        return
+    except expat.ExpatError as exc:
+        raise FileParseError(
+            f"{path.name}: malformed XML at line {exc.lineno}, column {exc.offset}: "
+            f"{expat.ErrorString(exc.code)}"
+        ) from None
+
+
+@dataclass
+class _XmlPathState:
+    """Book-keeping to tell "no records because the container is empty" from "wrong record_path"."""
+
+    segments: list[str]
+    parent_seen: bool = False
+    parent_children: int = 0
+    records: int = 0
+
+
+def _local(tag: str) -> str:
+    """Tag or attribute name without its ``{namespace}``."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _read_xml(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
+    # UTF-8 is XML's default: let the document's declaration / BOM decide; otherwise force the codec.
+    encoding = None if _is_utf8(options.encoding) else options.encoding
+    _reject_doctype(path, encoding)
+    parser = ET.XMLParser(encoding=encoding)
+    state = _XmlPathState(segments=[s for s in (options.record_path or "").strip("/").split("/") if s])
+    try:
+        yield from _iter_xml_records(path, parser, state, options.rename)
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise FileParseError(
+            f"{path.name}: malformed XML at line {line}, column {column}: {exc.msg}"
+        ) from None
+    if state.records == 0 and (not state.parent_seen or state.parent_children > 0):
+        raise FileParseError(f"{path.name}: no element matches record_path {options.record_path!r}")
+
+
+def _iter_xml_records(
+    path: Path, parser: ET.XMLParser, state: _XmlPathState, rename: dict[str, str]
+) -> Iterator[RawRecord]:
+    with path.open("rb") as fh:  # own the handle so an abandoned generator still closes it
+        yield from _walk_xml(ET.iterparse(fh, events=("start", "end"), parser=parser), state, rename)
+
+
+def _walk_xml(
+    events: Iterator[tuple[str, ET.Element]], state: _XmlPathState, rename: dict[str, str]
+) -> Iterator[RawRecord]:
+    stack: list[ET.Element] = []  # open elements, root first
+    names: list[str] = []  # their local names, minus the root
+    for event, elem in events:
+        if event == "start":
+            if not stack:
+                _resolve_root(state, _local(elem.tag))
+            else:
+                names.append(_local(elem.tag))
+                _note_xml_child(state, names)
+            stack.append(elem)
+            continue
+        stack.pop()
+        if names == state.segments:
+            state.records += 1
+            yield _xml_record(state.records, elem, rename)
+        if stack and not _inside_record(names, state.segments):
+            # Finished with this element: detach it so the tree does not grow with the file.
+            stack[-1].remove(elem)
+        if names:
+            names.pop()
+
+
+def _resolve_root(state: _XmlPathState, root: str) -> None:
+    """Accept a path written with the root element first ("orders/order" for ``<orders>``)."""
+    if len(state.segments) > 1 and state.segments[0] == root:
+        state.segments = state.segments[1:]
+    if len(state.segments) == 1:
+        state.parent_seen = True
+
+
+def _note_xml_child(state: _XmlPathState, names: list[str]) -> None:
+    parent = state.segments[:-1]
+    if names == parent:
+        state.parent_seen = True
+    elif len(names) == len(state.segments) and names[:-1] == parent:
+        state.parent_children += 1
+
+
+def _inside_record(names: list[str], segments: list[str]) -> bool:
+    """True while ``names`` is strictly below a record element (its fields are still needed)."""
+    return len(names) > len(segments) and names[: len(segments)] == segments
+
+
+def _xml_record(number: int, elem: ET.Element, rename: dict[str, str]) -> RawRecord:
+    values: dict[str, Any] = {_local(k): v for k, v in elem.attrib.items()}
+    values.update(_xml_children(elem))  # a child element wins over an attribute of the same name
+    elem.tail = None  # the text after the record is not part of it
+    raw = ET.tostring(elem, encoding="unicode")
+    return RawRecord(number, raw, _rename_keys(values, rename))
+
+
+def _xml_children(elem: ET.Element, prefix: str = "") -> dict[str, Any]:
+    """Child tag -> text; nested elements become dotted names; a repeated tag collects a list."""
+    out: dict[str, Any] = {}
+    for child in elem:
+        name = prefix + _local(child.tag)
+        if len(child):
+            out.update(_xml_children(child, prefix=name + "."))
+            continue
+        text = child.text or ""
+        if name in out:
+            previous = out[name]
+            out[name] = [*previous, text] if isinstance(previous, list) else [previous, text]
+        else:
+            out[name] = text
+    return out
+
+
+# --------------------------------------------------------------------------- Excel
+
+
+def _read_xlsx(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
+    import zipfile
+
+    from openpyxl import load_workbook  # heavy: imported only when an Excel file is read
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise FileParseError(f"{path.name}: not a readable .xlsx workbook ({exc})") from None
+    try:
+        sheet = _pick_sheet(path, workbook, options.sheet)
+        yield from _sheet_records(path, sheet.iter_rows(values_only=True), options)
+    finally:
+        workbook.close()  # read-only workbooks keep the file handle open until closed
+
+
+def _pick_sheet(path: Path, workbook: Any, sheet: str | int | None) -> Any:
+    names = workbook.sheetnames
+    if sheet is None:
+        return workbook.worksheets[0]
+    if isinstance(sheet, int):
+        if sheet >= len(names):
+            raise FileParseError(f"{path.name}: no sheet at index {sheet}; the workbook has {len(names)}")
+        return workbook.worksheets[sheet]
+    if sheet not in names:
+        raise FileParseError(f"{path.name}: sheet {sheet!r} not found; available: {names}")
+    return workbook[sheet]
+
+
+def _sheet_records(
+    path: Path, rows: Iterable[tuple[Any, ...]], options: FormatOptions
+) -> Iterator[RawRecord]:
+    # Fully empty rows are skipped: Excel users leave gaps, and read-only mode reports padded rows.
+    rows = (list(row) for row in rows if any(_has_value(v) for v in row))
+    header_row = None
+    if options.header:
+        first = next(rows, None)
+        if first is None:
+            raise FileParseError(f"{path.name}: missing header row (the sheet is empty)")
+        header_row = _excel_header(path, first)
+    names = _column_names(path, header_row, options)
+    for number, row in enumerate(rows, start=1):
+        # Trailing empty cells are padding, not data; short rows are padded with None.
+        while len(row) > len(names) and not _has_value(row[-1]):
+            row.pop()
+        values = dict(zip(names, row + [None] * (len(names) - len(row)), strict=False))
+        error = f"expected {len(names)} columns, got {len(row)}" if len(row) > len(names) else None
+        yield RawRecord(number, _to_json(row if error else values), values, error)
+
+
+def _has_value(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _excel_header(path: Path, row: list[Any]) -> list[str]:
+    while row and not _has_value(row[-1]):
+        row.pop()
+    names = [str(v).strip() if _has_value(v) else "" for v in row]
+    if "" in names:
+        raise FileParseError(f"{path.name}: empty header cell in column {names.index('') + 1}")
+    return names

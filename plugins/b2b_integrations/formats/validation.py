@@ -1,0 +1,260 @@
+"""Validate and convert one record against a declared schema.
+
+:func:`validate_record` returns either the clean, typed record or *all* the reasons it was
+rejected, so a quarantine report tells the partner everything wrong with a row at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any, Literal, get_args
+
+FieldType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
+FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
+ExtraFields = Literal["keep", "drop", "reject"]
+EXTRA_FIELDS: tuple[str, ...] = get_args(ExtraFields)
+
+_INTEGER = re.compile(r"[+-]?\d+")
+# Only "." is a decimal point: "1,5" is ambiguous (thousands separator or decimal comma) and rejected.
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0"})
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """One declared field: its type and the checks its value must pass."""
+
+    name: str
+    type: FieldType = "string"
+    required: bool = False
+    allowed: list[Any] | None = None
+    """Allowed values, compared after conversion."""
+    pattern: str | None = None
+    """Regex the value's text (stripped, before conversion) must fully match."""
+    max_length: int | None = None
+    """Maximum length of the value's text (stripped)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"field name must be a non-empty string, got {self.name!r}")
+        if self.type not in FIELD_TYPES:
+            raise ValueError(
+                f"field {self.name!r}: type must be one of {list(FIELD_TYPES)}, got {self.type!r}"
+            )
+        if not isinstance(self.required, bool):
+            raise ValueError(f"field {self.name!r}: required must be true or false, got {self.required!r}")
+        _check_rule_limits(self)
+
+
+def _check_rule_limits(rule: FieldRule) -> None:
+    if rule.allowed is not None and not isinstance(rule.allowed, list):
+        raise ValueError(f"field {rule.name!r}: allowed must be a list, got {rule.allowed!r}")
+    if rule.pattern is not None:
+        if not isinstance(rule.pattern, str):
+            raise ValueError(f"field {rule.name!r}: pattern must be a string, got {rule.pattern!r}")
+        try:
+            re.compile(rule.pattern)
+        except re.error as exc:
+            raise ValueError(f"field {rule.name!r}: invalid pattern {rule.pattern!r}: {exc}") from None
+    max_length = rule.max_length
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise ValueError(f"field {rule.name!r}: max_length must be a positive integer, got {max_length!r}")
+
+
+@dataclass(frozen=True)
+class RowSchema:
+    """The declared fields of a record and what to do with undeclared ones."""
+
+    fields: list[FieldRule]
+    extra_fields: ExtraFields = "drop"
+
+    def __post_init__(self) -> None:
+        if self.extra_fields not in EXTRA_FIELDS:
+            raise ValueError(f"extra_fields must be one of {list(EXTRA_FIELDS)}, got {self.extra_fields!r}")
+        names = [rule.name for rule in self.fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate field name(s) {duplicates}")
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # Excel stores 12345 as 12345.0; a code field wants "12345"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _to_integer(value: Any) -> int:
+    if isinstance(value, bool):  # bool is an int subclass, but True is not a quantity
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    raise ValueError
+
+
+def _to_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        return float(value)
+    raise ValueError
+
+
+def _to_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError
+
+
+def _to_date(value: Any) -> date:
+    if isinstance(value, datetime):  # check first: datetime is a date subclass
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        return date.fromisoformat(value)
+    raise ValueError
+
+
+def _to_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    # Plain digits would otherwise parse as a compact date ("20240115"); insist on separators.
+    if isinstance(value, str) and _DATE.match(value):
+        if value[-1:] in ("Z", "z"):
+            value = value[:-1] + "+00:00"
+        return datetime.fromisoformat(value)
+    raise ValueError
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "string": _to_string,
+    "integer": _to_integer,
+    "number": _to_number,
+    "boolean": _to_boolean,
+    "date": _to_date,
+    "datetime": _to_datetime,
+}
+
+
+def convert_value(value: Any, type_name: str) -> Any:
+    """Convert ``value`` (strings already stripped) to ``type_name``; ``ValueError`` if it cannot."""
+    return _CONVERTERS[type_name](value)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_field(rule: FieldRule, value: Any) -> tuple[Any, list[str]]:
+    """(converted value, reasons) for one declared field."""
+    if _is_missing(value):
+        return None, [f"field {rule.name!r} is required"] if rule.required else []
+    if isinstance(value, str):
+        value = value.strip()
+    reasons = []
+    text = value if isinstance(value, str) else _to_string(value)
+    if rule.pattern is not None and not re.fullmatch(rule.pattern, text):
+        reasons.append(f"field {rule.name!r}: {text!r} does not match pattern {rule.pattern!r}")
+    if rule.max_length is not None and len(text) > rule.max_length:
+        reasons.append(f"field {rule.name!r}: {text!r} is longer than {rule.max_length} characters")
+    try:
+        converted = convert_value(value, rule.type)
+    except ValueError:
+        return None, [*reasons, f"field {rule.name!r}: expected {rule.type}, got {value!r}"]
+    if rule.allowed is not None and converted not in rule.allowed:
+        reasons.append(f"field {rule.name!r}: {converted!r} is not one of {rule.allowed!r}")
+    return converted, reasons
+
+
+def validate_record(fields: dict[str, Any], schema: RowSchema) -> tuple[dict[str, Any] | None, list[str]]:
+    """Return ``(clean record, [])`` or ``(None, reasons)`` with every reason the record fails.
+
+    Declared fields come first in schema order (missing optional ones as ``None``); undeclared
+    columns are kept as read, dropped, or rejected according to ``schema.extra_fields``.
+    """
+    clean: dict[str, Any] = {}
+    reasons: list[str] = []
+    for rule in schema.fields:
+        clean[rule.name], field_reasons = _check_field(rule, fields.get(rule.name))
+        reasons.extend(field_reasons)
+    declared = {rule.name for rule in schema.fields}
+    extra = [name for name in fields if name not in declared]
+    if extra and schema.extra_fields == "reject":
+        reasons.append(f"unexpected field(s): {', '.join(map(str, extra))}")
+    elif schema.extra_fields == "keep":
+        clean.update((name, fields[name]) for name in extra)
+    return (None, reasons) if reasons else (clean, [])
+
+
+# --------------------------------------------------------------------------- config
+
+
+def schema_from_dict(data: dict[str, Any]) -> RowSchema:
+    """Build a :class:`RowSchema` from config; ``ValueError`` with a clear message.
+
+    ``fields`` is a list of ``{name: ..., type: ..., ...}`` or a mapping ``name -> {type: ...}``.
+    ``allowed`` values are converted to the field's type here, so YAML ``["1", "2"]`` works for
+    an integer field and a typo is reported at load time rather than on every row.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"schema must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - {"fields", "extra_fields"})
+    if unknown:
+        raise ValueError(f"unknown schema key(s) {unknown}; allowed: ['extra_fields', 'fields']")
+    raw_fields = data.get("fields")
+    if isinstance(raw_fields, dict):
+        raw_fields = [{"name": name, **(spec or {})} for name, spec in raw_fields.items()]
+    if not isinstance(raw_fields, list) or not raw_fields:
+        raise ValueError("schema needs 'fields': a non-empty list of field rules")
+    rules = [_rule_from_dict(i, spec) for i, spec in enumerate(raw_fields, start=1)]
+    return RowSchema(fields=rules, extra_fields=data.get("extra_fields", "drop"))
+
+
+def _rule_from_dict(position: int, spec: Any) -> FieldRule:
+    if not isinstance(spec, dict):
+        raise ValueError(f"field #{position} must be a mapping, got {spec!r}")
+    label = repr(spec.get("name", f"#{position}"))
+    allowed_keys = [f.name for f in fields(FieldRule)]
+    unknown = sorted(set(spec) - set(allowed_keys))
+    if unknown:
+        raise ValueError(f"field {label}: unknown key(s) {unknown}; allowed: {allowed_keys}")
+    if "name" not in spec:
+        raise ValueError(f"field #{position} needs a 'name'")
+    rule = FieldRule(**spec)
+    if rule.allowed is None:
+        return rule
+    converted = []
+    for value in rule.allowed:
+        try:
+            converted.append(convert_value(value.strip() if isinstance(value, str) else value, rule.type))
+        except ValueError:
+            raise ValueError(f"field {label}: allowed value {value!r} is not a valid {rule.type}") from None
+    return FieldRule(**{**spec, "allowed": converted})
