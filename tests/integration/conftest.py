@@ -1,0 +1,44 @@
+"""Fixtures for integration tests that need a real SFTP server (a private OpenSSH sshd, see tests/sshd.py)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sshd import SshServer, start_sshd
+
+
+def _slug(request: pytest.FixtureRequest) -> str:
+    """A short identifier unique to this test: its sanitized name plus a random suffix."""
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
+    return f"{name}_{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """One real sshd (SFTP via internal-sftp) on 127.0.0.1 for the whole session; login = current user."""
+    server = start_sshd()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sftp_conn(sshd: SshServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """The id of an Airflow connection (``AIRFLOW_CONN_<ID>``, removed after the test) to ``sshd``."""
+    conn_id = f"sftp_{_slug(request)}"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sshd.airflow_conn_json())
+    return conn_id
+
+
+@pytest.fixture
+def sftp_folder(sshd: SshServer, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty folder under ``sshd.root``, as an absolute path (the same on the server and locally)."""
+    folder = Path(sshd.root) / _slug(request)
+    folder.mkdir(parents=True)
+    return str(folder)
