@@ -3,4 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+
+# OpenSSH server: the SFTP integration tests start a private sshd on a loopback port.
+if [[ ! -x /usr/sbin/sshd ]]; then
+  if [[ "$(id -u)" == "0" ]]; then
+    echo "test: installing openssh-server (Debian package) for the SFTP tests ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server > /dev/null
+  else
+    echo "test: /usr/sbin/sshd is missing; run: sudo apt-get install openssh-server" >&2
+    exit 1
+  fi
+fi
+
 exec .venv/bin/python -m pytest "$@"
