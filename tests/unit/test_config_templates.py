@@ -222,3 +222,51 @@ def test_customer_of_a_broken_template_names_the_template_file(tmp_path: Path) -
         and "integration template 'sync' is invalid (see include/integrations/sync.yaml)" in m
         for m in found
     )
+
+
+def _sftp_template(**step_overrides: Any) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "id": "import_files",
+        "kind": "sftp_import",
+        "connection": "sftp",
+        "folder": "/in",
+        "format": {"format": "csv", "delimiter": ";"},
+        "schema": {"fields": [{"name": "id", "type": "integer", "required": True}]},
+        "db_connection": "db",
+        "table": "orders",
+        "key": ["id"],
+    }
+    step.update(step_overrides)
+    return {
+        "name": "files",
+        "connections": {"sftp": {"type": "sftp"}, "db": {"type": "postgres"}},
+        "flows": {"orders": {"trigger": {"type": "schedule", "schedule": "15m"}, "steps": [step]}},
+    }
+
+
+def test_sftp_import_step_is_checked_at_config_time(tmp_path: Path) -> None:
+    assert load(tmp_path / "ok", _sftp_template(), name="files").problems == []
+    cases = {
+        "bad-format": (_sftp_template(format={"format": "pdf"}), "flows.orders.steps[0]", "pdf"),
+        "bad-schema-type": (
+            _sftp_template(schema={"fields": [{"name": "id", "type": "money"}]}),
+            "flows.orders.steps[0]",
+            "money",
+        ),
+        "unknown-db-slot": (
+            _sftp_template(db_connection="warehouse"),
+            "flows.orders.steps[0].db_connection",
+            "unknown connection slot",
+        ),
+        "folder-escape": (
+            _sftp_template(failed_folder="../x"),
+            "flows.orders.steps[0].failed_folder",
+            "pattern",
+        ),
+    }
+    for case, (template, key_path, expected) in cases.items():
+        project = load(tmp_path / case, template, name="files")
+        assert any(p.key_path == key_path and expected in p.message for p in project.problems), (
+            case,
+            messages(project),
+        )

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import ConfigDict, Field, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
-from b2b_integrations.config.references import has_reference
+from b2b_integrations.config.references import has_reference, iter_references
 
 SQL_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 SQL_COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -90,6 +90,11 @@ class LoadStep(StepBase):
         return self
 
 
+def _has_reference(value: Any) -> bool:
+    # Values with ${...} are checked once resolved for a customer (at run time), not here.
+    return any(True for _ in iter_references(value))
+
+
 class _PlannedStep(StepBase):
     """A step kind that is declared but not implemented yet: it validates loosely and fails at run time."""
 
@@ -104,10 +109,69 @@ class HttpImportStep(_PlannedStep):
     kind: Literal["http_import"]
 
 
-class SftpImportStep(_PlannedStep):
-    """Import new files from an SFTP folder. Not yet available."""
+class SftpImportStep(StepBase):
+    """Import new files from an SFTP folder: parse, validate, load, then move or delete each file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     kind: Literal["sftp_import"]
+    connection: Ident = Field(description="Connection slot of the SFTP server.")
+    folder: str = Field(min_length=1, description="Remote folder polled for new files.")
+    pattern: str = Field("*", description="Glob the file names must match, e.g. '*.csv'.")
+    regex: str | None = Field(None, description="Regular expression the whole file name must match.")
+    file_format: dict[str, Any] = Field(
+        alias="format",
+        description="format (csv, tsv, json, ndjson, xml, xlsx), encoding, delimiter, quotechar, header, "
+        "columns, rename, record_path, sheet.",
+    )
+    row_schema: dict[str, Any] = Field(
+        alias="schema",
+        description="fields: [{name, type, required, allowed, pattern, max_length}], extra_fields.",
+    )
+    db_connection: Ident = Field(
+        description="Connection slot of the destination database (holds the ledger)."
+    )
+    table: str = Field(pattern=SQL_TABLE_PATTERN, description="Destination table.")
+    mode: Literal["insert", "upsert"] = Field("upsert", description="upsert replaces rows with the same key.")
+    key: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(default_factory=list)
+    constants: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], Any] = Field(
+        default_factory=dict, description="Columns with a fixed value on every row, e.g. customer_id."
+    )
+    source_file_column: Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)] | None = Field(
+        None, description="Column that receives the file name."
+    )
+    columns: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] | None = Field(
+        None, description="Column -> SQL type, to create the table when create_table is true."
+    )
+    create_table: bool = False
+    after_load: Literal["move", "delete"] = Field("move", description="What happens to a loaded file.")
+    processed_folder: str = Field("processed", pattern=r"^[A-Za-z0-9._-]+$")
+    failed_folder: str = Field("failed", pattern=r"^[A-Za-z0-9._-]+$")
+    quarantine_folder: str = Field("quarantine", pattern=r"^[A-Za-z0-9._-]+$")
+    settle_seconds: float = Field(5, ge=0, le=600, description="Files changing within this time are skipped.")
+    max_files: int | None = Field(None, ge=1, description="At most this many files per run.")
+    chunk_size: int = Field(1000, ge=1, le=100_000)
+
+    operator: ClassVar[str] = "b2b_integrations.operators.sftp_import.SftpFileImportOperator"
+    connection_fields: ClassVar[dict[str, str]] = {
+        "connection": "sftp_conn_id",
+        "db_connection": "db_conn_id",
+    }
+
+    @model_validator(mode="after")
+    def _check_options(self) -> SftpImportStep:
+        from b2b_integrations.formats.readers import options_from_dict
+        from b2b_integrations.formats.validation import schema_from_dict
+
+        if self.mode == "upsert" and not self.key:
+            raise ValueError("mode 'upsert' needs 'key': the columns that identify a row")
+        if self.create_table and not self.columns:
+            raise ValueError("create_table needs 'columns' (column -> SQL type)")
+        if not _has_reference(self.file_format):
+            options_from_dict(self.file_format)
+        if not _has_reference(self.row_schema):
+            schema_from_dict(self.row_schema)
+        return self
 
 
 class ReportExportStep(_PlannedStep):

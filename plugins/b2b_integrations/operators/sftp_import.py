@@ -1,0 +1,376 @@
+"""Scheduled file import: new files in an SFTP folder -> parsed, validated rows in a SQL table."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from b2b_integrations.errors import FatalStepError
+from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
+from b2b_integrations.formats.validation import schema_from_dict, validate_record
+from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
+from b2b_integrations.hooks.sql import get_db_hook
+from b2b_integrations.operators.base import StepOperator
+from b2b_integrations.sinks.sql import SqlStatementError, create_table_statement, insert_statement, write_rows
+from b2b_integrations.sources.files import RemoteFile, select_new, stable_files, unsafe_name_reason
+from b2b_integrations.staging import data_dir
+from b2b_integrations.state import ledger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class _FileFailed(Exception):
+    """This file goes to the failed folder; the others go on."""
+
+
+@dataclass
+class _FileCounts:
+    loaded: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class _RunSummary:
+    files_seen: int = 0
+    files_loaded: int = 0
+    files_already_loaded: int = 0
+    files_failed: list[str] = field(default_factory=list)
+    files_still_writing: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+
+
+def safe_report_name(name: str) -> str:
+    """A printable stand-in for a hostile file name, for the failed folder."""
+    return _SAFE.sub("_", name).replace("..", "_")[:200] or "unnamed"
+
+
+class SftpFileImportOperator(StepOperator):
+    """
+    Import every new file of a remote SFTP folder into a SQL table, one file at a time, oldest first.
+
+    Each file is streamed to a local work file, parsed (csv, tsv, json, ndjson, xml, xlsx) and every record
+    validated; good rows are written to ``table`` and the file is recorded in the processed-file ledger in
+    the same transaction. Only then is the file moved to ``processed_folder`` (or deleted). Bad records go
+    to a quarantine CSV (row number, reason, raw record) in ``quarantine_folder``; a file that cannot be
+    parsed, or whose every record is bad, goes to ``failed_folder`` with an ``.error.txt`` report and the
+    task fails after the other files are done. Files whose size or modification time changes during
+    ``settle_seconds`` are still being written and are left for the next run.
+
+    :param sftp_conn_id: Airflow SFTP connection of the customer's server.
+    :param folder: Remote folder to import from. (templated)
+    :param pattern: Glob the file names must match, e.g. ``*.csv``. (templated)
+    :param regex: Optional regular expression the whole file name must match. (templated)
+    :param file_format: Format options: ``format`` plus encoding, delimiter, header, columns, rename,
+        record_path, sheet (see ``formats.readers.FormatOptions``).
+    :param row_schema: ``{"fields": [{"name", "type", "required", "allowed", "pattern", "max_length"}]}``.
+    :param db_conn_id: Airflow connection of the destination database (holds the ledger too).
+    :param table: Destination table. (templated)
+    :param mode: ``upsert`` (by ``key``) or ``insert``.
+    :param key: Key columns for upsert.
+    :param constants: Extra columns with a fixed value on every row, e.g. ``{"customer_id": "acme"}``.
+    :param source_file_column: Column that receives the file name, if any.
+    :param columns: Column -> SQL type, to create the table when ``create_table`` is true.
+    :param create_table: Create the destination table if missing.
+    :param after_load: ``move`` to ``processed_folder`` or ``delete``.
+    :param settle_seconds: Wait between two listings; files that changed are not taken.
+    :param max_files: Import at most this many files per run (the rest wait for the next run).
+    :param chunk_size: Rows per database batch.
+    """
+
+    template_fields: Sequence[str] = ("folder", "pattern", "regex", "table")
+    ui_color = "#e8f7fb"
+
+    def __init__(
+        self,
+        *,
+        sftp_conn_id: str,
+        folder: str,
+        file_format: dict[str, Any],
+        row_schema: dict[str, Any],
+        db_conn_id: str,
+        table: str,
+        pattern: str = "*",
+        regex: str | None = None,
+        mode: str = "upsert",
+        key: Sequence[str] = (),
+        constants: dict[str, Any] | None = None,
+        source_file_column: str | None = None,
+        columns: dict[str, str] | None = None,
+        create_table: bool = False,
+        after_load: str = "move",
+        processed_folder: str = "processed",
+        failed_folder: str = "failed",
+        quarantine_folder: str = "quarantine",
+        settle_seconds: float = 5.0,
+        max_files: int | None = None,
+        chunk_size: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sftp_conn_id = sftp_conn_id
+        self.folder = folder
+        self.file_format = file_format
+        self.row_schema = row_schema
+        self.db_conn_id = db_conn_id
+        self.table = table
+        self.pattern = pattern
+        self.regex = regex
+        self.mode = mode
+        self.key = list(key)
+        self.constants = constants or {}
+        self.source_file_column = source_file_column
+        self.columns = columns
+        self.create_table = create_table
+        self.after_load = after_load
+        self.processed_folder = processed_folder
+        self.failed_folder = failed_folder
+        self.quarantine_folder = quarantine_folder
+        self.settle_seconds = settle_seconds
+        self.max_files = max_files
+        self.chunk_size = chunk_size
+
+    def run_step(self, context: Context) -> dict[str, Any]:
+        try:
+            fmt = options_from_dict(self.file_format)
+            schema = schema_from_dict(self.row_schema)
+        except ValueError as e:
+            raise FatalStepError(f"invalid file import options: {e}") from e
+        if self.after_load not in ("move", "delete"):
+            raise FatalStepError(f"after_load must be 'move' or 'delete', got {self.after_load!r}")
+        fields = [rule.name for rule in schema.fields]
+        target_fields = [*fields, *self.constants]
+        if self.source_file_column:
+            target_fields.append(self.source_file_column)
+        hook, dialect = get_db_hook(self.db_conn_id)
+        try:
+            statement = insert_statement(
+                dialect, self.table, target_fields, self.key, self.mode == "upsert", hook.placeholder
+            )
+            create = (
+                create_table_statement(self.table, self.columns or {}, self.key)
+                if self.create_table
+                else None
+            )
+        except SqlStatementError as e:
+            raise FatalStepError(str(e)) from e
+
+        summary = _RunSummary()
+        work = Path(tempfile.mkdtemp(prefix="import-", dir=self._work_root()))
+        try:
+            with (
+                closing(hook.get_conn()) as conn,
+                open_remote_folder(self.sftp_conn_id, self.folder) as remote,
+            ):
+                ledger.ensure_ledger(conn)
+                if create:
+                    with closing(conn.cursor()) as cur:
+                        cur.execute(create)
+                    conn.commit()
+                todo = self._files_to_import(conn, hook.placeholder, remote, summary)
+                for index, remote_file in enumerate(todo, 1):
+                    self.log.info(
+                        "File %d of %d: %s (%d bytes)", index, len(todo), remote_file.name, remote_file.size
+                    )
+                    # Local names never come from the server; the suffix is the format's (openpyxl checks it).
+                    local = work / f"{index:06d}.{fmt.format}"
+                    self._import_one(
+                        conn, hook.placeholder, remote, remote_file, local, statement, fmt, schema, summary
+                    )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+        self.log.info(
+            "Import summary: %d files loaded (%d rows, %d quarantined), %d failed, %d already loaded, "
+            "%d still being written",
+            summary.files_loaded,
+            summary.rows_loaded,
+            summary.rows_quarantined,
+            len(summary.files_failed),
+            summary.files_already_loaded,
+            summary.files_still_writing,
+        )
+        if summary.files_failed:
+            raise FatalStepError(
+                f"{len(summary.files_failed)} file(s) failed and were moved to {self.failed_folder}/ with an "
+                f"error report: {'; '.join(summary.files_failed)}"
+            )
+        return {
+            "files_loaded": summary.files_loaded,
+            "files_already_loaded": summary.files_already_loaded,
+            "files_still_writing": summary.files_still_writing,
+            "rows_loaded": summary.rows_loaded,
+            "rows_quarantined": summary.rows_quarantined,
+            "table": self.table,
+        }
+
+    def _work_root(self) -> Path:
+        root = data_dir() / "work" / self.customer_id / self.integration / self.flow
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _files_to_import(
+        self, conn: Any, placeholder: str, remote: RemoteFolder, summary: _RunSummary
+    ) -> list[RemoteFile]:
+        done = ledger.done_files(conn, placeholder, self.customer_id, self.integration, self.flow)
+        first = select_new(remote.list_files(), self.pattern, self.regex, set(done))
+        summary.files_seen = len(first)
+        if not first:
+            self.log.info("No new files in %s matching %s", self.folder, self.pattern)
+            return []
+        if self.settle_seconds > 0:
+            time.sleep(self.settle_seconds)
+        second = {f.name: f for f in remote.list_files()}
+        stable = stable_files(second.values(), {f.name: f for f in first})
+        summary.files_still_writing = len(first) - len(stable)
+        if summary.files_still_writing:
+            self.log.info(
+                "%d file(s) still being written; left for the next run", summary.files_still_writing
+            )
+        if self.max_files is not None and len(stable) > self.max_files:
+            self.log.info("Taking %d of %d new files this run (max_files)", self.max_files, len(stable))
+            stable = stable[: self.max_files]
+        return stable
+
+    def _import_one(
+        self,
+        conn: Any,
+        placeholder: str,
+        remote: RemoteFolder,
+        remote_file: RemoteFile,
+        local: Path,
+        statement: str,
+        fmt: Any,
+        schema: Any,
+        summary: _RunSummary,
+    ) -> None:
+        name = remote_file.name
+        reason = unsafe_name_reason(name)
+        if reason is not None:
+            self._fail(conn, placeholder, remote, remote_file, "-", f"file name refused: {reason}", summary)
+            return
+        sha256 = remote.download(name, local)
+        if ledger.has_content(conn, placeholder, self.customer_id, self.integration, self.flow, name, sha256):
+            # Loaded by an earlier try that stopped before moving it: finish the move, load nothing.
+            self.log.info("%s was already loaded (same content); finishing its move", name)
+            self._after_load(remote, name)
+            summary.files_already_loaded += 1
+            return
+        quarantine = local.with_suffix(".quarantine.csv")
+        counts = _FileCounts()
+        try:
+            with quarantine.open("w", newline="", encoding="utf-8") as qfile:
+                writer = csv.writer(qfile)
+                writer.writerow(["file", "row_number", "reason", "raw_record"])
+                rows = self._rows(local, name, fmt, schema, writer, counts)
+                write_rows(
+                    conn,
+                    statement,
+                    rows,
+                    self.chunk_size,
+                    progress=lambda done: self.log.info("%s: %d rows written", name, done),
+                    before_commit=lambda cur: self._before_commit(
+                        cur, placeholder, remote_file, sha256, counts
+                    ),
+                )
+        except (FileParseError, _FileFailed) as e:
+            self._fail(conn, placeholder, remote, remote_file, sha256, str(e), summary, counts)
+            return
+        if counts.quarantined:
+            target = remote.upload(quarantine, self.quarantine_folder, f"{name}.quarantine.csv")
+            self.log.info("%s: %d bad rows quarantined to %s", name, counts.quarantined, target)
+        self._after_load(remote, name)
+        summary.files_loaded += 1
+        summary.rows_loaded += counts.loaded
+        summary.rows_quarantined += counts.quarantined
+        self.log.info("%s: %d rows loaded, %d quarantined", name, counts.loaded, counts.quarantined)
+
+    def _rows(
+        self, local: Path, name: str, fmt: Any, schema: Any, quarantine: Any, counts: _FileCounts
+    ) -> Iterator[tuple[Any, ...]]:
+        fields = [rule.name for rule in schema.fields]
+        extra = tuple(self.constants.values()) + ((name,) if self.source_file_column else ())
+        for record in read_records(local, fmt):
+            reasons = [record.error] if record.error else None
+            clean = None
+            if reasons is None:
+                clean, reasons = validate_record(record.fields, schema)
+            if clean is None:
+                counts.quarantined += 1
+                quarantine.writerow([name, record.number, "; ".join(reasons or ["invalid"]), record.raw])
+                continue
+            counts.loaded += 1
+            yield tuple(clean.get(f) for f in fields) + extra
+
+    def _before_commit(
+        self, cursor: Any, placeholder: str, remote_file: RemoteFile, sha256: str, counts: _FileCounts
+    ) -> None:
+        if counts.loaded == 0 and counts.quarantined > 0:
+            raise _FileFailed(f"all {counts.quarantined} records are invalid (see the quarantine report)")
+        ledger.record(cursor, placeholder, self._entry(remote_file, sha256, "loaded", counts, None))
+
+    def _entry(
+        self, remote_file: RemoteFile, sha256: str, status: str, counts: _FileCounts, detail: str | None
+    ) -> ledger.LedgerEntry:
+        return ledger.LedgerEntry(
+            customer_id=self.customer_id,
+            integration=self.integration,
+            flow=self.flow,
+            file_name=remote_file.name,
+            sha256=sha256,
+            size_bytes=remote_file.size,
+            mtime=remote_file.mtime,
+            status=status,
+            rows_loaded=counts.loaded if status == "loaded" else 0,
+            rows_quarantined=counts.quarantined,
+            detail=detail,
+            processed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+    def _after_load(self, remote: RemoteFolder, name: str) -> None:
+        if self.after_load == "delete":
+            remote.delete(name)
+        else:
+            remote.move(name, self.processed_folder)
+
+    def _fail(
+        self,
+        conn: Any,
+        placeholder: str,
+        remote: RemoteFolder,
+        remote_file: RemoteFile,
+        sha256: str,
+        reason: str,
+        summary: _RunSummary,
+        counts: _FileCounts | None = None,
+    ) -> None:
+        name = remote_file.name
+        shown = safe_report_name(name)
+        message = f"customer {self.customer_id}, integration {self.integration}, file {shown}: {reason}"
+        self.log.error("%s", message)
+        report = Path(tempfile.mkstemp(suffix=".txt", dir=self._work_root())[1])
+        try:
+            report.write_text(
+                f"{message}\n\nfile: {shown}\nsize: {remote_file.size} bytes\nsha256: {sha256}\n"
+                f"failed at: {datetime.now(UTC).isoformat(timespec='seconds')}\n",
+                encoding="utf-8",
+            )
+            remote.upload(report, self.failed_folder, f"{shown}.error.txt")
+        finally:
+            report.unlink(missing_ok=True)
+        remote.move(name, self.failed_folder, shown)
+        entry = self._entry(remote_file, sha256, "failed", counts or _FileCounts(), reason)
+        ledger.record_now(conn, placeholder, entry)
+        summary.files_failed.append(f"{shown} ({reason})")

@@ -1,0 +1,80 @@
+"""Choosing which remote files to import: pure functions over directory listings."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class RemoteFile:
+    """One regular file in a remote folder, as listed (sorted by modification time, then name)."""
+
+    mtime: int
+    name: str
+    size: int
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why a server-supplied file name cannot be used as a local or remote path component, or None.
+
+    File names from the server are data: anything that could climb out of the working folder or confuse
+    logs and shells is refused rather than sanitised silently.
+    """
+    if not name or name in (".", ".."):
+        return "empty or dot name"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if ".." in name:
+        return "contains '..'"
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        return "contains control characters"
+    if len(name.encode("utf-8")) > 255:
+        return "longer than 255 bytes"
+    return None
+
+
+def matches(name: str, glob: str | None, regex: str | None) -> bool:
+    """Whether ``name`` is selected by the glob and/or full-match regex (both must match when given)."""
+    if glob is not None and not fnmatch.fnmatchcase(name, glob):
+        return False
+    return regex is None or re.fullmatch(regex, name) is not None
+
+
+def stable_files(current: Iterable[RemoteFile], previous: Mapping[str, RemoteFile]) -> list[RemoteFile]:
+    """Files whose size and mtime did not change since the previous look: no longer being written."""
+    stable = []
+    for f in current:
+        before = previous.get(f.name)
+        if before is not None and (before.size, before.mtime) == (f.size, f.mtime):
+            stable.append(f)
+    return sorted(stable)
+
+
+def select_new(
+    files: Iterable[RemoteFile],
+    glob: str | None,
+    regex: str | None,
+    already_done: set[tuple[str, int, int]],
+) -> list[RemoteFile]:
+    """Matching files not in the ledger (by name, size and mtime), oldest first, ties by name."""
+    return sorted(
+        f for f in files if matches(f.name, glob, regex) and (f.name, f.size, f.mtime) not in already_done
+    )
+
+
+def ready_files(
+    listing: Iterable[RemoteFile],
+    previous: Mapping[str, RemoteFile],
+    glob: str | None,
+    regex: str | None,
+    already_done: set[tuple[str, int, int]],
+) -> list[RemoteFile]:
+    """New matching files that were also there, unchanged, at the previous look: safe to import.
+
+    The one comparison shared by the sensor's poke and the deferrable trigger.
+    """
+    return stable_files(select_new(listing, glob, regex, already_done), previous)

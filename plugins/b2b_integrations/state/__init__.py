@@ -1,0 +1,1 @@
+"""Durable integration state: processed-file ledger, cursors, delivery ledgers."""

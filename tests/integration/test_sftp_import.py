@@ -1,0 +1,380 @@
+"""Scheduled file import against a real OpenSSH server and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from b2b_integrations.operators.sftp_import import SftpFileImportOperator
+
+pytestmark = pytest.mark.e2e
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+ORDERS_CSV = (
+    "order_id,order_date,sku,quantity,status\nA-1,2025-01-02,SKU-1,3,new\nA-2,2025-01-03,SKU-2,1,shipped\n"
+)
+SCHEMA = {
+    "fields": [
+        {"name": "order_id", "type": "string", "required": True},
+        {"name": "order_date", "type": "date", "required": True},
+        {"name": "sku", "type": "string", "required": True},
+        {"name": "quantity", "type": "integer", "required": True},
+        {"name": "status", "type": "string", "allowed": ["new", "shipped", "cancelled"]},
+    ]
+}
+COLUMNS = {
+    "order_id": "VARCHAR(40)",
+    "order_date": "DATE",
+    "sku": "VARCHAR(40)",
+    "quantity": "INTEGER",
+    "status": "VARCHAR(20)",
+    "customer_id": "VARCHAR(60)",
+    "source_file": "VARCHAR(255)",
+}
+
+
+@pytest.fixture(scope="module")
+def pg_db() -> Iterator[str]:
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"b2b_sftp_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(f"{PG}/postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    yield name
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def db_conn(pg_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("AIRFLOW_CONN_SFTP_TEST_DB", f"{PG}/{pg_db}")
+    return "sftp_test_db"
+
+
+def rows(db: str, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg2
+
+    with psycopg2.connect(f"{PG}/{db}") as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def make_operator(
+    sftp_conn: str, db_conn: str, folder: str, table: str, **overrides: Any
+) -> SftpFileImportOperator:
+    customer = overrides.pop("customer_id", "filecust")
+    arguments: dict[str, Any] = {
+        "sftp_conn_id": sftp_conn,
+        "folder": folder,
+        "pattern": "*.csv",
+        "file_format": {"format": "csv"},
+        "row_schema": SCHEMA,
+        "db_conn_id": db_conn,
+        "table": table,
+        "key": ["customer_id", "order_id", "sku"],
+        "constants": {"customer_id": customer},
+        "source_file_column": "source_file",
+        "columns": COLUMNS,
+        "create_table": True,
+        "settle_seconds": 0.5,
+    }
+    arguments.update(overrides)
+    return SftpFileImportOperator(
+        task_id="import_files", customer_id=customer, integration="orders", flow="files", **arguments
+    )
+
+
+def table_name() -> str:
+    return f"orders_{uuid.uuid4().hex[:8]}"
+
+
+def test_csv_import_moves_file_and_second_run_imports_nothing(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    Path(sftp_folder, "orders-1.csv").write_text(ORDERS_CSV)
+    Path(sftp_folder, "notes.txt").write_text("not matched by the pattern")
+    table = table_name()
+    op = make_operator(sftp_conn, db_conn, sftp_folder, table)
+    result = op.execute({})  # type: ignore[arg-type]
+    assert result["files_loaded"] == 1 and result["rows_loaded"] == 2 and result["rows_quarantined"] == 0
+    assert rows(
+        pg_db,
+        f"SELECT order_id, order_date::text, quantity, customer_id, source_file FROM {table} ORDER BY 1",
+    ) == [
+        ("A-1", "2025-01-02", 3, "filecust", "orders-1.csv"),
+        ("A-2", "2025-01-03", 1, "filecust", "orders-1.csv"),
+    ]
+    assert sorted(p.name for p in Path(sftp_folder).iterdir()) == ["notes.txt", "processed"]
+    assert Path(sftp_folder, "processed", "orders-1.csv").read_text() == ORDERS_CSV
+
+    # The same content delivered again is recognised by the ledger and not loaded twice.
+    Path(sftp_folder, "orders-1.csv").write_text(ORDERS_CSV)
+    again = make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})  # type: ignore[arg-type]
+    assert again["rows_loaded"] == 0 and again["files_already_loaded"] == 1
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
+    assert make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})["files_loaded"] == 0  # type: ignore[arg-type]
+
+
+FORMAT_CASES = {
+    "tsv": ("orders.tsv", {"format": "tsv"}, ORDERS_CSV.replace(",", "\t")),
+    "semicolon-latin1": (
+        "orders.csv",
+        {"format": "csv", "delimiter": ";", "encoding": "latin-1"},
+        ORDERS_CSV.replace(",", ";").replace("SKU-1", "SKÜ-é"),
+    ),
+    "json": (
+        "orders.json",
+        {"format": "json", "record_path": "data.orders"},
+        json.dumps(
+            {
+                "data": {
+                    "orders": [
+                        {
+                            "order_id": "A-1",
+                            "order_date": "2025-01-02",
+                            "sku": "SKU-1",
+                            "quantity": 3,
+                            "status": "new",
+                        },
+                        {
+                            "order_id": "A-2",
+                            "order_date": "2025-01-03",
+                            "sku": "SKU-2",
+                            "quantity": 1,
+                            "status": "shipped",
+                        },
+                    ]
+                }
+            }
+        ),
+    ),
+    "ndjson": (
+        "orders.ndjson",
+        {"format": "ndjson"},
+        '{"order_id": "A-1", "order_date": "2025-01-02", "sku": "SKU-1", "quantity": 3, "status": "new"}\n'
+        '{"order_id": "A-2", "order_date": "2025-01-03", "sku": "SKU-2", "quantity": 1, "status": "shipped"}\n',
+    ),
+    "xml": (
+        "orders.xml",
+        {"format": "xml", "record_path": "order"},
+        "<orders><order id='x'><order_id>A-1</order_id><order_date>2025-01-02</order_date><sku>SKU-1</sku>"
+        "<quantity>3</quantity><status>new</status></order><order><order_id>A-2</order_id>"
+        "<order_date>2025-01-03</order_date><sku>SKU-2</sku><quantity>1</quantity><status>shipped</status>"
+        "</order></orders>",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORMAT_CASES))
+def test_each_format_loads(case: str, sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str) -> None:
+    name, file_format, content = FORMAT_CASES[case]
+    encoding = file_format.get("encoding", "utf-8")
+    Path(sftp_folder, name).write_bytes(content.encode(encoding))
+    table = table_name()
+    op = make_operator(sftp_conn, db_conn, sftp_folder, table, pattern="orders.*", file_format=file_format)
+    assert op.execute({})["rows_loaded"] == 2  # type: ignore[arg-type]
+    loaded = rows(pg_db, f"SELECT order_id, sku, quantity FROM {table} ORDER BY 1")
+    assert [r[0] for r in loaded] == ["A-1", "A-2"] and [r[2] for r in loaded] == [3, 1]
+    if case == "semicolon-latin1":
+        assert loaded[0][1] == "SKÜ-é"
+
+
+def test_excel_loads(sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Orders"
+    sheet.append(["order_id", "order_date", "sku", "quantity", "status"])
+    sheet.append(["A-1", "2025-01-02", "SKU-1", 3, "new"])
+    sheet.append([])
+    sheet.append(["A-2", "2025-01-03", "SKU-2", 1, "shipped"])
+    book.save(Path(sftp_folder, "orders.xlsx"))
+    table = table_name()
+    op = make_operator(
+        sftp_conn,
+        db_conn,
+        sftp_folder,
+        table,
+        pattern="*.xlsx",
+        file_format={"format": "xlsx", "sheet": "Orders"},
+    )
+    assert op.execute({})["rows_loaded"] == 2  # type: ignore[arg-type]
+
+
+def test_bad_rows_are_quarantined_and_the_rest_load(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    content = (
+        ORDERS_CSV + "A-3,not-a-date,SKU-3,2,new\nA-4,2025-01-05,SKU-4,two,lost\nA-5,2025-01-06,SKU-5,5,new\n"
+    )
+    Path(sftp_folder, "mixed.csv").write_text(content)
+    table = table_name()
+    result = make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})  # type: ignore[arg-type]
+    assert (result["rows_loaded"], result["rows_quarantined"]) == (3, 2)
+    assert result["rows_loaded"] + result["rows_quarantined"] == content.count("\n") - 1
+    report = Path(sftp_folder, "quarantine", "mixed.csv.quarantine.csv").read_text()
+    assert "mixed.csv,3," in report and "order_date" in report
+    assert "mixed.csv,4," in report and "quantity" in report and "status" in report
+    assert rows(pg_db, f"SELECT order_id FROM {table} ORDER BY 1") == [("A-1",), ("A-2",), ("A-5",)]
+
+
+def test_unparseable_file_goes_to_failed_and_the_run_fails(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    Path(sftp_folder, "a-good.xml").write_text(
+        "<orders><order><order_id>A-1</order_id><order_date>2025-01-02</order_date><sku>S</sku>"
+        "<quantity>1</quantity></order></orders>"
+    )
+    Path(sftp_folder, "b-broken.xml").write_text("<orders><order><order_id>A-9</order_id></orders>")
+    table = table_name()
+    op = make_operator(
+        sftp_conn,
+        db_conn,
+        sftp_folder,
+        table,
+        customer_id="brokenco",
+        pattern="*.xml",
+        file_format={"format": "xml", "record_path": "order"},
+    )
+    with pytest.raises(AirflowFailException) as err:
+        op.execute({})  # type: ignore[arg-type]
+    message = str(err.value)
+    assert "customer brokenco" in message and "b-broken.xml" in message
+    assert Path(sftp_folder, "failed", "b-broken.xml").exists()
+    assert "b-broken.xml" in Path(sftp_folder, "failed", "b-broken.xml.error.txt").read_text()
+    assert Path(sftp_folder, "processed", "a-good.xml").exists()  # the good file still loaded
+    assert rows(pg_db, f"SELECT order_id FROM {table}") == [("A-1",)]
+
+
+def test_all_rows_invalid_fails_the_file(sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str) -> None:
+    Path(sftp_folder, "junk.csv").write_text("order_id,order_date,sku,quantity,status\nX,nope,S,x,zzz\n")
+    table = table_name()
+    with pytest.raises(AirflowFailException, match="junk.csv.*all 1 records are invalid"):
+        make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})  # type: ignore[arg-type]
+    assert Path(sftp_folder, "failed", "junk.csv").exists()
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(0,)]
+
+
+def test_file_still_being_written_is_left_for_the_next_run(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    path = Path(sftp_folder, "growing.csv")
+    path.write_text("order_id,order_date,sku,quantity,status\n")
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            with path.open("a") as f:
+                f.write(f"G-{n},2025-01-01,SKU-{n},1,new\n")
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    table = table_name()
+    try:
+        first = make_operator(sftp_conn, db_conn, sftp_folder, table, settle_seconds=1.0).execute({})  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        thread.join()
+    assert first["files_still_writing"] == 1 and first["files_loaded"] == 0
+    written = path.read_text().count("\n") - 1
+    second = make_operator(sftp_conn, db_conn, sftp_folder, table, settle_seconds=1.0).execute({})  # type: ignore[arg-type]
+    assert second["files_loaded"] == 1 and second["rows_loaded"] == written
+
+
+def test_hostile_file_name_is_refused(sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str) -> None:
+    Path(sftp_folder, "..evil.csv").write_text(ORDERS_CSV)
+    Path(sftp_folder, "bell\x07.csv").write_text(ORDERS_CSV)
+    table = table_name()
+    with pytest.raises(AirflowFailException, match="file name refused"):
+        make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})  # type: ignore[arg-type]
+    failed = sorted(p.name for p in Path(sftp_folder, "failed").iterdir())
+    assert "_evil.csv" in failed and "bell_.csv" in failed
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(0,)]
+
+
+def test_connection_drop_mid_import_then_retry_loads_each_row_once(
+    sshd: Any, sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    Path(sftp_folder, "a-small.csv").write_text(ORDERS_CSV)
+    big = ["order_id,order_date,sku,quantity,status"]
+    big += [f"B-{i},2025-02-01,SKU-{i % 97},{i % 9 + 1},new" for i in range(150_000)]
+    Path(sftp_folder, "b-big.csv").write_text("\n".join(big) + "\n")
+    table = table_name()
+    killed = threading.Event()
+
+    def kill_when_first_file_loaded() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if rows(pg_db, f"SELECT count(*) FROM {table}")[0][0] >= 2:
+                    break
+            except Exception:
+                pass  # table not created yet
+            time.sleep(0.05)
+        if sshd.kill_sessions() > 0:
+            killed.set()
+
+    watcher = threading.Thread(target=kill_when_first_file_loaded, daemon=True)
+    watcher.start()
+    with pytest.raises(Exception):  # noqa: B017 - whichever error paramiko raises for a dropped session
+        make_operator(sftp_conn, db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
+    watcher.join()
+    assert killed.is_set()
+    retry = make_operator(sftp_conn, db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
+    assert rows(pg_db, f"SELECT count(*), count(DISTINCT (order_id, sku)) FROM {table}") == [
+        (150_002, 150_002)
+    ]
+    assert retry["files_loaded"] + retry["files_already_loaded"] >= 1
+    assert sorted(p.name for p in Path(sftp_folder, "processed").iterdir()) == ["a-small.csv", "b-big.csv"]
+
+
+def test_shipped_template_runs_as_a_generated_dag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str, sshd: Any, sftp_folder: str, pg_db: str
+) -> None:
+    """The partner_orders_sftp template, deployed for one customer, imports a latin-1 ';' file end to end."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from helpers import REPO, shipped_template, write_include
+
+    customer = {
+        "id": "sftpco",
+        "name": "SFTP Co",
+        "integrations": {
+            "partner_orders_sftp": {
+                "config": {"remote_folder": sftp_folder, "delimiter": ";", "encoding": "latin-1"},
+                "connections": {"partner_sftp": "sftpco_sftp", "app_db": "sftpco_db"},
+            }
+        },
+    }
+    include = write_include(
+        tmp_path / "include",
+        {"partner_orders_sftp": shipped_template("partner_orders_sftp")},
+        {"sftpco": customer},
+    )
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("AIRFLOW_CONN_SFTPCO_SFTP", sshd.airflow_conn_json())
+    monkeypatch.setenv("AIRFLOW_CONN_SFTPCO_DB", f"{PG}/{pg_db}")
+    content = "order_id;order_date;sku;quantity;unit_price;status\nZ-1;2025-03-01;Größe-1;2;9.90;new\n"
+    Path(sftp_folder, "day1.csv").write_bytes(content.encode("latin-1"))
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    run = bag.dags["sftpco__partner_orders_sftp__orders"].test()
+    assert run.state == "success"
+    assert rows(
+        pg_db,
+        "SELECT customer_id, order_id, sku, quantity, unit_price::text, source_file FROM partner_orders",
+    ) == [("sftpco", "Z-1", "Größe-1", 2, "9.90", "day1.csv")]
+    assert Path(sftp_folder, "processed", "day1.csv").exists()
