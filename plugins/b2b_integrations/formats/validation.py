@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Literal, get_args
 
 FieldType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
@@ -83,6 +84,15 @@ class RowSchema:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate field name(s) {duplicates}")
+
+    @cached_property
+    def checkers(self) -> list[tuple[str, FieldChecker]]:
+        """One specialised checker per declared field, built once (validation runs per record)."""
+        return [(rule.name, _field_checker(rule)) for rule in self.fields]
+
+    @cached_property
+    def declared(self) -> frozenset[str]:
+        return frozenset(rule.name for rule in self.fields)
 
 
 # --------------------------------------------------------------------------- conversion
@@ -169,29 +179,51 @@ def convert_value(value: Any, type_name: str) -> Any:
 # --------------------------------------------------------------------------- validation
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+FieldChecker = Callable[[Any], tuple[Any, list[str] | None]]
 
 
-def _check_field(rule: FieldRule, value: Any) -> tuple[Any, list[str]]:
-    """(converted value, reasons) for one declared field."""
-    if _is_missing(value):
-        return None, [f"field {rule.name!r} is required"] if rule.required else []
-    if isinstance(value, str):
-        value = value.strip()
-    reasons = []
-    text = value if isinstance(value, str) else _to_string(value)
-    if rule.pattern is not None and not re.fullmatch(rule.pattern, text):
-        reasons.append(f"field {rule.name!r}: {text!r} does not match pattern {rule.pattern!r}")
-    if rule.max_length is not None and len(text) > rule.max_length:
-        reasons.append(f"field {rule.name!r}: {text!r} is longer than {rule.max_length} characters")
+def _field_checker(rule: FieldRule) -> FieldChecker:
+    """A closure that converts and checks one field's value: (converted, reasons or None).
+
+    Everything that depends only on the rule (compiled pattern, converter, allowed set) is resolved
+    here, once per schema: validating a million-row file calls the checker millions of times.
+    """
+    name, required, max_length, type_name = rule.name, rule.required, rule.max_length, rule.type
+    convert = _CONVERTERS[type_name]
+    pattern = re.compile(rule.pattern).fullmatch if rule.pattern is not None else None
+    allowed = rule.allowed
     try:
-        converted = convert_value(value, rule.type)
-    except ValueError:
-        return None, [*reasons, f"field {rule.name!r}: expected {rule.type}, got {value!r}"]
-    if rule.allowed is not None and converted not in rule.allowed:
-        reasons.append(f"field {rule.name!r}: {converted!r} is not one of {rule.allowed!r}")
-    return converted, reasons
+        allowed_set: set[Any] | None = set(allowed) if allowed is not None else None
+    except TypeError:  # unhashable allowed values: fall back to the list
+        allowed_set = None
+    missing = [f"field {name!r} is required"] if required else None
+
+    def check(value: Any) -> tuple[Any, list[str] | None]:
+        if value is None:
+            return None, missing
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None, missing
+            text = value
+        else:
+            text = _to_string(value)
+        reasons = None
+        if pattern is not None and pattern(text) is None:
+            reasons = [f"field {name!r}: {text!r} does not match pattern {rule.pattern!r}"]
+        if max_length is not None and len(text) > max_length:
+            reasons = [*(reasons or []), f"field {name!r}: {text!r} is longer than {max_length} characters"]
+        try:
+            converted = text if type_name == "string" else convert(value)
+        except ValueError:
+            return None, [*(reasons or []), f"field {name!r}: expected {type_name}, got {value!r}"]
+        if allowed is not None and (
+            converted not in allowed_set if allowed_set is not None else converted not in allowed
+        ):
+            reasons = [*(reasons or []), f"field {name!r}: {converted!r} is not one of {allowed!r}"]
+        return converted, reasons
+
+    return check
 
 
 def validate_record(fields: dict[str, Any], schema: RowSchema) -> tuple[dict[str, Any] | None, list[str]]:
@@ -202,15 +234,17 @@ def validate_record(fields: dict[str, Any], schema: RowSchema) -> tuple[dict[str
     """
     clean: dict[str, Any] = {}
     reasons: list[str] = []
-    for rule in schema.fields:
-        clean[rule.name], field_reasons = _check_field(rule, fields.get(rule.name))
-        reasons.extend(field_reasons)
-    declared = {rule.name for rule in schema.fields}
-    extra = [name for name in fields if name not in declared]
-    if extra and schema.extra_fields == "reject":
-        reasons.append(f"unexpected field(s): {', '.join(map(str, extra))}")
-    elif schema.extra_fields == "keep":
-        clean.update((name, fields[name]) for name in extra)
+    get = fields.get
+    for name, check in schema.checkers:
+        clean[name], field_reasons = check(get(name))
+        if field_reasons:
+            reasons.extend(field_reasons)
+    if schema.extra_fields != "drop":
+        extra = [name for name in fields if name not in schema.declared]
+        if extra and schema.extra_fields == "reject":
+            reasons.append(f"unexpected field(s): {', '.join(map(str, extra))}")
+        elif extra:
+            clean.update((name, fields[name]) for name in extra)
     return (None, reasons) if reasons else (clean, [])
 
 

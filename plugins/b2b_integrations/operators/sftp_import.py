@@ -20,7 +20,7 @@ from b2b_integrations.formats.validation import schema_from_dict, validate_recor
 from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.sql import SqlStatementError, create_table_statement, insert_statement, write_rows
+from b2b_integrations.sinks.sql import RowSink, SqlStatementError, prepare_target, write_rows
 from b2b_integrations.sources.files import RemoteFile, select_new, stable_files, unsafe_name_reason
 from b2b_integrations.staging import data_dir
 from b2b_integrations.state import ledger
@@ -155,17 +155,6 @@ class SftpFileImportOperator(StepOperator):
         if self.source_file_column:
             target_fields.append(self.source_file_column)
         hook, dialect = get_db_hook(self.db_conn_id)
-        try:
-            statement = insert_statement(
-                dialect, self.table, target_fields, self.key, self.mode == "upsert", hook.placeholder
-            )
-            create = (
-                create_table_statement(self.table, self.columns or {}, self.key)
-                if self.create_table
-                else None
-            )
-        except SqlStatementError as e:
-            raise FatalStepError(str(e)) from e
 
         summary = _RunSummary()
         work = Path(tempfile.mkdtemp(prefix="import-", dir=self._work_root()))
@@ -175,10 +164,19 @@ class SftpFileImportOperator(StepOperator):
                 open_remote_folder(self.sftp_conn_id, self.folder) as remote,
             ):
                 ledger.ensure_ledger(conn)
-                if create:
-                    with closing(conn.cursor()) as cur:
-                        cur.execute(create)
-                    conn.commit()
+                try:
+                    sink = prepare_target(
+                        conn,
+                        dialect,
+                        hook.placeholder,
+                        self.table,
+                        target_fields,
+                        self.key,
+                        self.mode == "upsert",
+                        self.columns if self.create_table else None,
+                    )
+                except SqlStatementError as e:
+                    raise FatalStepError(str(e)) from e
                 todo = self._files_to_import(conn, hook.placeholder, remote, summary)
                 for index, remote_file in enumerate(todo, 1):
                     self.log.info(
@@ -187,7 +185,7 @@ class SftpFileImportOperator(StepOperator):
                     # Local names never come from the server; the suffix is the format's (openpyxl checks it).
                     local = work / f"{index:06d}.{fmt.format}"
                     self._import_one(
-                        conn, hook.placeholder, remote, remote_file, local, statement, fmt, schema, summary
+                        conn, hook.placeholder, remote, remote_file, local, sink, fmt, schema, summary
                     )
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -251,7 +249,7 @@ class SftpFileImportOperator(StepOperator):
         remote: RemoteFolder,
         remote_file: RemoteFile,
         local: Path,
-        statement: str,
+        sink: RowSink,
         fmt: Any,
         schema: Any,
         summary: _RunSummary,
@@ -277,7 +275,7 @@ class SftpFileImportOperator(StepOperator):
                 rows = self._rows(local, name, fmt, schema, writer, counts)
                 write_rows(
                     conn,
-                    statement,
+                    sink,
                     rows,
                     self.chunk_size,
                     progress=lambda done: self.log.info("%s: %d rows written", name, done),
@@ -312,7 +310,7 @@ class SftpFileImportOperator(StepOperator):
                 quarantine.writerow([name, record.number, "; ".join(reasons or ["invalid"]), record.raw])
                 continue
             counts.loaded += 1
-            yield tuple(clean.get(f) for f in fields) + extra
+            yield (*map(clean.__getitem__, fields), *extra)
 
     def _before_commit(
         self, cursor: Any, placeholder: str, remote_file: RemoteFile, sha256: str, counts: _FileCounts

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.sql import SqlStatementError, create_table_statement, insert_statement, write_rows
+from b2b_integrations.sinks.sql import SqlStatementError, prepare_target, write_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,27 +99,25 @@ class SqlLoadOperator(StepOperator):
                 self.log.info("%d rows share a key with a later row; the later row wins", duplicated)
                 frame = frame.drop_duplicates(subset=self.key, keep="last")
         hook, dialect = get_db_hook(self.conn_id)
-        try:
-            statement = insert_statement(
-                dialect, self.table, fields, self.key, self.mode == "upsert", hook.placeholder
-            )
-            create = (
-                create_table_statement(self.table, self.columns or {}, self.key)
-                if self.create_table
-                else None
-            )
-        except SqlStatementError as e:
-            raise FatalStepError(str(e)) from e
         rows = rows_for_insert(frame, fields)
         self.log.info("Loading %d rows into %s (%s) via %s", len(rows), self.table, self.mode, self.conn_id)
         with closing(hook.get_conn()) as conn:
-            if create:
-                with closing(conn.cursor()) as cur:
-                    cur.execute(create)
-                conn.commit()
+            try:
+                sink = prepare_target(
+                    conn,
+                    dialect,
+                    hook.placeholder,
+                    self.table,
+                    fields,
+                    self.key,
+                    self.mode == "upsert",
+                    self.columns if self.create_table else None,
+                )
+            except SqlStatementError as e:
+                raise FatalStepError(str(e)) from e
             write_rows(
                 conn,
-                statement,
+                sink,
                 rows,
                 self.chunk_size,
                 progress=lambda done: self.log.info(
