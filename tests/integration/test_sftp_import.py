@@ -378,3 +378,17 @@ def test_shipped_template_runs_as_a_generated_dag(
         "SELECT customer_id, order_id, sku, quantity, unit_price::text, source_file FROM partner_orders",
     ) == [("sftpco", "Z-1", "Größe-1", 2, "9.90", "day1.csv")]
     assert Path(sftp_folder, "processed", "day1.csv").exists()
+
+
+def test_duplicate_keys_in_a_file_keep_the_last_row(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    content = ORDERS_CSV + "A-1,2025-01-09,SKU-1,9,cancelled\n"  # A-1/SKU-1 again, later in the file
+    Path(sftp_folder, "dupes.csv").write_text(content)
+    table = table_name()
+    result = make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})  # type: ignore[arg-type]
+    assert result["rows_loaded"] == 3
+    assert rows(pg_db, f"SELECT order_id, quantity, status FROM {table} ORDER BY 1") == [
+        ("A-1", 9, "cancelled"),
+        ("A-2", 1, "shipped"),
+    ]
