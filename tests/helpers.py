@@ -8,6 +8,16 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def pg_rows(db: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run a query on one of the throwaway PostgreSQL databases and return every row."""
+    import psycopg2
+
+    with psycopg2.connect(f"{PG}/{db}") as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
 
 
 def write_include(

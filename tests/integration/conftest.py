@@ -42,3 +42,21 @@ def sftp_folder(sshd: SshServer, request: pytest.FixtureRequest) -> str:
     folder = Path(sshd.root) / _slug(request)
     folder.mkdir(parents=True)
     return str(folder)
+
+
+@pytest.fixture(scope="module")
+def pg_db() -> Iterator[str]:
+    """A throwaway PostgreSQL database (our app's database in these tests), dropped after the module."""
+    import psycopg2
+
+    from helpers import PG
+
+    name = f"b2b_app_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(f"{PG}/postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import shipped_template, write_include
+from helpers import PG, pg_rows, shipped_template, write_include
 
 pytestmark = pytest.mark.e2e
 
-PG = "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture
-def target_db() -> Iterator[str]:
-    """A throwaway PostgreSQL database standing in for our app's database."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"b2b_target_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(f"{PG}/postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield name
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
-
-
-def _rows(db: str, sql: str) -> list[tuple]:
-    import psycopg2
-
-    with psycopg2.connect(f"{PG}/{db}") as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetchall()
-
 
 def test_inventory_snapshot_runs_and_rerun_does_not_duplicate(
-    airflow_db: str, target_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db: str, pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -54,7 +29,7 @@ def test_inventory_snapshot_runs_and_rerun_does_not_duplicate(
     }
     include = write_include(tmp_path / "include", {"inventory_sync": template}, {"runco": customer})
     monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
-    monkeypatch.setenv("AIRFLOW_CONN_RUNCO_WH", f"postgresql://postgres@127.0.0.1:5432/{target_db}")
+    monkeypatch.setenv("AIRFLOW_CONN_RUNCO_WH", f"{PG}/{pg_db}")
 
     bag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags"))
     assert bag.import_errors == {}
@@ -62,7 +37,7 @@ def test_inventory_snapshot_runs_and_rerun_does_not_duplicate(
 
     first = dag.test()
     assert first.state == "success"
-    rows = _rows(target_db, "SELECT customer_id, sku, on_hand, low_stock FROM inventory_levels ORDER BY sku")
+    rows = pg_rows(pg_db, "SELECT customer_id, sku, on_hand, low_stock FROM inventory_levels ORDER BY sku")
     assert len(rows) == 30
     assert {r[0] for r in rows} == {"runco"}
     assert all(r[3] == (r[2] < 20) for r in rows)
@@ -84,11 +59,11 @@ def test_inventory_snapshot_runs_and_rerun_does_not_duplicate(
 
     second = dag.test()  # same period again: upsert by key, nothing duplicated
     assert second.state == "success"
-    assert _rows(target_db, "SELECT count(*) FROM inventory_levels") == [(30,)]
+    assert pg_rows(pg_db, "SELECT count(*) FROM inventory_levels") == [(30,)]
 
     # A manual run with edited params (the UI's trigger form) uses them instead of the customer's values.
     third = dag.test(run_conf={"sku_count": 33, "low_stock_threshold": 0})
     assert third.state == "success"
-    assert _rows(target_db, "SELECT count(*), count(*) FILTER (WHERE low_stock) FROM inventory_levels") == [
+    assert pg_rows(pg_db, "SELECT count(*), count(*) FILTER (WHERE low_stock) FROM inventory_levels") == [
         (33, 0)
     ]

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,11 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from b2b_integrations.operators.sftp_import import SftpFileImportOperator
+from helpers import PG
+from helpers import pg_rows as rows
 
 pytestmark = pytest.mark.e2e
 
-PG = "postgresql://postgres@127.0.0.1:5432"
 ORDERS_CSV = (
     "order_id,order_date,sku,quantity,status\nA-1,2025-01-02,SKU-1,3,new\nA-2,2025-01-03,SKU-2,1,shipped\n"
 )
@@ -41,30 +41,10 @@ COLUMNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def pg_db() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"b2b_sftp_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(f"{PG}/postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield name
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
-
-
 @pytest.fixture
 def db_conn(pg_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AIRFLOW_CONN_SFTP_TEST_DB", f"{PG}/{pg_db}")
     return "sftp_test_db"
-
-
-def rows(db: str, sql: str) -> list[tuple[Any, ...]]:
-    import psycopg2
-
-    with psycopg2.connect(f"{PG}/{db}") as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetchall()
 
 
 def make_operator(

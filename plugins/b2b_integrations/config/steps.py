@@ -58,11 +58,9 @@ class TransformStep(StepBase):
     operator: ClassVar[str] = "b2b_integrations.operators.transform.TransformOperator"
 
 
-class LoadStep(StepBase):
-    """Write the upstream step's records into a SQL table (insert, or upsert by key)."""
+class SqlTargetStep(StepBase):
+    """Fields shared by steps that write rows into a SQL table."""
 
-    kind: Literal["load"]
-    connection: Ident = Field(description="Connection slot of the target database.")
     table: str = Field(pattern=SQL_TABLE_PATTERN, description="Target table, optionally schema-qualified.")
     mode: Literal["insert", "upsert"] = Field("upsert", description="upsert replaces rows with the same key.")
     key: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(
@@ -72,13 +70,10 @@ class LoadStep(StepBase):
         None, description="Column -> SQL type; used to create the table when create_table is true."
     )
     create_table: bool = Field(False, description="Create the table if it does not exist (needs columns).")
-    chunk_size: int = Field(1000, ge=1, le=100_000, description="Rows per INSERT batch.")
-
-    operator: ClassVar[str] = "b2b_integrations.operators.sql_load.SqlLoadOperator"
-    connection_fields: ClassVar[dict[str, str]] = {"connection": "conn_id"}
+    chunk_size: int = Field(1000, ge=1, le=100_000, description="Rows per database batch.")
 
     @model_validator(mode="after")
-    def _check_key(self) -> LoadStep:
+    def _check_target(self) -> SqlTargetStep:
         if self.mode == "upsert" and not self.key:
             raise ValueError("mode 'upsert' needs 'key': the columns that identify a row")
         if self.create_table and not self.columns:
@@ -88,6 +83,16 @@ class LoadStep(StepBase):
             if missing:
                 raise ValueError(f"key columns {missing} are not listed in 'columns'")
         return self
+
+
+class LoadStep(SqlTargetStep):
+    """Write the upstream step's records into a SQL table (insert, or upsert by key)."""
+
+    kind: Literal["load"]
+    connection: Ident = Field(description="Connection slot of the target database.")
+
+    operator: ClassVar[str] = "b2b_integrations.operators.sql_load.SqlLoadOperator"
+    connection_fields: ClassVar[dict[str, str]] = {"connection": "conn_id"}
 
 
 def _has_reference(value: Any) -> bool:
@@ -109,7 +114,7 @@ class HttpImportStep(_PlannedStep):
     kind: Literal["http_import"]
 
 
-class SftpImportStep(StepBase):
+class SftpImportStep(SqlTargetStep):
     """Import new files from an SFTP folder: parse, validate, load, then move or delete each file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -140,17 +145,12 @@ class SftpImportStep(StepBase):
     source_file_column: Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)] | None = Field(
         None, description="Column that receives the file name."
     )
-    columns: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] | None = Field(
-        None, description="Column -> SQL type, to create the table when create_table is true."
-    )
-    create_table: bool = False
     after_load: Literal["move", "delete"] = Field("move", description="What happens to a loaded file.")
     processed_folder: str = Field("processed", pattern=r"^[A-Za-z0-9._-]+$")
     failed_folder: str = Field("failed", pattern=r"^[A-Za-z0-9._-]+$")
     quarantine_folder: str = Field("quarantine", pattern=r"^[A-Za-z0-9._-]+$")
     settle_seconds: float = Field(5, ge=0, le=600, description="Files changing within this time are skipped.")
     max_files: int | None = Field(None, ge=1, description="At most this many files per run.")
-    chunk_size: int = Field(1000, ge=1, le=100_000)
 
     operator: ClassVar[str] = "b2b_integrations.operators.sftp_import.SftpFileImportOperator"
     connection_fields: ClassVar[dict[str, str]] = {
@@ -163,10 +163,6 @@ class SftpImportStep(StepBase):
         from b2b_integrations.formats.readers import options_from_dict
         from b2b_integrations.formats.validation import schema_from_dict
 
-        if self.mode == "upsert" and not self.key:
-            raise ValueError("mode 'upsert' needs 'key': the columns that identify a row")
-        if self.create_table and not self.columns:
-            raise ValueError("create_table needs 'columns' (column -> SQL type)")
         if not _has_reference(self.file_format):
             options_from_dict(self.file_format)
         if not _has_reference(self.row_schema):

@@ -20,7 +20,7 @@ from b2b_integrations.formats.validation import schema_from_dict, validate_recor
 from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.sql import RowSink, SqlStatementError, prepare_target, write_rows
+from b2b_integrations.sinks.sql import RowSink, prepare_target, write_rows
 from b2b_integrations.sources.files import RemoteFile, select_new, stable_files, unsafe_name_reason
 from b2b_integrations.staging import data_dir
 from b2b_integrations.state import ledger
@@ -164,19 +164,16 @@ class SftpFileImportOperator(StepOperator):
                 open_remote_folder(self.sftp_conn_id, self.folder) as remote,
             ):
                 ledger.ensure_ledger(conn)
-                try:
-                    sink = prepare_target(
-                        conn,
-                        dialect,
-                        hook.placeholder,
-                        self.table,
-                        target_fields,
-                        self.key,
-                        self.mode == "upsert",
-                        self.columns if self.create_table else None,
-                    )
-                except SqlStatementError as e:
-                    raise FatalStepError(str(e)) from e
+                sink = prepare_target(
+                    conn,
+                    dialect,
+                    hook.placeholder,
+                    self.table,
+                    target_fields,
+                    self.key,
+                    self.mode == "upsert",
+                    self.columns if self.create_table else None,
+                )
                 todo = self._files_to_import(conn, hook.placeholder, remote, summary)
                 for index, remote_file in enumerate(todo, 1):
                     self.log.info(

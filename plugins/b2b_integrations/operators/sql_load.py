@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.sql import SqlStatementError, prepare_target, write_rows
+from b2b_integrations.sinks.sql import prepare_target, write_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,19 +102,16 @@ class SqlLoadOperator(StepOperator):
         rows = rows_for_insert(frame, fields)
         self.log.info("Loading %d rows into %s (%s) via %s", len(rows), self.table, self.mode, self.conn_id)
         with closing(hook.get_conn()) as conn:
-            try:
-                sink = prepare_target(
-                    conn,
-                    dialect,
-                    hook.placeholder,
-                    self.table,
-                    fields,
-                    self.key,
-                    self.mode == "upsert",
-                    self.columns if self.create_table else None,
-                )
-            except SqlStatementError as e:
-                raise FatalStepError(str(e)) from e
+            sink = prepare_target(
+                conn,
+                dialect,
+                hook.placeholder,
+                self.table,
+                fields,
+                self.key,
+                self.mode == "upsert",
+                self.columns if self.create_table else None,
+            )
             write_rows(
                 conn,
                 sink,

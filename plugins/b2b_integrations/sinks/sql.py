@@ -13,6 +13,8 @@ from contextlib import closing
 from itertools import islice
 from typing import Any
 
+from b2b_integrations.errors import FatalStepError
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _SQL_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?$")
@@ -21,8 +23,8 @@ _SQL_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?$")
 UPSERT_DIALECTS = frozenset({"postgres", "sqlite", "mysql"})
 
 
-class SqlStatementError(ValueError):
-    """A table, column or type name cannot be used in a statement."""
+class SqlStatementError(FatalStepError, ValueError):
+    """A table, column or type name cannot be used in a statement (retrying cannot help)."""
 
 
 def check_identifiers(table: str, columns: Sequence[str]) -> None:
