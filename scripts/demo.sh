@@ -18,14 +18,22 @@ export B2B_DATA_DIR="$AIRFLOW_HOME/b2b_data"
 mkdir -p "$AIRFLOW_HOME"
 
 # Demo connections (env-var connections: nothing secret, nothing stored). The inventory flows load into
-# a local SQLite "app database"; the others point at systems later features will bring (demo CRM, SFTP).
+# a local SQLite "app database", globex's order files come from the embedded SFTP server started below;
+# acme's CRM connection points at the demo CRM that a later feature brings.
 export AIRFLOW_CONN_DEMO_WAREHOUSE="{\"conn_type\": \"sqlite\", \"host\": \"$AIRFLOW_HOME/demo_warehouse.db\"}"
 export AIRFLOW_CONN_DEMO_APP_DB="{\"conn_type\": \"sqlite\", \"host\": \"$AIRFLOW_HOME/demo_app.db\"}"
 export AIRFLOW_CONN_ACME_CRM="http://127.0.0.1:8090"
-export AIRFLOW_CONN_GLOBEX_SFTP="sftp://demo@127.0.0.1:2222"
+SFTP_PORT="${B2B_DEMO_SFTP_PORT:-2222}"
+SFTP_DIR="$AIRFLOW_HOME/demo_sftp"
+export AIRFLOW_CONN_GLOBEX_SFTP="{\"conn_type\": \"sftp\", \"host\": \"127.0.0.1\", \"port\": $SFTP_PORT, \"login\": \"globex\", \"extra\": {\"key_file\": \"$SFTP_DIR/keys/client_ed25519\", \"no_host_key_check\": true, \"allow_host_key_change\": true, \"look_for_keys\": false}}"
 export AIRFLOW_CONN_INITECH_BILLING_WEBHOOK="generic://:demo-signing-secret@"
 
 .venv/bin/python -m b2b_integrations validate include
+
+# globex's SFTP drop folder: a small embedded server (asyncssh), seeded with one latin-1 ';' order file.
+.venv/bin/python include/demo/sftp_server.py --port "$SFTP_PORT" --root "$SFTP_DIR/root" --keys "$SFTP_DIR/keys" --seed \
+  > "$AIRFLOW_HOME/demo_sftp.log" 2>&1 &
+SFTP_PID=$!
 
 # Own process group, so stopping the demo stops the scheduler, API server, dag-processor and triggerer.
 setsid .venv/bin/airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
@@ -33,6 +41,7 @@ AIRFLOW_PID=$!
 stop() {
   trap - INT TERM EXIT
   echo; echo "demo: stopping Airflow ..."
+  kill -TERM "$SFTP_PID" 2>/dev/null || true
   kill -TERM -- "-$AIRFLOW_PID" 2>/dev/null || true
   for _ in $(seq 1 30); do kill -0 -- "-$AIRFLOW_PID" 2>/dev/null || break; sleep 1; done
   kill -KILL -- "-$AIRFLOW_PID" 2>/dev/null || true
@@ -52,10 +61,11 @@ for _ in $(seq 1 30); do [[ -s "$PASSWORDS" ]] && break; sleep 1; done
 # The inventory flows run for real today: unpause them once the dag-processor has stored them.
 ( for _ in $(seq 1 60); do
     if .venv/bin/airflow dags unpause acme__inventory_sync__snapshot > /dev/null 2>&1; then
-      for dag in acme__inventory_sync__low_stock_alerts globex__inventory_sync__snapshot globex__inventory_sync__low_stock_alerts; do
+      for dag in acme__inventory_sync__low_stock_alerts globex__inventory_sync__snapshot \
+        globex__inventory_sync__low_stock_alerts globex__partner_orders_sftp__orders; do
         .venv/bin/airflow dags unpause "$dag" > /dev/null 2>&1 || true
       done
-      echo "demo: inventory_sync DAGs unpaused; their first runs start now"
+      echo "demo: inventory_sync and globex's SFTP import unpaused; their first runs start now"
       break
     fi
     sleep 5
@@ -67,6 +77,8 @@ cat <<INFO
   Login:       $(.venv/bin/python -c "import json,sys; d=json.load(open(sys.argv[1])); print('  '.join(f'user {u}  password {p}' for u, p in d.items()))" "$PASSWORDS" 2>/dev/null || echo "see $PASSWORDS")
   Plugin API:  http://127.0.0.1:$PORT/b2b/health
   Demo data:   sqlite3 $AIRFLOW_HOME/demo_warehouse.db 'select * from inventory_levels limit 5'
+               sqlite3 $AIRFLOW_HOME/demo_app.db 'select * from partner_orders'
+  SFTP folder: $SFTP_DIR/root/outbound/orders (drop more ';'-separated latin-1 CSV files here)
 
   Press Ctrl-C to stop.
 INFO
