@@ -36,15 +36,15 @@ def data_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "b2b_data"
 
 
-def _safe(part: str) -> str:
+def safe_path_part(part: str) -> str:
     # Run ids contain ':' and '+'; customer names are identifiers already. Never let a part climb out.
     cleaned = _UNSAFE.sub("_", part)
     return cleaned if cleaned not in ("", ".", "..") else "_"
 
 
 def stage_path(customer_id: str, integration: str, flow: str, run_id: str, task_id: str) -> Path:
-    parts = [_safe(p) for p in (customer_id, integration, flow, run_id)]
-    return data_dir().joinpath("runs", *parts, f"{_safe(task_id)}.ndjson")
+    parts = [safe_path_part(p) for p in (customer_id, integration, flow, run_id)]
+    return data_dir().joinpath("runs", *parts, f"{safe_path_part(task_id)}.ndjson")
 
 
 def write_records(frame: pd.DataFrame, path: Path) -> StagedRecords:

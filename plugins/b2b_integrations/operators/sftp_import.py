@@ -21,8 +21,8 @@ from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.sql import RowSink, prepare_target, write_rows
-from b2b_integrations.sources.files import RemoteFile, select_new, stable_files, unsafe_name_reason
-from b2b_integrations.staging import data_dir
+from b2b_integrations.sources.files import RemoteFile, ready_files, select_new, unsafe_name_reason
+from b2b_integrations.staging import data_dir, safe_path_part
 from b2b_integrations.state import ledger
 
 if TYPE_CHECKING:
@@ -212,7 +212,9 @@ class SftpFileImportOperator(StepOperator):
         }
 
     def _work_root(self) -> Path:
-        root = data_dir() / "work" / self.customer_id / self.integration / self.flow
+        root = data_dir().joinpath(
+            "work", *(safe_path_part(p) for p in (self.customer_id, self.integration, self.flow))
+        )
         root.mkdir(parents=True, exist_ok=True)
         return root
 
@@ -227,8 +229,9 @@ class SftpFileImportOperator(StepOperator):
             return []
         if self.settle_seconds > 0:
             time.sleep(self.settle_seconds)
-        second = {f.name: f for f in remote.list_files()}
-        stable = stable_files(second.values(), {f.name: f for f in first})
+        stable = ready_files(
+            remote.list_files(), {f.name: f for f in first}, self.pattern, self.regex, set(done)
+        )
         summary.files_still_writing = len(first) - len(stable)
         if summary.files_still_writing:
             self.log.info(
