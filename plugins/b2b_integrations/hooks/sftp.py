@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from b2b_integrations.sources.files import RemoteFile
 
@@ -81,11 +81,3 @@ def open_remote_folder(conn_id: str, folder: str) -> Iterator[RemoteFolder]:
     hook = SFTPHook(ssh_conn_id=conn_id)
     with hook.get_managed_conn() as client:
         yield RemoteFolder(client, folder)
-
-
-def describe(conn_id: str) -> dict[str, Any]:
-    """Connection facts safe to log (never the password or key)."""
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    return {"conn_id": conn_id, "host": conn.host, "port": conn.port, "login": conn.login}

@@ -43,7 +43,6 @@ class _FileCounts:
 
 @dataclass
 class _RunSummary:
-    files_seen: int = 0
     files_loaded: int = 0
     files_already_loaded: int = 0
     files_failed: list[str] = field(default_factory=list)
@@ -222,15 +221,14 @@ class SftpFileImportOperator(StepOperator):
         self, conn: Any, placeholder: str, remote: RemoteFolder, summary: _RunSummary
     ) -> list[RemoteFile]:
         done = ledger.done_files(conn, placeholder, self.customer_id, self.integration, self.flow)
-        first = select_new(remote.list_files(), self.pattern, self.regex, set(done))
-        summary.files_seen = len(first)
+        first = select_new(remote.list_files(), self.pattern, self.regex, done)
         if not first:
             self.log.info("No new files in %s matching %s", self.folder, self.pattern)
             return []
         if self.settle_seconds > 0:
             time.sleep(self.settle_seconds)
         stable = ready_files(
-            remote.list_files(), {f.name: f for f in first}, self.pattern, self.regex, set(done)
+            remote.list_files(), {f.name: f for f in first}, self.pattern, self.regex, done
         )
         summary.files_still_writing = len(first) - len(stable)
         if summary.files_still_writing:

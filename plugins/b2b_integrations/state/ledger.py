@@ -57,17 +57,17 @@ def ensure_ledger(conn: Any) -> None:
 
 def done_files(
     conn: Any, placeholder: str, customer_id: str, integration: str, flow: str
-) -> dict[tuple[str, int, int], str]:
-    """(name, size, mtime) -> sha256 of every file already handled for this customer flow."""
+) -> set[tuple[str, int, int]]:
+    """(name, size, mtime) of every file already handled for this customer flow."""
     sql = (
-        f"SELECT file_name, size_bytes, mtime, sha256 FROM {LEDGER_TABLE} "
+        f"SELECT file_name, size_bytes, mtime FROM {LEDGER_TABLE} "
         f"WHERE customer_id = {placeholder} AND integration = {placeholder} AND flow = {placeholder}"
     )
     with closing(conn.cursor()) as cur:
         cur.execute(sql, (customer_id, integration, flow))
         rows = cur.fetchall()
     conn.commit()
-    return {(name, int(size), int(mtime)): sha for name, size, mtime, sha in rows}
+    return {(name, int(size), int(mtime)) for name, size, mtime in rows}
 
 
 def has_content(
