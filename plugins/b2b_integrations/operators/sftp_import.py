@@ -227,9 +227,7 @@ class SftpFileImportOperator(StepOperator):
             return []
         if self.settle_seconds > 0:
             time.sleep(self.settle_seconds)
-        stable = ready_files(
-            remote.list_files(), {f.name: f for f in first}, self.pattern, self.regex, done
-        )
+        stable = ready_files(remote.list_files(), {f.name: f for f in first}, self.pattern, self.regex, done)
         summary.files_still_writing = len(first) - len(stable)
         if summary.files_still_writing:
             self.log.info(

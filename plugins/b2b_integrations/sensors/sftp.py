@@ -78,9 +78,7 @@ class SftpNewFilesSensor(BaseSensorOperator):
         hook, _ = get_db_hook(self.db_conn_id)
         with closing(hook.get_conn()) as conn:
             ledger.ensure_ledger(conn)
-            return set(
-                ledger.done_files(conn, hook.placeholder, self.customer_id, self.integration, self.flow)
-            )
+            return ledger.done_files(conn, hook.placeholder, self.customer_id, self.integration, self.flow)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         with open_remote_folder(self.sftp_conn_id, self.folder) as remote:
