@@ -284,35 +284,38 @@ def test_hostile_file_name_is_refused(sftp_conn: str, sftp_folder: str, db_conn:
     assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(0,)]
 
 
-def test_connection_drop_mid_import_then_retry_loads_each_row_once(
-    sshd: Any, sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+def test_connection_drop_mid_download_then_retry_loads_each_row_once(
+    sshd: Any, sftp_folder: str, db_conn: str, pg_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The SSH sessions are killed while the big file is half downloaded: the run fails, and its retry
+    loads every row of both files exactly once."""
+    from throttle_proxy import ThrottleProxy
+
     Path(sftp_folder, "a-small.csv").write_text(ORDERS_CSV)
     big = ["order_id,order_date,sku,quantity,status"]
     big += [f"B-{i},2025-02-01,SKU-{i % 97},{i % 9 + 1},new" for i in range(150_000)]
-    Path(sftp_folder, "b-big.csv").write_text("\n".join(big) + "\n")
+    big_text = "\n".join(big) + "\n"
+    Path(sftp_folder, "b-big.csv").write_text(big_text)
+    # Loopback downloads take milliseconds: slow them down so that "half downloaded" lasts a while.
+    proxy = ThrottleProxy(sshd.host, sshd.port, bytes_per_second=4_000_000)
+    conn = json.loads(sshd.airflow_conn_json())
+    monkeypatch.setenv("AIRFLOW_CONN_SFTP_THROTTLED", json.dumps({**conn, "port": proxy.port}))
     table = table_name()
     killed = threading.Event()
 
-    def kill_when_first_file_loaded() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if rows(pg_db, f"SELECT count(*) FROM {table}")[0][0] >= 2:
-                    break
-            except Exception:
-                pass  # table not created yet
-            time.sleep(0.05)
+    def kill() -> None:
         if sshd.kill_sessions() > 0:
             killed.set()
 
-    watcher = threading.Thread(target=kill_when_first_file_loaded, daemon=True)
-    watcher.start()
-    with pytest.raises(Exception):  # noqa: B017 - whichever error paramiko raises for a dropped session
-        make_operator(sftp_conn, db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
-    watcher.join()
-    assert killed.is_set()
-    retry = make_operator(sftp_conn, db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
+    proxy.on_bytes(len(big_text) // 2, kill)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - whichever error the SSH client raises for a dropped session
+            make_operator("sftp_throttled", db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
+        assert killed.is_set()
+        assert not Path(sftp_folder, "processed", "b-big.csv").exists()
+        retry = make_operator("sftp_throttled", db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
+    finally:
+        proxy.close()
     assert rows(pg_db, f"SELECT count(*), count(DISTINCT (order_id, sku)) FROM {table}") == [
         (150_002, 150_002)
     ]

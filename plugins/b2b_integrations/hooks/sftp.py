@@ -1,14 +1,23 @@
-"""Remote-folder operations on top of the sftp provider's hook (paramiko), for file imports."""
+"""Remote-folder operations on top of the sftp provider's hooks, for file imports.
+
+Listing, moving and uploading go through ``SFTPHook`` (paramiko). Downloads go through the provider's
+``SFTPHookAsync`` (asyncssh): measured on a 117 MB file over loopback, 0.3 s against 1.4 s for paramiko,
+which also slows down 20x or worse when another Python thread of the task is busy (its transport thread
+hands every 32 KB packet to the reading thread, and each hand-off waits for the GIL).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import posixpath
 import stat
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.sources.files import RemoteFile
 
@@ -16,14 +25,18 @@ if TYPE_CHECKING:
     from paramiko import SFTPClient
 
 _DOWNLOAD_BLOCK = 1024 * 1024
+_ASYNC_BLOCK = 256 * 1024
+log = logging.getLogger(__name__)
 
 
 class RemoteFolder:
-    """One remote folder reached through an open SFTP client: list, download, move, upload text."""
+    """One remote folder: list, move and upload through an open paramiko client, download through
+    :class:`AsyncDownloads`."""
 
-    def __init__(self, client: SFTPClient, folder: str) -> None:
+    def __init__(self, client: SFTPClient, folder: str, downloads: AsyncDownloads) -> None:
         self.client = client
         self.folder = folder.rstrip("/") or "/"
+        self.downloads = downloads
 
     def path(self, name: str) -> str:
         return posixpath.join(self.folder, name)
@@ -38,13 +51,7 @@ class RemoteFolder:
 
     def download(self, name: str, local: Path) -> str:
         """Stream ``name`` to ``local`` in blocks (never whole in memory); return its sha256."""
-        digest = hashlib.sha256()
-        with self.client.open(self.path(name), "rb") as remote, local.open("wb") as out:
-            remote.prefetch()
-            while block := remote.read(_DOWNLOAD_BLOCK):
-                digest.update(block)
-                out.write(block)
-        return digest.hexdigest()
+        return self.downloads.download(self.path(name), local)
 
     def ensure_subfolder(self, sub: str) -> str:
         target = self.path(sub)
@@ -73,11 +80,58 @@ class RemoteFolder:
         return target
 
 
+class AsyncDownloads:
+    """Downloads over ``SFTPHookAsync`` on a private event loop thread, one SSH session for all files.
+
+    The session opens on the first download; :meth:`close` ends it and the loop.
+    """
+
+    def __init__(self, conn_id: str) -> None:
+        from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+        self._hook = SFTPHookAsync(sftp_conn_id=conn_id)
+        self._session = AsyncExitStack()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sftp-downloads", daemon=True)
+        self._thread.start()
+        self._sftp: Any = None
+
+    def download(self, remote_path: str, local: Path) -> str:
+        """Stream ``remote_path`` to ``local``; return its sha256."""
+        return asyncio.run_coroutine_threadsafe(self._download(remote_path, local), self._loop).result()
+
+    async def _download(self, remote_path: str, local: Path) -> str:
+        if self._sftp is None:  # connect on first use: most scheduled runs find nothing to download
+            self._sftp = await self._session.enter_async_context(self._hook.get_managed_conn())
+        digest = hashlib.sha256()
+        with local.open("wb") as out:
+            # Parallel block reads keep the link busy; the 1 MB reads bound memory.
+            async with self._sftp.open(remote_path, "rb", block_size=_ASYNC_BLOCK, max_requests=32) as remote:
+                while block := await remote.read(_DOWNLOAD_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._session.aclose(), self._loop).result()
+        except Exception as exc:  # a dropped session fails to close; the error that dropped it matters more
+            log.warning("Closing the SFTP download session failed: %s", exc)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+
 @contextmanager
 def open_remote_folder(conn_id: str, folder: str) -> Iterator[RemoteFolder]:
-    """Connect with the Airflow connection ``conn_id`` and close the session on exit."""
+    """Connect with the Airflow connection ``conn_id`` and close the sessions on exit."""
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
     hook = SFTPHook(ssh_conn_id=conn_id)
-    with hook.get_managed_conn() as client:
-        yield RemoteFolder(client, folder)
+    downloads = AsyncDownloads(conn_id)
+    try:
+        with hook.get_managed_conn() as client:
+            yield RemoteFolder(client, folder, downloads)
+    finally:
+        downloads.close()

@@ -7,21 +7,35 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.errors import FatalStepError
+from b2b_integrations.formats.columnar import (
+    ColumnarBatch,
+    FastPathUnavailable,
+    fast_path_blocker,
+    read_columnar,
+)
 from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
 from b2b_integrations.formats.validation import schema_from_dict, validate_record
 from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.sql import RowSink, prepare_target, write_rows
+from b2b_integrations.sinks.sql import (
+    PostgresCopySink,
+    RowSink,
+    prepare_target,
+    row_writes,
+    write_in_transaction,
+)
 from b2b_integrations.sources.files import RemoteFile, ready_files, select_new, unsafe_name_reason
+from b2b_integrations.sources.prefetch import prefetched
 from b2b_integrations.staging import data_dir, safe_path_part
 from b2b_integrations.state import ledger
 
@@ -29,6 +43,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _write_columnar_batch(
+    sink: PostgresCopySink, batch: ColumnarBatch, rescued: list[tuple[Any, ...]], cursor: Any
+) -> int:
+    sink.write_batch(cursor, batch.csv, rescued)
+    return batch.accepted + len(rescued)
 
 
 class _FileFailed(Exception):
@@ -263,22 +284,18 @@ class SftpFileImportOperator(StepOperator):
             summary.files_already_loaded += 1
             return
         quarantine = local.with_suffix(".quarantine.csv")
+        columnar = isinstance(sink, PostgresCopySink) and fast_path_blocker(fmt, schema) is None
+        load = partial(
+            self._load, conn, placeholder, local, remote_file, sha256, quarantine, sink, fmt, schema
+        )
         counts = _FileCounts()
         try:
-            with quarantine.open("w", newline="", encoding="utf-8") as qfile:
-                writer = csv.writer(qfile)
-                writer.writerow(["file", "row_number", "reason", "raw_record"])
-                rows = self._rows(local, name, fmt, schema, writer, counts)
-                write_rows(
-                    conn,
-                    sink,
-                    rows,
-                    self.chunk_size,
-                    progress=lambda done: self.log.info("%s: %d rows written", name, done),
-                    before_commit=lambda cur: self._before_commit(
-                        cur, placeholder, remote_file, sha256, counts
-                    ),
-                )
+            try:
+                load(counts, columnar)
+            except FastPathUnavailable as e:
+                self.log.info("%s: reading it record by record (%s)", name, e)
+                counts = _FileCounts()
+                load(counts, columnar=False)
         except (FileParseError, _FileFailed) as e:
             self._fail(conn, placeholder, remote, remote_file, sha256, str(e), summary, counts)
             return
@@ -291,22 +308,92 @@ class SftpFileImportOperator(StepOperator):
         summary.rows_quarantined += counts.quarantined
         self.log.info("%s: %d rows loaded, %d quarantined", name, counts.loaded, counts.quarantined)
 
-    def _rows(
-        self, local: Path, name: str, fmt: Any, schema: Any, quarantine: Any, counts: _FileCounts
-    ) -> Iterator[tuple[Any, ...]]:
-        fields = [rule.name for rule in schema.fields]
-        extra = tuple(self.constants.values()) + ((name,) if self.source_file_column else ())
-        for record in read_records(local, fmt):
-            reasons = [record.error] if record.error else None
-            clean = None
-            if reasons is None:
-                clean, reasons = validate_record(record.fields, schema)
-            if clean is None:
-                counts.quarantined += 1
-                quarantine.writerow([name, record.number, "; ".join(reasons or ["invalid"]), record.raw])
-                continue
-            counts.loaded += 1
-            yield (*map(clean.__getitem__, fields), *extra)
+    def _load(
+        self,
+        conn: Any,
+        placeholder: str,
+        local: Path,
+        remote_file: RemoteFile,
+        sha256: str,
+        quarantine: Path,
+        sink: RowSink,
+        fmt: Any,
+        schema: Any,
+        counts: _FileCounts,
+        columnar: bool,
+    ) -> None:
+        """Load one local file in one transaction (rows + ledger entry), counting into ``counts``."""
+        name = remote_file.name
+        with quarantine.open("w", newline="", encoding="utf-8") as qfile:
+            writer = csv.writer(qfile)
+            writer.writerow(["file", "row_number", "reason", "raw_record"])
+            write_in_transaction(
+                conn,
+                sink,
+                prefetched(
+                    self._columnar_writes(local, name, fmt, schema, sink, writer, counts)
+                    if columnar
+                    else self._record_writes(local, name, fmt, schema, sink, writer, counts)
+                ),
+                progress=lambda done: self.log.info("%s: %d rows written", name, done),
+                before_commit=lambda cur: self._before_commit(cur, placeholder, remote_file, sha256, counts),
+            )
+
+    def _record_writes(
+        self,
+        local: Path,
+        name: str,
+        fmt: Any,
+        schema: Any,
+        sink: RowSink,
+        quarantine: Any,
+        counts: _FileCounts,
+    ) -> Iterator[Callable[[Any], int]]:
+        """The record path: every record parsed and validated in Python, written in chunks."""
+        rows = (
+            row
+            for record in read_records(local, fmt)
+            if (row := self._checked(record, name, schema, quarantine, counts)) is not None
+        )
+        return row_writes(sink, rows, self.chunk_size)
+
+    def _columnar_writes(
+        self,
+        local: Path,
+        name: str,
+        fmt: Any,
+        schema: Any,
+        sink: Any,
+        quarantine: Any,
+        counts: _FileCounts,
+    ) -> Iterator[Callable[[Any], int]]:
+        """The fast path (formats/columnar.py): Arrow checks whole columns; its suspects take the record path."""
+        for batch in read_columnar(local, fmt, schema, self._extra_values(name)):
+            rescued = [
+                (*row, record.number)
+                for record in batch.suspects
+                if (row := self._checked(record, name, schema, quarantine, counts)) is not None
+            ]
+            counts.loaded += batch.accepted
+            yield partial(_write_columnar_batch, sink, batch, rescued)
+
+    def _extra_values(self, name: str) -> tuple[Any, ...]:
+        return tuple(self.constants.values()) + ((name,) if self.source_file_column else ())
+
+    def _checked(
+        self, record: Any, name: str, schema: Any, quarantine: Any, counts: _FileCounts
+    ) -> tuple[Any, ...] | None:
+        """The row to load for ``record``, or None after writing it to the quarantine report."""
+        reasons = [record.error] if record.error else None
+        clean = None
+        if reasons is None:
+            clean, reasons = validate_record(record.fields, schema)
+        if clean is None:
+            counts.quarantined += 1
+            quarantine.writerow([name, record.number, "; ".join(reasons or ["invalid"]), record.raw])
+            return None
+        counts.loaded += 1
+        return (*(clean[rule.name] for rule in schema.fields), *self._extra_values(name))
 
     def _before_commit(
         self, cursor: Any, placeholder: str, remote_file: RemoteFile, sha256: str, counts: _FileCounts

