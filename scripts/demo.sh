@@ -18,11 +18,12 @@ export B2B_DATA_DIR="$AIRFLOW_HOME/b2b_data"
 mkdir -p "$AIRFLOW_HOME"
 
 # Demo connections (env-var connections: nothing secret, nothing stored). The inventory flows load into
-# a local SQLite "app database", globex's order files come from the embedded SFTP server started below;
-# acme's CRM connection points at the demo CRM that a later feature brings.
+# a local SQLite "app database", globex's order files come from the embedded SFTP server started below,
+# acme's CRM is the demo CRM app (include/demo/crm_app.py; login/password = its OAuth client).
 export AIRFLOW_CONN_DEMO_WAREHOUSE="{\"conn_type\": \"sqlite\", \"host\": \"$AIRFLOW_HOME/demo_warehouse.db\"}"
 export AIRFLOW_CONN_DEMO_APP_DB="{\"conn_type\": \"sqlite\", \"host\": \"$AIRFLOW_HOME/demo_app.db\"}"
-export AIRFLOW_CONN_ACME_CRM="http://127.0.0.1:8090"
+CRM_PORT="${B2B_DEMO_CRM_PORT:-8090}"
+export AIRFLOW_CONN_ACME_CRM="{\"conn_type\": \"http\", \"host\": \"127.0.0.1\", \"port\": $CRM_PORT, \"login\": \"demo-client\", \"password\": \"demo-secret\"}"
 SFTP_PORT="${B2B_DEMO_SFTP_PORT:-2222}"
 SFTP_DIR="$AIRFLOW_HOME/demo_sftp"
 export AIRFLOW_CONN_GLOBEX_SFTP="{\"conn_type\": \"sftp\", \"host\": \"127.0.0.1\", \"port\": $SFTP_PORT, \"login\": \"globex\", \"extra\": {\"key_file\": \"$SFTP_DIR/keys/client_ed25519\", \"no_host_key_check\": true, \"allow_host_key_change\": true, \"look_for_keys\": false}}"
@@ -34,6 +35,9 @@ export AIRFLOW_CONN_INITECH_BILLING_WEBHOOK="generic://:demo-signing-secret@"
 .venv/bin/python include/demo/sftp_server.py --port "$SFTP_PORT" --root "$SFTP_DIR/root" --keys "$SFTP_DIR/keys" --seed \
   > "$AIRFLOW_HOME/demo_sftp.log" 2>&1 &
 SFTP_PID=$!
+# acme's CRM: the demo SaaS app (contacts, companies, invoices) that the crm_contacts flows poll.
+.venv/bin/python include/demo/crm_app.py --port "$CRM_PORT" --no-access-log > "$AIRFLOW_HOME/demo_crm.log" 2>&1 &
+CRM_PID=$!
 
 # Own process group, so stopping the demo stops the scheduler, API server, dag-processor and triggerer.
 setsid .venv/bin/airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1 &
@@ -41,7 +45,7 @@ AIRFLOW_PID=$!
 stop() {
   trap - INT TERM EXIT
   echo; echo "demo: stopping Airflow ..."
-  kill -TERM "$SFTP_PID" 2>/dev/null || true
+  kill -TERM "$SFTP_PID" "$CRM_PID" 2>/dev/null || true
   kill -TERM -- "-$AIRFLOW_PID" 2>/dev/null || true
   for _ in $(seq 1 30); do kill -0 -- "-$AIRFLOW_PID" 2>/dev/null || break; sleep 1; done
   kill -KILL -- "-$AIRFLOW_PID" 2>/dev/null || true
@@ -62,10 +66,11 @@ for _ in $(seq 1 30); do [[ -s "$PASSWORDS" ]] && break; sleep 1; done
 ( for _ in $(seq 1 60); do
     if .venv/bin/airflow dags unpause acme__inventory_sync__snapshot > /dev/null 2>&1; then
       for dag in acme__inventory_sync__low_stock_alerts globex__inventory_sync__snapshot \
-        globex__inventory_sync__low_stock_alerts globex__partner_orders_sftp__orders; do
+        globex__inventory_sync__low_stock_alerts globex__partner_orders_sftp__orders \
+        acme__crm_contacts__contacts acme__crm_contacts__invoices; do
         .venv/bin/airflow dags unpause "$dag" > /dev/null 2>&1 || true
       done
-      echo "demo: inventory_sync and globex's SFTP import unpaused; their first runs start now"
+      echo "demo: inventory_sync, globex's SFTP import and acme's CRM import unpaused; first runs start now"
       break
     fi
     sleep 5
@@ -78,6 +83,8 @@ cat <<INFO
   Plugin API:  http://127.0.0.1:$PORT/b2b/health
   Demo data:   sqlite3 $AIRFLOW_HOME/demo_warehouse.db 'select * from inventory_levels limit 5'
                sqlite3 $AIRFLOW_HOME/demo_app.db 'select * from partner_orders'
+               sqlite3 $AIRFLOW_HOME/demo_app.db 'select count(*) from crm_contacts'
+  Demo CRM:    http://127.0.0.1:$CRM_PORT/docs  (edit a contact, then trigger acme__crm_contacts__contacts)
   SFTP folder: $SFTP_DIR/root/outbound/orders (drop more ';'-separated latin-1 CSV files here)
 
   Press Ctrl-C to stop.

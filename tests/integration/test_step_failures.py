@@ -79,7 +79,7 @@ def test_load_into_sqlite_with_nulls_and_upsert(
     ("customer_id", "step"),
     [
         ("wrongco", {"id": "bad", "kind": "transform", "callable": "sample_transforms.wrong_type"}),
-        ("plannedco", {"id": "bad", "kind": "http_import", "endpoint": "/x"}),
+        ("plannedco", {"id": "bad", "kind": "report_export", "query": "x"}),
     ],
     ids=["transform-returns-wrong-type", "planned-step-kind"],
 )

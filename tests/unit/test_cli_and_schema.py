@@ -15,7 +15,7 @@ from helpers import REPO, minimal_customer, minimal_template, write_include
 def test_validate_clean_folder_exits_0(capsys) -> None:
     assert main(["validate", str(REPO / "include")]) == 0
     out = capsys.readouterr().out
-    assert "0 errors" in out and "7 DAGs would be generated" in out
+    assert "0 errors" in out and "8 DAGs would be generated" in out
 
 
 def test_validate_prints_every_problem_in_every_file_and_exits_1(tmp_path: Path, capsys) -> None:

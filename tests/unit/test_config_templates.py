@@ -198,7 +198,7 @@ def test_line_numbers_point_at_the_offending_key(tmp_path: Path) -> None:
 
 def test_unavailable_step_kind_is_a_warning_not_an_error(tmp_path: Path) -> None:
     template = minimal_template()
-    _flow(template)["steps"][0] = {"id": "fetch", "kind": "http_import", "endpoint": "/x"}
+    _flow(template)["steps"][0] = {"id": "fetch", "kind": "report_export", "query": "x"}
     project = load(tmp_path, template)
     assert project.problems == []
     assert "not yet available" in project.warnings[0].message

@@ -15,11 +15,11 @@ WHERE = {"customer_id": "acme", "integration": "crm", "flow": "contacts"}
 
 
 def test_planned_step_kind_message() -> None:
-    op = StepNotAvailableOperator(task_id="fetch", kind="http_import", **WHERE)
+    op = StepNotAvailableOperator(task_id="fetch", kind="report_export", **WHERE)
     with pytest.raises(AirflowFailException) as err:
         op.execute({})  # type: ignore[arg-type]
     assert str(err.value).startswith(
-        "customer acme, integration crm, flow contacts, step fetch: step kind 'http_import' is not yet available"
+        "customer acme, integration crm, flow contacts, step fetch: step kind 'report_export' is not yet available"
     )
 
 

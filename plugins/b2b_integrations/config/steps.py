@@ -108,10 +108,65 @@ class _PlannedStep(StepBase):
     operator: ClassVar[str] = "b2b_integrations.operators.unavailable.StepNotAvailableOperator"
 
 
-class HttpImportStep(_PlannedStep):
-    """Poll a third-party API (pagination, incremental cursor). Not yet available."""
+class HttpImportStep(SqlTargetStep):
+    """Poll a third-party JSON API page by page (incremental) and load the records into a SQL table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     kind: Literal["http_import"]
+    connection: Ident = Field(description="Connection slot of the API: base URL and the secret for auth.")
+    endpoint: str = Field(min_length=1, description="Path of the list endpoint (or an absolute URL).")
+    query: dict[str, Any] = Field(default_factory=dict, description="Extra query parameters.")
+    records_path: str | None = Field(None, description="Dotted path to the records, e.g. data.items.")
+    pagination: dict[str, Any] = Field(
+        default_factory=lambda: {"style": "none"},
+        description="style: page_number | offset | cursor | next_url | link_header | none, and its options.",
+    )
+    auth: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "none"},
+        description="type: none | basic | api_key | bearer | oauth2_client_credentials; header, token_url, scope.",
+    )
+    incremental: dict[str, Any] | None = Field(
+        None, description="cursor_field (e.g. updated_at), param (e.g. updated_since), start (first run)."
+    )
+    row_schema: dict[str, Any] = Field(
+        alias="schema",
+        description="fields: [{name, type, required, allowed, pattern, max_length}], extra_fields.",
+    )
+    db_connection: Ident = Field(
+        description="Connection slot of the destination database (holds the cursor)."
+    )
+    constants: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], Any] = Field(
+        default_factory=dict, description="Columns with a fixed value on every row, e.g. customer_id."
+    )
+    timeout: float = Field(30, gt=0, le=600, description="Seconds per HTTP request.")
+    max_requests_per_second: float | None = Field(None, gt=0, description="Client-side rate limit.")
+    retry_attempts: int = Field(6, ge=1, le=20, description="Tries per request on 429, 5xx and timeouts.")
+    retry_base_seconds: float = Field(0.5, ge=0, le=60, description="First retry wait; doubles, with jitter.")
+
+    operator: ClassVar[str] = "b2b_integrations.operators.http_import.HttpApiImportOperator"
+    connection_fields: ClassVar[dict[str, str]] = {
+        "connection": "http_conn_id",
+        "db_connection": "db_conn_id",
+    }
+
+    @model_validator(mode="after")
+    def _check_options(self) -> HttpImportStep:
+        from b2b_integrations.formats.validation import schema_from_dict
+        from b2b_integrations.hooks.http_api import auth_from_config
+        from b2b_integrations.sources.incremental import incremental_from_config
+        from b2b_integrations.sources.pagination import paginator_from_config
+
+        checks = (
+            (self.pagination, paginator_from_config),
+            (self.auth, auth_from_config),
+            (self.incremental, incremental_from_config),
+            (self.row_schema, schema_from_dict),
+        )
+        for value, check in checks:
+            if not _has_reference(value):
+                check(value)
+        return self
 
 
 class SftpImportStep(SqlTargetStep):
