@@ -65,12 +65,14 @@ def _order_key(value: Any) -> tuple[int, Any]:
         return (1, float(value))
     text = str(value)
     try:
+        # Numbers first: fromisoformat also reads digit strings such as "20240101" as dates.
+        return (1, float(text))
+    except ValueError:
+        pass
+    try:
         parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:
-        try:
-            return (1, float(text))
-        except ValueError:
-            return (2, text)
+        return (2, text)
     return (0, parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 

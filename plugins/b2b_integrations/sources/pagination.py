@@ -188,7 +188,8 @@ class LinkHeaderPaginator(Paginator):
         return _follow(page, link) if link else None
 
 
-_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+# One link: <url>, then ;-separated attributes whose quoted values may hold "," and ";".
+_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,"=]+(?:=\s*(?:"[^"]*"|[^;,]*))?\s*)*)')
 _REL = re.compile(r';\s*rel\s*=\s*"?([^";]+)"?', re.IGNORECASE)
 
 

@@ -59,7 +59,7 @@ class RetryPolicy:
 def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds from now (delta-seconds or HTTP-date); None if unreadable."""
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone accepts "²", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)
