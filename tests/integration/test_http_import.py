@@ -203,6 +203,16 @@ def test_rate_limits_and_server_errors_are_survived_with_each_record_once(
     assert _loaded(pg_db, table) == (CONTACTS, CONTACTS)
 
 
+def test_a_request_that_times_out_is_retried(crm: CrmServer, api_conn: str, db_conn: str, pg_db: str) -> None:
+    crm.admin("faults", {"kind": "timeout", "count": 1, "delay_s": 3})
+    table = _table()
+    started = time.monotonic()
+    result = _operator(api_conn, table, "offset", timeout=0.5).execute({})  # type: ignore[arg-type]
+    assert time.monotonic() - started < 3  # it gave up on the slow answer instead of waiting for it
+    assert result["records_loaded"] == CONTACTS
+    assert _loaded(pg_db, table) == (CONTACTS, CONTACTS)
+
+
 def test_bad_requests_fail_fast_without_retries(
     crm: CrmServer, api_conn: str, db_conn: str, pg_db: str
 ) -> None:
