@@ -103,6 +103,34 @@ def test_csv_import_moves_file_and_second_run_imports_nothing(
     assert make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})["files_loaded"] == 0  # type: ignore[arg-type]
 
 
+def test_a_file_loaded_but_not_moved_is_moved_on_the_next_run_without_loading_twice(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    """A run that stopped between its commit and the move leaves the file, unchanged, in the folder."""
+    import os
+    import shutil
+
+    Path(sftp_folder, "orders-1.csv").write_text(ORDERS_CSV)
+    table = table_name()
+    assert (
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="leftoverco").execute({})[
+            "files_loaded"
+        ]
+        == 1
+    )  # type: ignore[arg-type]
+    # Put it back exactly as it was (same name, size and modification time): the state after such a crash.
+    processed = Path(sftp_folder, "processed", "orders-1.csv")
+    shutil.copy2(processed, Path(sftp_folder, "orders-1.csv"))
+    os.utime(
+        Path(sftp_folder, "orders-1.csv"), ns=(processed.stat().st_atime_ns, processed.stat().st_mtime_ns)
+    )
+
+    result = make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="leftoverco").execute({})  # type: ignore[arg-type]
+    assert result["files_already_loaded"] == 1 and result["rows_loaded"] == 0
+    assert not Path(sftp_folder, "orders-1.csv").exists()
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
+
+
 FORMAT_CASES = {
     "tsv": ("orders.tsv", {"format": "tsv"}, ORDERS_CSV.replace(",", "\t")),
     "semicolon-latin1": (

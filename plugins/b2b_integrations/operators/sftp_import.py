@@ -241,7 +241,10 @@ class SftpFileImportOperator(StepOperator):
     def _files_to_import(
         self, conn: Any, placeholder: str, remote: RemoteFolder, summary: _RunSummary
     ) -> list[RemoteFile]:
-        done = ledger.done_files(conn, placeholder, self.customer_id, self.integration, self.flow)
+        # Files the ledger knows are not skipped: one still in the folder was loaded by a run that stopped
+        # before moving it, or delivered again unchanged. Its sha256 matches the ledger, so _import_one only
+        # finishes its move (skipping it would leave it in the folder for good).
+        done: set[tuple[str, int, int]] = set()
         first = select_new(remote.list_files(), self.pattern, self.regex, done)
         if not first:
             self.log.info("No new files in %s matching %s", self.folder, self.pattern)
