@@ -23,9 +23,11 @@ def test_shipped_dags_parse_and_serialize() -> None:
 
     bag = dagbag()
     assert bag.import_errors == {}
-    assert {"acme__inventory_sync__snapshot", "acme__crm_contacts__contacts", "acme__crm_contacts__invoices"} <= set(
-        bag.dags
-    )
+    assert {
+        "acme__inventory_sync__snapshot",
+        "acme__crm_contacts__contacts",
+        "acme__crm_contacts__invoices",
+    } <= set(bag.dags)
     assert len(bag.dags) == 8
     for dag in bag.dags.values():
         data = DagSerialization.to_dict(dag)

@@ -1,23 +1,85 @@
 """The plugin's FastAPI app, mounted by Airflow's API server under ``/b2b``.
 
-Later features (webhooks in, app events in, sync calls) add routers here. Built by a plain factory so it
-is testable with FastAPI's TestClient and no Airflow server.
+Built by a plain factory so it is testable with FastAPI's TestClient; the webhook receiver's collaborators
+(where routes come from, where events go) are parameters, with the production ones as defaults.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import os
+import time
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from b2b_integrations import __version__
+
+if TYPE_CHECKING:
+    from b2b_integrations.webhooks.receiver import EventStore, Limits
+    from b2b_integrations.webhooks.routes import WebhookRoutes
 
 URL_PREFIX = "/b2b"
 
 
-def create_app() -> FastAPI:
+def create_app(
+    routes: WebhookRoutes | None = None,
+    store: EventStore | None = None,
+    limits: Limits | None = None,
+) -> FastAPI:
     app = FastAPI(title="b2b-integrations", version=__version__, description="B2B integration endpoints.")
 
     @app.get("/health", summary="Liveness of the b2b-integrations endpoints")
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    state: dict[str, object] = {}
+
+    def collaborators() -> tuple[WebhookRoutes, EventStore, Limits]:
+        # Built on first use: the API server imports this module before its own setup is complete.
+        if not state:
+            from b2b_integrations.webhooks.receiver import Limits
+            from b2b_integrations.webhooks.routes import WebhookRoutes, include_dir_for_api_server
+            from b2b_integrations.webhooks.store import MetadataEventStore
+
+            state["routes"] = routes or WebhookRoutes(include_dir_for_api_server())
+            state["store"] = store or MetadataEventStore()
+            state["limits"] = limits or Limits(
+                max_bytes=int(os.environ.get("B2B_WEBHOOK_MAX_BYTES", Limits.max_bytes)),
+                inline_bytes=int(os.environ.get("B2B_WEBHOOK_INLINE_BYTES", Limits.inline_bytes)),
+            )
+        return state["routes"], state["store"], state["limits"]  # type: ignore[return-value]
+
+    @app.post(
+        "/webhooks/{customer}/{integration}/{flow}",
+        summary="Receive a signed webhook for one customer's flow",
+        status_code=202,
+    )
+    async def webhook(customer: str, integration: str, flow: str, request: Request) -> JSONResponse:
+        from b2b_integrations.webhooks.receiver import Answer, receive
+        from b2b_integrations.webhooks.routes import connection_secret
+
+        found_routes, found_store, found_limits = collaborators()
+        body = bytearray()
+        async for chunk in request.stream():  # never buffer more than the cap
+            body += chunk
+            if len(body) > found_limits.max_bytes:
+                answer = Answer(
+                    413, {"error": "too_large", "detail": f"the body is over {found_limits.max_bytes} bytes"}
+                )
+                return JSONResponse(answer.body, status_code=answer.status)
+        route = await run_in_threadpool(found_routes.find, customer, integration, flow)
+        answer = await run_in_threadpool(
+            receive,
+            route,
+            connection_secret,
+            found_store,
+            dict(request.headers),
+            bytes(body),
+            time.time(),
+            found_limits,
+        )
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     return app

@@ -1,0 +1,86 @@
+"""Which customer flows take webhooks, read from the include folder and re-read when a file changes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from b2b_integrations.config.loader import Project, load_project
+from b2b_integrations.config.triggers import WebhookTrigger
+from b2b_integrations.webhooks.receiver import StoreUnavailable, WebhookRoute
+
+
+def include_dir_for_api_server() -> Path:
+    """B2B_INCLUDE_DIR, else include/ beside the DAGs folder (the layout this project ships)."""
+    env = os.environ.get("B2B_INCLUDE_DIR")
+    if env:
+        return Path(env)
+    from airflow.configuration import conf
+
+    return Path(conf.get("core", "dags_folder")).resolve().parent / "include"
+
+
+class WebhookRoutes:
+    """Looks up :class:`WebhookRoute` by (customer, integration, flow); thread-safe."""
+
+    def __init__(self, include_dir: Path) -> None:
+        self.include_dir = include_dir
+        self._lock = threading.Lock()
+        self._fingerprint: tuple[tuple[str, int], ...] | None = None
+        self._routes: dict[tuple[str, str, str], WebhookRoute] = {}
+
+    def find(self, customer_id: str, integration: str, flow: str) -> WebhookRoute | None:
+        fingerprint = self._current_fingerprint()
+        with self._lock:
+            if fingerprint != self._fingerprint:
+                self._routes = routes_of(load_project(self.include_dir))
+                self._fingerprint = fingerprint
+            return self._routes.get((customer_id, integration, flow))
+
+    def _current_fingerprint(self) -> tuple[tuple[str, int], ...]:
+        files = sorted(p for p in self.include_dir.rglob("*") if p.suffix in (".yaml", ".yml"))
+        return tuple((str(p), p.stat().st_mtime_ns) for p in files)
+
+
+def routes_of(project: Project) -> dict[tuple[str, str, str], WebhookRoute]:
+    """Every enabled webhook flow of every valid customer integration."""
+    from b2b_integrations.factory.planner import inbox_asset
+
+    routes = {}
+    for instance in project.customers:
+        customer = instance.customer
+        if not customer.enabled:
+            continue
+        for name, settings in instance.integrations.items():
+            template = project.templates.get(name)
+            if template is None or not settings.enabled:
+                continue
+            for flow_name, flow in template.flows.items():
+                override = settings.flows.get(flow_name)
+                enabled = override is None or override.enabled
+                if not isinstance(flow.trigger, WebhookTrigger) or not enabled:
+                    continue
+                slot = flow.trigger.secret_connection
+                routes[(customer.id, name, flow_name)] = WebhookRoute(
+                    customer_id=customer.id,
+                    integration=name,
+                    flow=flow_name,
+                    signature=flow.trigger.signature,
+                    secret_conn_id=settings.connections.get(slot) if slot else None,
+                    payload_schema=flow.trigger.payload_schema,
+                    asset_uri=inbox_asset(customer.id, name, flow_name).uri,
+                )
+    return routes
+
+
+def connection_secret(route: WebhookRoute) -> str | None:
+    """The signing secret: the password of the customer's connection for the flow's secret slot."""
+    if route.secret_conn_id is None:
+        return None
+    from airflow.models.connection import Connection
+
+    try:
+        return Connection.get_connection_from_secrets(route.secret_conn_id).password
+    except Exception as e:  # missing connection or secrets backend down: ours to fix, the sender should retry
+        raise StoreUnavailable(f"the signing secret cannot be read ({type(e).__name__})") from None

@@ -1,0 +1,103 @@
+"""Webhook events stored in Airflow's metadata database: one asset event per message, exactly once.
+
+The receipt row (unique per customer, integration, flow and message id) and the asset event are written in
+one transaction, so a redelivery is recognised and a crash can never leave one without the other. The
+asset event is what starts the customer's asset-triggered DAG; it carries the payload, or for a large
+body a reference to the receipt row that holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from b2b_integrations.webhooks.receiver import StoreUnavailable, WebhookRoute
+
+RECEIPTS = sa.Table(
+    "b2b_webhook_receipts",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(60), nullable=False),
+    sa.Column("integration", sa.String(60), nullable=False),
+    sa.Column("flow", sa.String(60), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("body_bytes", sa.Integer, nullable=False),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("asset_event_id", sa.Integer, nullable=True),
+    sa.UniqueConstraint("customer_id", "integration", "flow", "message_id", name="b2b_webhook_receipts_msg"),
+)
+
+
+class MetadataEventStore:
+    """:class:`~.receiver.EventStore` on Airflow's metadata DB (``session_factory``: Airflow's by default)."""
+
+    def __init__(self, session_factory: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
+        if session_factory is None:
+            from airflow.utils.session import create_session
+
+            session_factory = create_session
+        self._session = session_factory
+        self._table_ready = False
+
+    def store(self, route: WebhookRoute, message_id: str, payload: Any, body: bytes, inline: bool) -> bool:
+        from airflow.assets.manager import asset_manager
+        from airflow.models.asset import AssetModel
+        from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+        now = datetime.now(UTC)
+        try:
+            with self._session() as session:
+                self._ensure_table(session)
+                asset = session.scalar(sa.select(AssetModel).where(AssetModel.uri == route.asset_uri))
+                if asset is None:
+                    raise StoreUnavailable("this flow's DAG is not deployed yet")
+                receipt_id = session.execute(
+                    sa.insert(RECEIPTS)
+                    .values(
+                        customer_id=route.customer_id,
+                        integration=route.integration,
+                        flow=route.flow,
+                        message_id=message_id[:255],
+                        received_at=now,
+                        body_bytes=len(body),
+                        payload=None if inline else body.decode("utf-8"),
+                    )
+                    .returning(RECEIPTS.c.id)
+                ).scalar_one()
+                reference = {"payload": payload} if inline else {"payload_ref": receipt_id}
+                extra = {
+                    "b2b_webhook": {"message_id": message_id, "received_at": now.isoformat(), **reference}
+                }
+                event = asset_manager.register_asset_change(
+                    asset=asset, extra=extra, source_is_api=True, session=session
+                )
+                if event is None:
+                    raise StoreUnavailable("Airflow did not record the asset event")
+                session.execute(
+                    sa.update(RECEIPTS).where(RECEIPTS.c.id == receipt_id).values(asset_event_id=event.id)
+                )
+        except IntegrityError:
+            return False  # the unique receipt: this message was stored before
+        except SQLAlchemyError as e:
+            raise StoreUnavailable(f"the event store is unavailable ({type(e).__name__})") from None
+        return True
+
+    def _ensure_table(self, session: Any) -> None:
+        if not self._table_ready:
+            RECEIPTS.create(session.get_bind(), checkfirst=True)
+            self._table_ready = True
+
+
+def stored_payload(receipt_id: int, session: Any) -> Any:
+    """The payload of a large webhook whose asset event carries ``payload_ref``."""
+    import json
+
+    body = session.scalar(sa.select(RECEIPTS.c.payload).where(RECEIPTS.c.id == receipt_id))
+    if body is None:
+        raise LookupError(f"no stored webhook payload {receipt_id}")
+    return json.loads(body)

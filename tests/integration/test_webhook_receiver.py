@@ -1,0 +1,218 @@
+"""The webhook receiver in-process (FastAPI TestClient) against the real Airflow metadata database.
+
+The customer's DAGs are parsed and synced with Airflow's own ``sync_bag_to_db``, so the inbox asset
+exists exactly as the dag-processor would create it; each accepted webhook must become one asset event.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook
+
+from b2b_integrations.api.app import create_app
+from b2b_integrations.webhooks.receiver import Limits
+from b2b_integrations.webhooks.routes import WebhookRoutes
+from b2b_integrations.webhooks.store import MetadataEventStore
+from helpers import REPO, shipped_template, write_include
+
+SECRET = "whsec_" + base64.b64encode(b"acme-billing-signing-key-0123456").decode()
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, airflow_db: str) -> Iterator[Path]:
+    """billing_webhooks for customer 'hookco', parsed and synced to the metadata DB."""
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    include = write_include(
+        tmp_path_factory.mktemp("hooks") / "include",
+        {"billing_webhooks": shipped_template("billing_webhooks")},
+        {
+            "hookco": {
+                "id": "hookco",
+                "name": "Hook Co",
+                "integrations": {
+                    "billing_webhooks": {
+                        "connections": {"webhook_secret": "hookco_billing", "app_db": "hookco_db"}
+                    }
+                },
+            }
+        },
+    )
+    mp = pytest.MonkeyPatch()
+    mp.setenv("B2B_INCLUDE_DIR", str(include))
+    mp.setenv("AIRFLOW_CONN_HOOKCO_BILLING", json.dumps({"conn_type": "generic", "password": SECRET}))
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert "hookco__billing_webhooks__invoice_events" in bag.dags
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(bag, "dags-folder", None)
+    try:
+        yield include
+    finally:
+        mp.undo()
+
+
+@pytest.fixture
+def client(deployed: Path) -> TestClient:
+    return TestClient(
+        create_app(WebhookRoutes(deployed), MetadataEventStore(), Limits(max_bytes=4096, inline_bytes=512))
+    )
+
+
+URL = "/webhooks/hookco/billing_webhooks/invoice_events"
+
+
+def _signed(
+    payload: Any, msg_id: str | None = None, at: float | None = None, secret: str = SECRET
+) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    when = datetime.fromtimestamp(at or time.time(), tz=UTC)
+    signature = Webhook(secret).sign(msg_id, when, body.decode())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+    }
+    return body, headers
+
+
+def _events() -> list[dict[str, Any]]:
+    """Extras of the asset events of hookco's inbox, oldest first."""
+    import sqlalchemy as sa
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(
+            sa.select(AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == "b2b://hookco/billing_webhooks/invoice_events/inbox")
+            .order_by(AssetEvent.id)
+        ).all()
+    return [row[0]["b2b_webhook"] for row in rows]
+
+
+def test_a_standard_webhooks_delivery_becomes_one_asset_event(client: TestClient) -> None:
+    before = len(_events())
+    body, headers = _signed(
+        {"invoice_id": "INV-1", "status": "paid", "amount_cents": 1250, "currency": "EUR"}
+    )
+    response = client.post(URL, content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    events = _events()
+    assert len(events) == before + 1
+    assert events[-1]["message_id"] == headers["webhook-id"]
+    assert events[-1]["payload"] == {
+        "invoice_id": "INV-1",
+        "status": "paid",
+        "amount_cents": 1250,
+        "currency": "EUR",
+    }
+
+
+def test_a_redelivery_is_acknowledged_and_not_stored_again(client: TestClient) -> None:
+    body, headers = _signed({"invoice_id": "INV-2"}, msg_id="msg_redelivered")
+    assert client.post(URL, content=body, headers=headers).status_code == 202
+    before = len(_events())
+    again = client.post(URL, content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert len(_events()) == before
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("tampered", 401),
+        ("wrong_secret", 401),
+        ("stale", 401),
+        ("not_json_type", 415),
+        ("not_json_body", 400),
+        ("oversized", 413),
+        ("unknown_customer", 404),
+        ("unknown_flow", 404),
+    ],
+)
+def test_rejected_requests_queue_nothing(client: TestClient, case: str, status: int) -> None:
+    before = len(_events())
+    body, headers = _signed({"invoice_id": "INV-3"})
+    url = URL
+    if case == "tampered":
+        body = body.replace(b"INV-3", b"INV-4")
+    elif case == "wrong_secret":
+        body, headers = _signed(
+            {"invoice_id": "INV-3"}, secret="whsec_" + base64.b64encode(b"not-the-key").decode()
+        )
+    elif case == "stale":
+        body, headers = _signed({"invoice_id": "INV-3"}, at=time.time() - 600)
+    elif case == "not_json_type":
+        headers["content-type"] = "text/plain"
+    elif case == "not_json_body":
+        body, headers = b"invoice=INV-3", _signed({})[1]
+        headers["webhook-signature"] = Webhook(SECRET).sign(
+            headers["webhook-id"],
+            datetime.fromtimestamp(int(headers["webhook-timestamp"]), tz=UTC),
+            body.decode(),
+        )
+    elif case == "oversized":
+        body, headers = _signed({"blob": "x" * 5000})
+    elif case == "unknown_customer":
+        url = "/webhooks/nobody/billing_webhooks/invoice_events"
+    elif case == "unknown_flow":
+        url = "/webhooks/hookco/billing_webhooks/nothing_here"
+    response = client.post(url, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert len(_events()) == before
+    if status == 404:
+        assert response.json() == {"error": "not_found", "detail": "no webhook endpoint here"}
+
+
+def test_a_large_payload_is_stored_by_reference(client: TestClient) -> None:
+    from airflow.utils.session import create_session
+
+    from b2b_integrations.webhooks.store import stored_payload
+
+    payload = {"invoice_id": "INV-big", "lines": [f"line {i}" for i in range(60)]}
+    body, headers = _signed(payload)
+    assert 512 < len(body) <= 4096
+    assert client.post(URL, content=body, headers=headers).status_code == 202
+    event = _events()[-1]
+    assert "payload" not in event
+    with create_session() as session:
+        assert stored_payload(event["payload_ref"], session) == payload
+
+
+def test_storage_down_answers_503_so_the_sender_retries(deployed: Path) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import sessionmaker
+
+    dead = sessionmaker(bind=sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:1/none"))
+    app = create_app(WebhookRoutes(deployed), MetadataEventStore(session_factory=dead.begin), Limits())
+    body, headers = _signed({"invoice_id": "INV-5"})
+    response = TestClient(app).post(URL, content=body, headers=headers)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+
+
+def test_twenty_webhooks_in_a_burst_are_all_stored(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = len(_events())
+    deliveries = [_signed({"invoice_id": f"INV-burst-{i}"}) for i in range(20)]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(
+            pool.map(lambda d: client.post(URL, content=d[0], headers=d[1]).status_code, deliveries)
+        )
+    assert statuses == [202] * 20
+    assert len(_events()) == before + 20
