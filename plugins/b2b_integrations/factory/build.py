@@ -50,6 +50,14 @@ def build_dag(plan: DagPlan) -> DAG:
         params={name: Param(**spec) for name, spec in plan.params.items()},
     )
     previous = None
+    # Event-driven flows: the first step reads the events queued on the inbox since the last run that
+    # finished; the last step, once its work is done, moves that position (see StepOperator).
+    inbox = (
+        plan.schedule_asset
+        if plan.schedule_asset is not None and plan.schedule_asset.uri.endswith("/inbox")
+        else None
+    )
+    last = len(plan.tasks) - 1
     with dag:
         for index, task in enumerate(plan.tasks):
             kwargs: dict[str, Any] = dict(task.arguments)
@@ -57,8 +65,13 @@ def build_dag(plan: DagPlan) -> DAG:
                 kwargs["retries"] = task.retries
             if task.doc_md:
                 kwargs["doc_md"] = task.doc_md
-            if index == len(plan.tasks) - 1 and plan.outlet_asset is not None:
+            if index == last and plan.outlet_asset is not None:
                 kwargs["outlets"] = [_asset(plan.outlet_asset)]
+            if inbox is not None and index in (0, last):
+                kwargs["inlets"] = [_asset(inbox)]
+                kwargs["event_inbox"] = inbox.uri
+                if index == last:
+                    kwargs["event_cursor_from"] = plan.tasks[0].task_id
             operator = operator_class(task.operator)(task_id=task.task_id, **kwargs)
             if previous is not None:
                 previous >> operator

@@ -10,7 +10,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from b2b_integrations.config.references import resolve
 from b2b_integrations.errors import FatalStepError
-from b2b_integrations.staging import STAGED_KEY, StagedRecords, read_records, stage_path, write_records
+from b2b_integrations.staging import (
+    EVENT_CURSOR_KEY,
+    STAGED_KEY,
+    WEBHOOK_KEY,
+    StagedRecords,
+    read_records,
+    stage_path,
+    write_records,
+)
 
 if TYPE_CHECKING:
     import jinja2
@@ -42,6 +50,8 @@ class StepOperator(BaseOperator):
         flow: str,
         input_task_id: str | None = None,
         config_refs: dict[str, Any] | None = None,
+        event_inbox: str | None = None,
+        event_cursor_from: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -50,6 +60,12 @@ class StepOperator(BaseOperator):
         self.flow = flow
         self.input_task_id = input_task_id
         self.config_refs = config_refs or {}
+        self.event_inbox = event_inbox
+        """URI of the flow's inbox asset (event-driven flows, first and last step)."""
+        self.event_cursor_from = event_cursor_from
+        """Last step only: the first step, whose result says up to which event this run got."""
+        self.handled_events: list[str] = []  # message ids of the webhooks this run's input came from
+        self.events_cursor: dict[str, Any] | None = None
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         params = context.get("params") or {}
@@ -67,6 +83,11 @@ class StepOperator(BaseOperator):
             result = self.run_step(context)
         except FatalStepError as e:
             raise AirflowFailException(f"{self.where}: {e}") from e
+        if isinstance(result, dict) and self.events_cursor is not None:
+            # Which events this run processed, and the position the last step commits when all went well.
+            result = {**result, "webhook_events": self.handled_events, "webhook_cursor": self.events_cursor}
+        if self.event_cursor_from is not None:
+            self._advance_event_cursor(context, result)
         if isinstance(result, dict) and "path" in result:
             # Flows triggered by this one's output receive the staged records through the asset event.
             for outlet in self.outlets:
@@ -100,19 +121,81 @@ class StepOperator(BaseOperator):
         return refs or None
 
     def load_input(self, context: Context) -> pd.DataFrame | None:
-        """The input records as one DataFrame, or None when the step has no input."""
-        refs = self.input_refs(context)
-        if refs is None:
-            return None
-        frames = [read_records(ref) for ref in refs]
-        if len(frames) == 1:
-            frame = frames[0]
-        else:
-            import pandas as pd
+        """The input records as one DataFrame, or None when the step has no input.
 
-            frame = pd.concat(frames, ignore_index=True)
-        self.log.info("Read %d input rows from %d staged batch(es)", len(frame), len(refs))
+        A flow's first step triggered by webhooks gets one record per event (a payload that is a JSON list
+        gives one record per item), with ``_b2b_message_id`` and ``_b2b_received_at`` columns.
+        """
+        import pandas as pd
+
+        refs = self.input_refs(context)
+        frames = [read_records(ref) for ref in refs or []]
+        webhook = self._webhook_records(context) if self.input_task_id is None else []
+        if webhook:
+            frames.append(pd.DataFrame.from_records(webhook))
+        if not frames:
+            return None
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        self.log.info("Read %d input rows from %d batch(es)", len(frame), len(frames))
         return frame
+
+    def _inbox(self) -> Any:
+        return next(a for a in self.inlets if getattr(a, "uri", None) == self.event_inbox)
+
+    def _webhook_records(self, context: Context) -> list[dict[str, Any]]:
+        """Every event on the inbox after the stored position, not only those that triggered this run.
+
+        A burst of webhooks can outrun the scheduler: events stored while it creates a run may not trigger
+        another one. Reading from the position makes each run take everything waiting, and a failed run
+        leaves the position alone, so its events come again.
+        """
+        if self.event_inbox is None:
+            return []
+        inbox = self._inbox()
+        cursor = context["asset_state_store"][inbox].get(EVENT_CURSOR_KEY)
+        accessor = context["inlet_events"][inbox]
+        if cursor:
+            accessor = accessor.after(cursor["timestamp"])  # inclusive: the ids seen at it are skipped below
+        seen = set(cursor["ids"]) if cursor else set()
+        fetched = [e for e in accessor if WEBHOOK_KEY in (e.extra or {})]
+        fresh = [e for e in fetched if e.extra[WEBHOOK_KEY]["message_id"] not in seen]
+        newest = max((e.timestamp for e in fetched), default=None)
+        self.events_cursor = cursor
+        if newest is not None:
+            at_newest = [e.extra[WEBHOOK_KEY]["message_id"] for e in fetched if e.timestamp == newest]
+            self.events_cursor = {"timestamp": newest.isoformat(), "ids": at_newest}
+        events = [e.extra[WEBHOOK_KEY] for e in fresh]
+        if not events:
+            self.events_cursor = self.events_cursor or {"timestamp": None, "ids": []}
+            self.log.info("No new webhook events on the inbox")
+            return []
+        self.handled_events = [e["message_id"] for e in events]
+        self.log.info("Handling %d webhook event(s): %s", len(events), ", ".join(self.handled_events))
+        records: list[dict[str, Any]] = []
+        for event in events:
+            if "payload" not in event:
+                raise FatalStepError(
+                    f"webhook {event['message_id']} was stored by reference (over the inline size) and tasks "
+                    "cannot read it yet; raise B2B_WEBHOOK_INLINE_BYTES on the API server"
+                )
+            payload = event["payload"]
+            items = payload if isinstance(payload, list) else [payload]
+            meta = {"_b2b_message_id": event["message_id"], "_b2b_received_at": event.get("received_at")}
+            for item in items:
+                records.append({**(item if isinstance(item, dict) else {"value": item}), **meta})
+        return records
+
+    def _advance_event_cursor(self, context: Context, result: Any) -> None:
+        """Last step of an event-driven flow: its work is done, so the run's events are consumed."""
+        first = (
+            result
+            if self.event_cursor_from == self.task_id
+            else context["ti"].xcom_pull(task_ids=self.event_cursor_from)
+        )
+        cursor = first.get("webhook_cursor") if isinstance(first, dict) else None
+        if cursor and cursor.get("timestamp"):
+            context["asset_state_store"][self._inbox()].set(EVENT_CURSOR_KEY, cursor)
+            self.log.info("Inbox position moved to %s", cursor["timestamp"])
 
     def stage_output(self, context: Context, frame: pd.DataFrame) -> StagedRecords:
         """Stage records for the next step; the path is fixed per run and task, so retries overwrite."""

@@ -8,6 +8,7 @@ body a reference to the receipt row that holds it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from b2b_integrations.staging import WEBHOOK_KEY
 from b2b_integrations.webhooks.receiver import StoreUnavailable, WebhookRoute
 
 RECEIPTS = sa.Table(
@@ -31,6 +33,9 @@ RECEIPTS = sa.Table(
     sa.Column("asset_event_id", sa.Integer, nullable=True),
     sa.UniqueConstraint("customer_id", "integration", "flow", "message_id", name="b2b_webhook_receipts_msg"),
 )
+
+
+_CREATE_LOCK = threading.Lock()
 
 
 class MetadataEventStore:
@@ -70,9 +75,7 @@ class MetadataEventStore:
                     .returning(RECEIPTS.c.id)
                 ).scalar_one()
                 reference = {"payload": payload} if inline else {"payload_ref": receipt_id}
-                extra = {
-                    "b2b_webhook": {"message_id": message_id, "received_at": now.isoformat(), **reference}
-                }
+                extra = {WEBHOOK_KEY: {"message_id": message_id, "received_at": now.isoformat(), **reference}}
                 event = asset_manager.register_asset_change(
                     asset=asset, extra=extra, source_is_api=True, session=session
                 )
@@ -81,15 +84,28 @@ class MetadataEventStore:
                 session.execute(
                     sa.update(RECEIPTS).where(RECEIPTS.c.id == receipt_id).values(asset_event_id=event.id)
                 )
-        except IntegrityError:
-            return False  # the unique receipt: this message was stored before
+        except IntegrityError as e:
+            if RECEIPTS.name in str(e.orig):
+                return False  # the unique receipt: this message was stored before
+            # Any other conflict is not a redelivery: acknowledging it would lose the event.
+            raise StoreUnavailable(f"the event could not be stored ({type(e.orig).__name__})") from None
         except SQLAlchemyError as e:
             raise StoreUnavailable(f"the event store is unavailable ({type(e).__name__})") from None
         return True
 
     def _ensure_table(self, session: Any) -> None:
-        if not self._table_ready:
-            RECEIPTS.create(session.get_bind(), checkfirst=True)
+        """Create the receipts table once, in its own transaction (API server workers may race to it)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if self._table_ready:
+            return
+        with _CREATE_LOCK:
+            bind = session.get_bind()
+            try:
+                RECEIPTS.create(bind, checkfirst=True)
+            except SQLAlchemyError:
+                if not sa.inspect(bind).has_table(RECEIPTS.name):  # another process won the race: fine
+                    raise
             self._table_ready = True
 
 

@@ -1,0 +1,161 @@
+"""A real Airflow (API server, scheduler with LocalExecutor, dag-processor, optionally triggerer) for e2e tests.
+
+``start_airflow_stack(include_dir, env)`` creates a throwaway PostgreSQL metadata database, migrates it with
+``airflow db migrate``, and starts each component as its own subprocess (own session, log file in a temp
+dir) with this repository's dags/ and plugins/, the given include folder and extra environment (e.g.
+``AIRFLOW_CONN_*`` connections). ``stop()`` ends them all and drops the database.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+PG = "postgresql://postgres@127.0.0.1:5432"
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+@dataclass
+class AirflowStack:
+    url: str
+    env: dict[str, str]
+    home: Path
+    meta_db: str
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _stopped: bool = False
+
+    def log(self, component: str) -> str:
+        path = self.home / f"{component}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def sql(self, query: str) -> list[tuple]:
+        """Rows of a query on the metadata database."""
+        import psycopg2
+
+        with psycopg2.connect(f"{PG}/{self.meta_db}") as conn, conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall() if cur.description else []
+
+    def wait_for(self, what: str, check, timeout: float = 120.0, every: float = 0.5):  # noqa: ANN001, ANN201
+        """Poll ``check()`` until it returns a truthy value; fail with the components' log tails."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"airflow {name} exited ({proc.returncode}):\n{self.log(name)[-3000:]}"
+                    )
+            try:
+                value = check()
+            except Exception:  # noqa: BLE001 - not ready yet (table missing, server starting)
+                value = None
+            if value:
+                return value
+            time.sleep(every)
+        tails = "\n".join(f"--- {name}\n{self.log(name)[-2000:]}" for name in self.procs)
+        raise TimeoutError(f"timed out waiting for {what}\n{tails}")
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        _admin(f'DROP DATABASE IF EXISTS "{self.meta_db}" WITH (FORCE)')
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _admin(statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(f"{PG}/postgres")
+    conn.autocommit = True
+    try:
+        conn.cursor().execute(statement)
+    finally:
+        conn.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_airflow_stack(
+    include_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor"),
+) -> AirflowStack:
+    home = Path(tempfile.mkdtemp(prefix="b2b-e2e-airflow-"))
+    meta_db = f"b2b_e2e_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{meta_db}"')
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "B2B_"))}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{meta_db}",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "B2B_INCLUDE_DIR": str(include_dir),
+            "B2B_DATA_DIR": str(home / "b2b_data"),
+            **(extra_env or {}),
+        }
+    )
+    stack = AirflowStack(url=f"http://127.0.0.1:{port}", env=env, home=home, meta_db=meta_db)
+    atexit.register(stack.stop)
+    migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=False)
+    if migrate.returncode != 0:
+        stack.stop()
+        raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-3000:]}")
+    for component in components:
+        args = [AIRFLOW, component] + (["--port", str(port)] if component == "api-server" else [])
+        with (home / f"{component}.log").open("wb") as log:
+            stack.procs[component] = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+    if "api-server" in components:
+        stack.wait_for(
+            "the API server",
+            lambda: httpx.get(f"{stack.url}/api/v2/monitor/health", timeout=2).status_code == 200,
+        )
+    return stack
