@@ -108,6 +108,24 @@ def test_event_and_asset_triggers_are_wired_through_assets(tmp_path: Path) -> No
     assert hook.pattern == "event_driven_import"
 
 
+def test_pubsub_inbox_watches_the_customers_channel_on_the_customers_broker(tmp_path: Path) -> None:
+    from b2b_integrations.factory.plan import PubSubWatch
+
+    template = minimal_template()
+    template["connections"]["broker"] = {"type": "redis"}
+    steps = template["flows"]["snapshot"]["steps"]
+    trigger = {"type": "pubsub", "channel": "orders.${customer.id}", "connection": "broker"}
+    template["flows"]["events"] = {"trigger": trigger, "steps": steps}
+    customer = minimal_customer(connections={"db": "acme_db", "broker": "acme_redis"})
+    plan = plans(tmp_path, {"acme": customer}, sync=template)["acme__sync__events"]
+    assert plan.schedule_asset is not None and plan.schedule_asset.uri == "b2b://acme/sync/events/inbox"
+    assert plan.schedule_asset.watch == PubSubWatch(channel="orders.acme", redis_conn_id="acme_redis")
+    assert (
+        plans(tmp_path / "plain", {"acme": minimal_customer()}).get("acme__sync__snapshot").schedule_asset
+        is None
+    )
+
+
 def test_flow_fed_by_a_disabled_flow_is_left_out(tmp_path: Path) -> None:
     template = minimal_template()
     template["flows"]["after"] = {

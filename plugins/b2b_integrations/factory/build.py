@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 START_DATE_ISO = "2025-01-01T00:00:00+00:00"
 
 
+PUBSUB_POLL_SECONDS = 0.5  # the redis trigger sleeps this long whenever the channel has nothing
+
+
 @cache
 def operator_class(dotted_path: str) -> type[BaseOperator]:
     module_name, _, class_name = dotted_path.rpartition(".")
@@ -31,7 +34,21 @@ def _start_date() -> Any:
 
 
 def _asset(ref: AssetRef) -> Asset:
-    return Asset(name=ref.name, uri=ref.uri)
+    if ref.watch is None:
+        return Asset(name=ref.name, uri=ref.uri)
+    # A pub/sub inbox: the triggerer listens on the channel and turns each message into an asset event.
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+    from airflow.sdk import AssetWatcher
+
+    trigger = MessageQueueTrigger(
+        scheme="redis+pubsub",
+        channels=[ref.watch.channel],
+        redis_conn_id=ref.watch.redis_conn_id,
+        poll_interval=PUBSUB_POLL_SECONDS,
+    )
+    return Asset(
+        name=ref.name, uri=ref.uri, watchers=[AssetWatcher(name=f"{ref.name}.pubsub", trigger=trigger)]
+    )
 
 
 def build_dag(plan: DagPlan) -> DAG:

@@ -24,11 +24,20 @@ class TaskPlan:
 
 
 @dataclass(frozen=True)
+class PubSubWatch:
+    """A Redis pub/sub channel whose messages become events of an asset (through the triggerer)."""
+
+    channel: str
+    redis_conn_id: str
+
+
+@dataclass(frozen=True)
 class AssetRef:
     """An Airflow asset by name and URI; flows exchange events through these."""
 
     name: str
     uri: str
+    watch: PubSubWatch | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,9 +12,9 @@ from b2b_integrations.config.models import CustomerIntegration, Flow, Integratio
 from b2b_integrations.config.references import resolve
 from b2b_integrations.config.schedules import parse_schedule
 from b2b_integrations.config.steps import StepBase
-from b2b_integrations.config.triggers import AssetTrigger, ScheduleTrigger
+from b2b_integrations.config.triggers import AssetTrigger, PubSubTrigger, ScheduleTrigger
 from b2b_integrations.config.variables import JSON_TYPES
-from b2b_integrations.factory.plan import AssetRef, DagPlan, TaskPlan
+from b2b_integrations.factory.plan import AssetRef, DagPlan, PubSubWatch, TaskPlan
 
 DAG_ID_SEPARATOR = "__"
 # Triggers whose runs arrive as Airflow asset events (webhooks, app events, pub/sub messages).
@@ -131,6 +132,13 @@ def _plan_flow(
     customer = instance.customer
     pattern = infer_pattern(flow)
     schedule, schedule_asset, catchup = _schedule(customer.id, integration, flow_name, flow, settings)
+    if isinstance(flow.trigger, PubSubTrigger) and schedule_asset is not None:
+        slot = flow.trigger.connection
+        watch = PubSubWatch(
+            channel=resolve(flow.trigger.channel, scopes),
+            redis_conn_id=(settings.connections.get(slot) if slot else None) or "redis_default",
+        )
+        schedule_asset = replace(schedule_asset, watch=watch)
     run_defaults = flow.defaults or template.defaults
     dag_id = dag_id_for(customer.id, integration, flow_name)
     tasks = tuple(_plan_task(step, index, flow, scopes) for index, step in enumerate(flow.steps))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,28 @@ if TYPE_CHECKING:
     import jinja2
     import pandas as pd
     from airflow.sdk import Context
+
+
+def inbox_message(event: Any) -> dict[str, Any] | None:
+    """An inbox asset event as {message_id, received_at, payload}: a stored webhook, or a pub/sub message
+    the triggerer recorded (``from_trigger``); None for anything else."""
+    extra = event.extra or {}
+    if WEBHOOK_KEY in extra:
+        return extra[WEBHOOK_KEY]
+    message = extra.get("payload") if extra.get("from_trigger") else None
+    if not isinstance(message, dict) or message.get("type") != "message":
+        return None
+    data = message.get("data")
+    try:
+        payload = json.loads(data) if isinstance(data, str) else data
+    except json.JSONDecodeError:
+        payload = {"value": data}  # not JSON: the text itself, as one field
+    received = event.timestamp.isoformat() if getattr(event, "timestamp", None) else None
+    return {
+        "message_id": f"pubsub:{message.get('channel')}:{event.id}",
+        "received_at": received,
+        "payload": payload,
+    }
 
 
 class StepOperator(BaseOperator):
@@ -157,14 +180,14 @@ class StepOperator(BaseOperator):
         if cursor:
             accessor = accessor.after(cursor["timestamp"])  # inclusive: the ids seen at it are skipped below
         seen = set(cursor["ids"]) if cursor else set()
-        fetched = [e for e in accessor if WEBHOOK_KEY in (e.extra or {})]
-        fresh = [e for e in fetched if e.extra[WEBHOOK_KEY]["message_id"] not in seen]
-        newest = max((e.timestamp for e in fetched), default=None)
+        fetched = [(e, message) for e in accessor if (message := inbox_message(e)) is not None]
+        fresh = [(e, m) for e, m in fetched if m["message_id"] not in seen]
+        newest = max((e.timestamp for e, _ in fetched), default=None)
         self.events_cursor = cursor
         if newest is not None:
-            at_newest = [e.extra[WEBHOOK_KEY]["message_id"] for e in fetched if e.timestamp == newest]
+            at_newest = [m["message_id"] for e, m in fetched if e.timestamp == newest]
             self.events_cursor = {"timestamp": newest.isoformat(), "ids": at_newest}
-        events = [e.extra[WEBHOOK_KEY] for e in fresh]
+        events = [m for _, m in fresh]
         if not events:
             self.events_cursor = self.events_cursor or {"timestamp": None, "ids": []}
             self.log.info("No new webhook events on the inbox")
