@@ -1,4 +1,4 @@
-"""Command line: ``python -m b2b_integrations validate include/`` and ``schema``."""
+"""Command line: ``python -m b2b_integrations validate include/``, ``schema`` and ``replay``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """Needs Airflow's metadata DB configuration (run it where ``airflow`` commands work)."""
+    from airflow.utils.session import create_session
+
+    from b2b_integrations.webhooks.store import replay
+
+    try:
+        with create_session() as session:
+            event_id = replay(args.customer, args.integration, args.flow, args.message_id, session)
+    except LookupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"queued webhook {args.message_id} again as asset event {event_id}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2b_integrations", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,5 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     schema = commands.add_parser("schema", help="write the JSON Schemas of template and customer files")
     schema.add_argument("out_dir", nargs="?", default="include/schema")
     schema.set_defaults(func=_schema)
+    again = commands.add_parser("replay", help="process a stored webhook again (queues it as a new event)")
+    for name in ("customer", "integration", "flow", "message_id"):
+        again.add_argument(name)
+    again.set_defaults(func=_replay)
     args = parser.parse_args(argv)
     return int(args.func(args))

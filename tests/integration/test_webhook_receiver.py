@@ -216,3 +216,20 @@ def test_twenty_webhooks_in_a_burst_are_all_stored(client: TestClient) -> None:
         )
     assert statuses == [202] * 20
     assert len(_events()) == before + 20
+
+
+def test_replay_queues_a_stored_webhook_again(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
+    from b2b_integrations.cli import main
+
+    body, headers = _signed({"invoice_id": "INV-replay"}, msg_id="msg_to_replay")
+    assert client.post(URL, content=body, headers=headers).status_code == 202
+    before = len(_events())
+    assert main(["replay", "hookco", "billing_webhooks", "invoice_events", "msg_to_replay"]) == 0
+    events = _events()
+    assert len(events) == before + 1
+    assert events[-1]["replay_of"] == "msg_to_replay" and events[-1]["payload"] == {
+        "invoice_id": "INV-replay"
+    }
+    assert events[-1]["message_id"].startswith("msg_to_replay#replay-")
+    assert main(["replay", "hookco", "billing_webhooks", "invoice_events", "msg_never_sent"]) == 1
+    assert "no stored webhook 'msg_never_sent'" in capsys.readouterr().err

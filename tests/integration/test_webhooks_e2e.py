@@ -135,3 +135,30 @@ def test_a_bad_signature_starts_nothing(stack: AirflowStack, pg_db: str) -> None
     time.sleep(3)
     assert stack.sql(f"SELECT count(*) FROM dag_run WHERE dag_id = '{DAG_ID}'")[0][0] == runs_before
     assert rows(pg_db, "SELECT count(*) FROM invoice_events WHERE id = 'INV-forged'") == [(0,)]
+
+
+def test_a_replayed_webhook_is_processed_again(stack: AirflowStack, pg_db: str) -> None:
+    import subprocess
+    import sys
+
+    body, headers = _delivery("INV-again", msg_id="msg_replay_e2e")
+    assert httpx.post(stack.url + URL, content=body, headers=headers, timeout=30).status_code == 202
+    stack.wait_for(
+        "the first load",
+        lambda: rows(pg_db, "SELECT count(*) FROM invoice_events WHERE id = 'INV-again'") == [(1,)],
+    )
+    import psycopg2
+
+    with psycopg2.connect(f"{PG}/{pg_db}") as conn, conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM invoice_events WHERE id = 'INV-again'"
+        )  # as if the first processing was wrong
+    replay = subprocess.run(
+        [sys.executable, "-m", "b2b_integrations", "replay", "e2eco", "billing_webhooks", "invoice_events", "msg_replay_e2e"],
+        env=stack.env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    stack.wait_for(
+        "the replayed load",
+        lambda: rows(pg_db, "SELECT count(*) FROM invoice_events WHERE id = 'INV-again'") == [(1,)],
+    )

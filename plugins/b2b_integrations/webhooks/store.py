@@ -117,3 +117,37 @@ def stored_payload(receipt_id: int, session: Any) -> Any:
     if body is None:
         raise LookupError(f"no stored webhook payload {receipt_id}")
     return json.loads(body)
+
+
+def replay(customer_id: str, integration: str, flow: str, message_id: str, session: Any) -> int:
+    """Queue a stored webhook again, as a new asset event (``replay_of``), so its flow processes it once
+    more; return the new event's id. ``LookupError`` if no such message was stored."""
+    from airflow.assets.manager import asset_manager
+    from airflow.models.asset import AssetEvent, AssetModel
+
+    receipt = session.execute(
+        sa.select(RECEIPTS.c.asset_event_id).where(
+            RECEIPTS.c.customer_id == customer_id,
+            RECEIPTS.c.integration == integration,
+            RECEIPTS.c.flow == flow,
+            RECEIPTS.c.message_id == message_id,
+        )
+    ).first()
+    original = session.get(AssetEvent, receipt[0]) if receipt and receipt[0] is not None else None
+    if original is None:
+        raise LookupError(
+            f"no stored webhook {message_id!r} for customer {customer_id}, {integration}/{flow}"
+        )
+    asset = session.get(AssetModel, original.asset_id)
+    stored = dict(original.extra[WEBHOOK_KEY])
+    extra = {
+        WEBHOOK_KEY: {
+            **stored,
+            "message_id": f"{message_id}#replay-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
+            "replay_of": message_id,
+        }
+    }
+    event = asset_manager.register_asset_change(asset=asset, extra=extra, source_is_api=True, session=session)
+    if event is None:
+        raise LookupError(f"the inbox asset of {integration}/{flow} is gone (DAG removed?)")
+    return int(event.id)
