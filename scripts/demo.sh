@@ -69,10 +69,18 @@ for _ in $(seq 1 30); do [[ -s "$PASSWORDS" ]] && break; sleep 1; done
     if .venv/bin/airflow dags unpause acme__inventory_sync__snapshot > /dev/null 2>&1; then
       for dag in acme__inventory_sync__low_stock_alerts globex__inventory_sync__snapshot \
         globex__inventory_sync__low_stock_alerts globex__partner_orders_sftp__orders \
-        acme__crm_contacts__contacts acme__crm_contacts__invoices; do
+        acme__crm_contacts__contacts acme__crm_contacts__invoices initech__billing_webhooks__invoice_events; do
         .venv/bin/airflow dags unpause "$dag" > /dev/null 2>&1 || true
       done
       echo "demo: inventory_sync, globex's SFTP import and acme's CRM import unpaused; first runs start now"
+      # The demo CRM plays initech's billing provider: three signed webhooks to the receiver.
+      sleep 15
+      for n in 1 2 3; do
+        curl -fsS -X POST "http://127.0.0.1:$CRM_PORT/admin/webhooks/send" -H 'content-type: application/json' \
+          -d "{\"url\": \"http://127.0.0.1:$PORT/b2b/webhooks/initech/billing_webhooks/invoice_events\", \"secret\": \"demo-signing-secret\", \"scheme\": \"standard\", \"payload\": {\"invoice_id\": \"INV-DEMO-$n\", \"status\": \"paid\", \"amount_cents\": ${n}500, \"currency\": \"EUR\"}}" > /dev/null \
+          || echo "demo: webhook $n not accepted (see $AIRFLOW_HOME/standalone.log)"
+      done
+      echo "demo: the demo CRM sent 3 signed webhooks to initech's billing flow"
       break
     fi
     sleep 5
@@ -86,6 +94,7 @@ cat <<INFO
   Demo data:   sqlite3 $AIRFLOW_HOME/demo_warehouse.db 'select * from inventory_levels limit 5'
                sqlite3 $AIRFLOW_HOME/demo_app.db 'select * from partner_orders'
                sqlite3 $AIRFLOW_HOME/demo_app.db 'select count(*) from crm_contacts'
+               sqlite3 $AIRFLOW_HOME/demo_app.db 'select * from invoice_events'   (from webhooks)
   Demo CRM:    http://127.0.0.1:$CRM_PORT/docs  (edit a contact, then trigger acme__crm_contacts__contacts)
   SFTP folder: $SFTP_DIR/root/outbound/orders (drop more ';'-separated latin-1 CSV files here)
 
