@@ -190,8 +190,16 @@ def test_a_large_payload_is_stored_by_reference(client: TestClient) -> None:
     assert client.post(URL, content=body, headers=headers).status_code == 202
     event = _events()[-1]
     assert "payload" not in event
+    import sqlalchemy as sa
+    from airflow.models.asset import AssetModel
+
     with create_session() as session:
-        assert stored_payload(event["payload_ref"], session) == payload
+        asset_id = session.scalar(
+            sa.select(AssetModel.id).where(
+                AssetModel.uri == "b2b://hookco/billing_webhooks/invoice_events/inbox"
+            )
+        )
+        assert stored_payload(asset_id, event["payload_key"], session) == payload
 
 
 def test_storage_down_answers_503_so_the_sender_retries(deployed: Path) -> None:

@@ -162,3 +162,30 @@ def test_a_replayed_webhook_is_processed_again(stack: AirflowStack, pg_db: str) 
         "the replayed load",
         lambda: rows(pg_db, "SELECT count(*) FROM invoice_events WHERE id = 'INV-again'") == [(1,)],
     )
+
+
+def test_a_large_webhook_reaches_the_flow_through_the_state_store(stack: AirflowStack, pg_db: str) -> None:
+    """Over 64 KB the body is kept in the inbox asset's state store and the task reads it from there."""
+    payload = {
+        "invoice_id": "INV-large",
+        "status": "open",
+        "amount_cents": 99,
+        "currency": "CHF",
+        "notes": "n" * 100_000,
+    }
+    body = json.dumps(payload).encode()
+    msg_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(SECRET).sign(msg_id, now, body.decode()),
+    }
+    assert httpx.post(stack.url + URL, content=body, headers=headers, timeout=30).status_code == 202
+    stack.wait_for(
+        "the large invoice",
+        lambda: (
+            rows(pg_db, "SELECT status, currency FROM invoice_events WHERE id = 'INV-large'")
+            == [("open", "CHF")]
+        ),
+    )

@@ -195,13 +195,14 @@ class StepOperator(BaseOperator):
         self.handled_events = [e["message_id"] for e in events]
         self.log.info("Handling %d webhook event(s): %s", len(events), ", ".join(self.handled_events))
         records: list[dict[str, Any]] = []
+        store = context["asset_state_store"][inbox]
         for event in events:
-            if "payload" not in event:
+            payload = event["payload"] if "payload" in event else store.get(event["payload_key"])
+            if payload is None:
                 raise FatalStepError(
-                    f"webhook {event['message_id']} was stored by reference (over the inline size) and tasks "
-                    "cannot read it yet; raise B2B_WEBHOOK_INLINE_BYTES on the API server"
+                    f"the stored body of webhook {event['message_id']} is gone from the inbox's state store "
+                    f"(key {event['payload_key']!r}; expired by [state_store] retention?)"
                 )
-            payload = event["payload"]
             items = payload if isinstance(payload, list) else [payload]
             meta = {"_b2b_message_id": event["message_id"], "_b2b_received_at": event.get("received_at")}
             for item in items:

@@ -3,7 +3,8 @@
 The receipt row (unique per customer, integration, flow and message id) and the asset event are written in
 one transaction, so a redelivery is recognised and a crash can never leave one without the other. The
 asset event is what starts the customer's asset-triggered DAG; it carries the payload, or for a large
-body a reference to the receipt row that holds it.
+body the key under which the body sits in the inbox asset's state store (Airflow 3.3), which the
+consuming task reads through its ``asset_state_store`` context (tasks have no database access).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ RECEIPTS = sa.Table(
     sa.Column("message_id", sa.String(255), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("body_bytes", sa.Integer, nullable=False),
-    sa.Column("payload", sa.Text, nullable=True),
     sa.Column("asset_event_id", sa.Integer, nullable=True),
     sa.UniqueConstraint("customer_id", "integration", "flow", "message_id", name="b2b_webhook_receipts_msg"),
 )
@@ -70,11 +70,14 @@ class MetadataEventStore:
                         message_id=message_id[:255],
                         received_at=now,
                         body_bytes=len(body),
-                        payload=None if inline else body.decode("utf-8"),
                     )
                     .returning(RECEIPTS.c.id)
                 ).scalar_one()
-                reference = {"payload": payload} if inline else {"payload_ref": receipt_id}
+                if inline:
+                    reference = {"payload": payload}
+                else:
+                    reference = {"payload_key": payload_key(message_id)}
+                    _state_store_put(asset.id, reference["payload_key"], body.decode("utf-8"), session)
                 extra = {WEBHOOK_KEY: {"message_id": message_id, "received_at": now.isoformat(), **reference}}
                 event = asset_manager.register_asset_change(
                     asset=asset, extra=extra, source_is_api=True, session=session
@@ -109,14 +112,29 @@ class MetadataEventStore:
             self._table_ready = True
 
 
-def stored_payload(receipt_id: int, session: Any) -> Any:
-    """The payload of a large webhook whose asset event carries ``payload_ref``."""
+def payload_key(message_id: str) -> str:
+    """Key of a large webhook body in its inbox asset's state store."""
+    return f"b2b_webhook_payload:{message_id[:255]}"
+
+
+def _state_store_put(asset_id: int, key: str, json_text: str, session: Any) -> None:
+    from airflow._shared.state import AssetScope
+    from airflow.state import get_state_backend
+
+    get_state_backend().set(AssetScope(asset_id=asset_id), key, json_text, session=session)
+
+
+def stored_payload(asset_id: int, key: str, session: Any) -> Any:
+    """A large webhook's payload from the state store (what the consuming task reads through the API)."""
     import json
 
-    body = session.scalar(sa.select(RECEIPTS.c.payload).where(RECEIPTS.c.id == receipt_id))
-    if body is None:
-        raise LookupError(f"no stored webhook payload {receipt_id}")
-    return json.loads(body)
+    from airflow._shared.state import AssetScope
+    from airflow.state import get_state_backend
+
+    text = get_state_backend().get(AssetScope(asset_id=asset_id), key, session=session)
+    if text is None:
+        raise LookupError(f"no stored webhook payload {key!r}")
+    return json.loads(text)
 
 
 def replay(customer_id: str, integration: str, flow: str, message_id: str, session: Any) -> int:
