@@ -7,6 +7,7 @@ exists exactly as the dag-processor would create it; each accepted webhook must 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import time
 import uuid
@@ -33,18 +34,23 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, airflow_db: str) -> Itera
     """billing_webhooks for customer 'hookco', parsed and synced to the metadata DB."""
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
+    shipped = shipped_template("billing_webhooks")
+    # The same integration as GitHub- and Stripe-style senders would sign it.
+    variants = {}
+    for name, scheme in (("billing_github", "github"), ("billing_stripe", "stripe")):
+        variant = copy.deepcopy(shipped)
+        variant["name"] = name
+        variant["flows"]["invoice_events"]["trigger"]["signature"] = scheme
+        variants[name] = variant
+    connections = {"connections": {"webhook_secret": "hookco_billing", "app_db": "hookco_db"}}
     include = write_include(
         tmp_path_factory.mktemp("hooks") / "include",
-        {"billing_webhooks": shipped_template("billing_webhooks")},
+        {"billing_webhooks": shipped, **variants},
         {
             "hookco": {
                 "id": "hookco",
                 "name": "Hook Co",
-                "integrations": {
-                    "billing_webhooks": {
-                        "connections": {"webhook_secret": "hookco_billing", "app_db": "hookco_db"}
-                    }
-                },
+                "integrations": {name: connections for name in ("billing_webhooks", *variants)},
             }
         },
     )
@@ -241,3 +247,51 @@ def test_replay_queues_a_stored_webhook_again(client: TestClient, capsys: pytest
     assert events[-1]["message_id"].startswith("msg_to_replay#replay-")
     assert main(["replay", "hookco", "billing_webhooks", "invoice_events", "msg_never_sent"]) == 1
     assert "no stored webhook 'msg_never_sent'" in capsys.readouterr().err
+
+
+def _events_of(integration: str) -> int:
+    import sqlalchemy as sa
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    uri = f"b2b://hookco/{integration}/invoice_events/inbox"
+    with create_session() as session:
+        return session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == uri)
+        )
+
+
+def test_github_and_stripe_style_deliveries_are_accepted(client: TestClient) -> None:
+    import hashlib
+    import hmac
+
+    body = json.dumps({"invoice_id": "INV-gh", "status": "paid"}).encode()
+    github = {
+        "content-type": "application/json",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        "X-GitHub-Delivery": f"gh-{uuid.uuid4().hex}",
+    }
+    url = "/webhooks/hookco/billing_github/invoice_events"
+    before = _events_of("billing_github")
+    assert client.post(url, content=body, headers=github).status_code == 202
+    assert client.post(url, content=body + b" ", headers=github).status_code == 401
+    assert _events_of("billing_github") == before + 1
+
+    stamp = int(time.time())
+    digest = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    stripe = {
+        "content-type": "application/json",
+        "Stripe-Signature": f"t={stamp},v1={digest}",
+        "Idempotency-Key": "evt-9",
+    }
+    url = "/webhooks/hookco/billing_stripe/invoice_events"
+    before = _events_of("billing_stripe")
+    assert client.post(url, content=body, headers=stripe).status_code == 202
+    assert client.post(url, content=body, headers=stripe).status_code == 200  # same event id: a redelivery
+    stale = {**stripe, "Stripe-Signature": f"t={stamp - 900},v1=" + hmac.new(
+        SECRET.encode(), f"{stamp - 900}.".encode() + body, hashlib.sha256).hexdigest()}  # fmt: skip
+    assert client.post(url, content=body, headers=stale).status_code == 401
+    assert _events_of("billing_stripe") == before + 1
