@@ -6,6 +6,7 @@ Built by a plain factory so it is testable with FastAPI's TestClient; the webhoo
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import TYPE_CHECKING
@@ -39,6 +40,10 @@ def create_app(
     def collaborators() -> tuple[WebhookRoutes, EventStore, Limits]:
         # Built on first use: the API server imports this module before its own setup is complete.
         if not state:
+            # The API server's heap (Airflow, FastAPI, providers) is large and long-lived; every full
+            # garbage collection walked it and stalled all requests for ~0.4 s (benchmarks/webhooks.py).
+            # Freezing it moves those objects out of the collector's sight; new garbage is still collected.
+            gc.freeze()
             from b2b_integrations.webhooks.receiver import Limits
             from b2b_integrations.webhooks.routes import WebhookRoutes, include_dir_for_api_server
             from b2b_integrations.webhooks.store import MetadataEventStore
