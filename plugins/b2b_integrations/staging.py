@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 # Key of the staged-records reference inside an asset event's extra.
 STAGED_KEY = "b2b_staged"
 EVENT_CURSOR_KEY = "b2b_inbox_position"  # asset state store key: the last consumed inbox event
-WEBHOOK_KEY = "b2b_webhook"  # asset-event extra key of a stored webhook (payload, or payload_key in the state store)
+WEBHOOK_KEY = (
+    "b2b_webhook"  # asset-event extra key of a stored webhook (payload, or payload_key in the state store)
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-+]")
 
 

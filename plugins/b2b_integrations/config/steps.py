@@ -108,7 +108,24 @@ class _PlannedStep(StepBase):
     operator: ClassVar[str] = "b2b_integrations.operators.unavailable.StepNotAvailableOperator"
 
 
-class HttpImportStep(SqlTargetStep):
+class RecordImportStep(SqlTargetStep):
+    """Fields shared by steps that validate outside records and load them (file and API imports)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    row_schema: dict[str, Any] = Field(
+        alias="schema",
+        description="fields: [{name, type, required, allowed, pattern, max_length}], extra_fields.",
+    )
+    db_connection: Ident = Field(
+        description="Connection slot of the destination database (also holds the import's state)."
+    )
+    constants: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], Any] = Field(
+        default_factory=dict, description="Columns with a fixed value on every row, e.g. customer_id."
+    )
+
+
+class HttpImportStep(RecordImportStep):
     """Poll a third-party JSON API page by page (incremental) and load the records into a SQL table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -128,16 +145,6 @@ class HttpImportStep(SqlTargetStep):
     )
     incremental: dict[str, Any] | None = Field(
         None, description="cursor_field (e.g. updated_at), param (e.g. updated_since), start (first run)."
-    )
-    row_schema: dict[str, Any] = Field(
-        alias="schema",
-        description="fields: [{name, type, required, allowed, pattern, max_length}], extra_fields.",
-    )
-    db_connection: Ident = Field(
-        description="Connection slot of the destination database (holds the cursor)."
-    )
-    constants: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], Any] = Field(
-        default_factory=dict, description="Columns with a fixed value on every row, e.g. customer_id."
     )
     timeout: float = Field(30, gt=0, le=600, description="Seconds per HTTP request.")
     max_requests_per_second: float | None = Field(None, gt=0, description="Client-side rate limit.")
@@ -169,7 +176,7 @@ class HttpImportStep(SqlTargetStep):
         return self
 
 
-class SftpImportStep(SqlTargetStep):
+class SftpImportStep(RecordImportStep):
     """Import new files from an SFTP folder: parse, validate, load, then move or delete each file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -183,19 +190,6 @@ class SftpImportStep(SqlTargetStep):
         alias="format",
         description="format (csv, tsv, json, ndjson, xml, xlsx), encoding, delimiter, quotechar, header, "
         "columns, rename, record_path, sheet.",
-    )
-    row_schema: dict[str, Any] = Field(
-        alias="schema",
-        description="fields: [{name, type, required, allowed, pattern, max_length}], extra_fields.",
-    )
-    db_connection: Ident = Field(
-        description="Connection slot of the destination database (holds the ledger)."
-    )
-    table: str = Field(pattern=SQL_TABLE_PATTERN, description="Destination table.")
-    mode: Literal["insert", "upsert"] = Field("upsert", description="upsert replaces rows with the same key.")
-    key: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(default_factory=list)
-    constants: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], Any] = Field(
-        default_factory=dict, description="Columns with a fixed value on every row, e.g. customer_id."
     )
     source_file_column: Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)] | None = Field(
         None, description="Column that receives the file name."
