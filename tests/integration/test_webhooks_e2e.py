@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -189,3 +190,29 @@ def test_a_large_webhook_reaches_the_flow_through_the_state_store(stack: Airflow
             == [("open", "CHF")]
         ),
     )
+
+
+def test_a_run_with_no_new_events_skips_its_steps_and_succeeds(stack: AirflowStack) -> None:
+    import subprocess
+    import sys
+
+    stack.wait_for("an idle DAG", lambda: _unfinished_runs(stack) == 0)
+    trigger = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "dags", "trigger", DAG_ID, "--run-id", "manual_empty"],
+        env=stack.env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert trigger.returncode == 0, trigger.stderr[-2000:]
+    stack.wait_for(
+        "the empty run to finish",
+        lambda: (
+            stack.sql(f"SELECT state FROM dag_run WHERE dag_id = '{DAG_ID}' AND run_id = 'manual_empty'")
+            in ([("success",)], [("failed",)])
+        ),
+    )
+    assert stack.sql(f"SELECT state FROM dag_run WHERE dag_id = '{DAG_ID}' AND run_id = 'manual_empty'") == [
+        ("success",)
+    ]
+    states = stack.sql(
+        f"SELECT task_id, state FROM task_instance WHERE dag_id = '{DAG_ID}' AND run_id = 'manual_empty'"
+    )
+    assert sorted(states) == [("load_invoices", "skipped"), ("normalise", "skipped")]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from b2b_integrations.config.references import resolve
 from b2b_integrations.errors import FatalStepError
@@ -156,6 +156,9 @@ class StepOperator(BaseOperator):
         webhook = self._webhook_records(context) if self.input_task_id is None else []
         if webhook:
             frames.append(pd.DataFrame.from_records(webhook))
+        if not frames and self.event_inbox is not None and self.input_task_id is None:
+            # Another run already took the events that triggered this one (or it was started by hand).
+            raise AirflowSkipException("no new events on the inbox; nothing to do")
         if not frames:
             return None
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
