@@ -62,7 +62,7 @@ def create_app(
         status_code=202,
     )
     async def webhook(customer: str, integration: str, flow: str, request: Request) -> JSONResponse:
-        from b2b_integrations.webhooks.receiver import Answer, receive
+        from b2b_integrations.webhooks.receiver import receive, too_large
         from b2b_integrations.webhooks.routes import connection_secret
 
         found_routes, found_store, found_limits = collaborators()
@@ -70,9 +70,7 @@ def create_app(
         async for chunk in request.stream():  # never buffer more than the cap
             body += chunk
             if len(body) > found_limits.max_bytes:
-                answer = Answer(
-                    413, {"error": "too_large", "detail": f"the body is over {found_limits.max_bytes} bytes"}
-                )
+                answer = too_large(found_limits)
                 return JSONResponse(answer.body, status_code=answer.status)
         route = await run_in_threadpool(found_routes.find, customer, integration, flow)
         answer = await run_in_threadpool(

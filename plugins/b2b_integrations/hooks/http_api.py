@@ -99,7 +99,6 @@ class ApiClient:
         self._last_request = 0.0
         self._token: str | None = None
         self._token_expires = 0.0
-        self.requests = 0
         if auth.type != "basic":
             self.session.auth = None  # HttpHook applies basic auth whenever the connection has a login
         self._login, self._secret = connection.login, connection.password
@@ -179,7 +178,6 @@ class ApiClient:
             if delay > 0:
                 self.sleep(delay)
         self._last_request = time.monotonic()
-        self.requests += 1
 
     def _auth_headers(self) -> dict[str, str]:
         kind = self.auth.type
