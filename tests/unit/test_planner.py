@@ -105,6 +105,7 @@ def test_event_and_asset_triggers_are_wired_through_assets(tmp_path: Path) -> No
     assert snapshot.outlet_asset is not None and after.schedule_asset == snapshot.outlet_asset
     assert after.schedule is None and hook.outlet_asset is None
     assert hook.schedule_asset is not None and hook.schedule_asset.uri == "b2b://acme/sync/hook/inbox"
+    assert hook.inbox == hook.schedule_asset and after.inbox is None and snapshot.inbox is None
     assert hook.pattern == "event_driven_import"
 
 

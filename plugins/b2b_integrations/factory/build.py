@@ -69,11 +69,7 @@ def build_dag(plan: DagPlan) -> DAG:
     previous = None
     # Event-driven flows: the first step reads the events queued on the inbox since the last run that
     # finished; the last step, once its work is done, moves that position (see StepOperator).
-    inbox = (
-        plan.schedule_asset
-        if plan.schedule_asset is not None and plan.schedule_asset.uri.endswith("/inbox")
-        else None
-    )
+    inbox = plan.inbox
     last = len(plan.tasks) - 1
     with dag:
         for index, task in enumerate(plan.tasks):

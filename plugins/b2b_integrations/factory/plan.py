@@ -61,3 +61,5 @@ class DagPlan:
     default_args: dict[str, Any]
     tasks: tuple[TaskPlan, ...]
     source_file: str = ""
+    inbox: AssetRef | None = None
+    """Event-driven flows (webhook, app event, pub/sub): the asset their events land on, also schedule_asset."""

@@ -183,6 +183,7 @@ def _plan_flow(
         },
         tasks=tasks,
         source_file=instance.file,
+        inbox=schedule_asset if flow.trigger.type in EVENT_TRIGGERS else None,
     )
 
 
