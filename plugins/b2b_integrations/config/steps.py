@@ -7,6 +7,7 @@ model here and listing it in ``STEP_MODELS``; the config schema, the validator a
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -38,6 +39,20 @@ class StepBase(StrictModel):
     def step_options(self) -> dict[str, Any]:
         """The kind-specific options: everything but id, kind, description and retries."""
         return {k: v for k, v in self.model_dump().items() if k not in self.base_fields}
+
+    def connection_slots(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        """(key path within the step, slot name) of every connection slot the step names."""
+        for field in self.connection_fields:
+            yield (field,), getattr(self, field)
+
+    def bind_connections(self, arguments: dict[str, Any], connections: Mapping[str, str]) -> None:
+        """Replace the connection slots in ``arguments`` by the customer's Airflow connection ids.
+
+        Kinds with slots nested in their options (e.g. a list of delivery targets) override this.
+        """
+        for field, argument in self.connection_fields.items():
+            arguments.pop(field)
+            arguments[argument] = connections.get(getattr(self, field))
 
     @cached_property
     def config_option_keys(self) -> frozenset[str]:

@@ -79,10 +79,9 @@ def _check_trigger(template: IntegrationTemplate, flow_name: str, flow_path: Key
 def _check_step(
     template: IntegrationTemplate, step: StepBase, path: KeyPath, prefixes: tuple[str, ...]
 ) -> Iterator[Finding]:
-    for field in step.connection_fields:
-        slot = getattr(step, field)
+    for where, slot in step.connection_slots():
         if slot not in template.connections:
-            yield Finding((*path, field), _unknown("connection slot", slot, template.connections))
+            yield Finding((*path, *where), _unknown("connection slot", slot, template.connections))
     yield from _check_references(template, step.step_options, path)
     if isinstance(step, TransformStep) and not step.callable.replace(":", ".").startswith(prefixes):
         yield Finding(

@@ -209,9 +209,7 @@ def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[st
     # with edited params uses them; the values resolved here are the customer's (scheduled runs).
     plan_scopes = {scope: values for scope, values in scopes.items() if scope != "config"}
     config_refs = {k: resolve(options[k], plan_scopes) for k in config_keys}
-    for field, argument in step.connection_fields.items():
-        arguments.pop(field)
-        arguments[argument] = scopes["connections"].get(getattr(step, field))
+    step.bind_connections(arguments, scopes["connections"])
     kind: str = step.kind  # type: ignore[attr-defined]
     arguments["input_task_id"] = flow.steps[index - 1].id if index else None
     if config_refs:
