@@ -358,9 +358,10 @@ def lost_events(stack: AirflowStack, prefix: str, accepted: list[str]) -> dict[s
     events = [
         m
         for (m,) in stack.sql(
-            "SELECT e.extra::jsonb -> 'b2b_webhook' ->> 'message_id' FROM asset_event e "
+            "SELECT m ->> 'message_id' FROM asset_event e "
+            "CROSS JOIN LATERAL jsonb_array_elements(e.extra::jsonb -> 'b2b_webhooks') AS m "
             f"JOIN asset a ON a.id = e.asset_id WHERE a.uri = '{ASSET_URI}' "
-            f"AND e.extra::jsonb -> 'b2b_webhook' ->> 'message_id' LIKE '{prefix}%'"
+            f"AND m ->> 'message_id' LIKE '{prefix}%'"
         )
     ]
     ok = set(accepted)

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 # Key of the staged-records reference inside an asset event's extra.
 STAGED_KEY = "b2b_staged"
 EVENT_CURSOR_KEY = "b2b_inbox_position"  # asset state store key: the last consumed inbox event
-WEBHOOK_KEY = (
-    "b2b_webhook"  # asset-event extra key of a stored webhook (payload, or payload_key in the state store)
-)
+# Asset-event extra key of stored webhooks: a list of {message_id, received_at, payload | payload_key}
+# (a large body sits in the inbox asset's state store under payload_key). Webhooks that arrive together
+# share one asset event.
+WEBHOOK_KEY = "b2b_webhooks"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-+]")
 
 

@@ -96,7 +96,7 @@ def _signed(
 
 
 def _events() -> list[dict[str, Any]]:
-    """Extras of the asset events of hookco's inbox, oldest first."""
+    """The stored messages in the asset events of hookco's inbox, oldest first."""
     import sqlalchemy as sa
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -108,7 +108,7 @@ def _events() -> list[dict[str, Any]]:
             .where(AssetModel.uri == "b2b://hookco/billing_webhooks/invoice_events/inbox")
             .order_by(AssetEvent.id)
         ).all()
-    return [row[0]["b2b_webhook"] for row in rows]
+    return [message for row in rows for message in row[0]["b2b_webhooks"]]
 
 
 def test_a_standard_webhooks_delivery_becomes_one_asset_event(client: TestClient) -> None:
@@ -230,6 +230,78 @@ def test_twenty_webhooks_in_a_burst_are_all_stored(client: TestClient) -> None:
         )
     assert statuses == [202] * 20
     assert len(_events()) == before + 20
+
+
+class _HeldFirstTransaction:
+    """Airflow's session factory, whose first transaction waits until ``release`` is set: requests that
+    arrive meanwhile queue up behind it, as they do when the database is busy."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from airflow.utils.session import create_session
+
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._create = create_session
+        self._first = True
+
+    def __call__(self):  # noqa: ANN204
+        from contextlib import contextmanager
+
+        @contextmanager
+        def session():  # noqa: ANN202
+            with self._create() as s:
+                if self._first:
+                    self._first = False
+                    self.entered.set()
+                    assert self.release.wait(30)
+                yield s
+
+        return session()
+
+
+def test_webhooks_queued_behind_a_transaction_are_committed_together_each_once(deployed: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlalchemy as sa
+    from airflow.utils.session import create_session
+
+    from b2b_integrations.webhooks.store import RECEIPTS
+
+    held = _HeldFirstTransaction()
+    store = MetadataEventStore(session_factory=held)
+    client = TestClient(create_app(WebhookRoutes(deployed), store, Limits(max_bytes=4096, inline_bytes=512)))
+    first = _signed({"invoice_id": "INV-held"})
+    queued = [_signed({"invoice_id": f"INV-queued-{i}"}) for i in range(6)]
+    queued.append(queued[2])  # a redelivery arriving in the same batch as the original
+    before_messages, before_events = len(_events()), _events_of("billing_webhooks")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        head = pool.submit(client.post, URL, content=first[0], headers=first[1])
+        assert held.entered.wait(30)
+        rest = [pool.submit(client.post, URL, content=b, headers=h) for b, h in queued]
+        deadline = time.monotonic() + 30
+        while len(store._queue) < len(queued) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(store._queue) == len(queued)  # all waiting behind the held transaction
+        assert not head.done()  # nobody is answered before their transaction commits
+        held.release.set()
+        statuses = sorted(f.result().status_code for f in [head, *rest])
+    assert statuses == [200] + [202] * 7  # the in-batch redelivery is acknowledged as a duplicate
+    assert store.batches == 2
+    assert _events_of("billing_webhooks") == before_events + 2  # one asset event per transaction
+    messages = _events()[before_messages:]
+    ids = [m["message_id"] for m in messages]
+    assert sorted(ids) == sorted({h["webhook-id"] for _, h in [first, *queued]})  # each once
+    with create_session() as session:
+        linked = dict(
+            session.execute(
+                sa.select(RECEIPTS.c.message_id, RECEIPTS.c.asset_event_id).where(
+                    RECEIPTS.c.message_id.in_(ids)
+                )
+            ).all()
+        )
+    assert len(linked) == 7 and len(set(linked.values())) == 2
 
 
 def test_replay_queues_a_stored_webhook_again(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,26 +27,29 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def inbox_message(event: Any) -> dict[str, Any] | None:
-    """An inbox asset event as {message_id, received_at, payload}: a stored webhook, or a pub/sub message
-    the triggerer recorded (``from_trigger``); None for anything else."""
+def inbox_messages(event: Any) -> list[dict[str, Any]]:
+    """The messages of an inbox asset event, each {message_id, received_at, payload | payload_key}: the
+    webhooks stored together in it, or the pub/sub message the triggerer recorded (``from_trigger``);
+    none for anything else."""
     extra = event.extra or {}
     if WEBHOOK_KEY in extra:
-        return extra[WEBHOOK_KEY]
+        return list(extra[WEBHOOK_KEY])
     message = extra.get("payload") if extra.get("from_trigger") else None
     if not isinstance(message, dict) or message.get("type") != "message":
-        return None
+        return []
     data = message.get("data")
     try:
         payload = json.loads(data) if isinstance(data, str) else data
     except json.JSONDecodeError:
         payload = {"value": data}  # not JSON: the text itself, as one field
     received = event.timestamp.isoformat() if getattr(event, "timestamp", None) else None
-    return {
-        "message_id": f"pubsub:{message.get('channel')}:{event.id}",
-        "received_at": received,
-        "payload": payload,
-    }
+    return [
+        {
+            "message_id": f"pubsub:{message.get('channel')}:{event.id}",
+            "received_at": received,
+            "payload": payload,
+        }
+    ]
 
 
 class StepOperator(BaseOperator):
@@ -183,7 +186,7 @@ class StepOperator(BaseOperator):
         if cursor:
             accessor = accessor.after(cursor["timestamp"])  # inclusive: the ids seen at it are skipped below
         seen = set(cursor["ids"]) if cursor else set()
-        fetched = [(e, message) for e in accessor if (message := inbox_message(e)) is not None]
+        fetched = [(e, message) for e in accessor for message in inbox_messages(e)]
         fresh = [(e, m) for e, m in fetched if m["message_id"] not in seen]
         newest = max((e.timestamp for e, _ in fetched), default=None)
         self.events_cursor = cursor
