@@ -139,3 +139,20 @@ def test_a_flow_without_a_configured_secret_rejects_everything_but_scheme_none()
     with pytest.raises(SignatureRejected, match="no signing secret"):
         verify("standard_webhooks", None, _standard_headers(), BODY, now=NOW)
     assert verify("none", None, {"webhook-id": "x"}, BODY, now=NOW).message_id == "x"
+
+
+
+def test_sign_standard_is_accepted_by_the_standardwebhooks_library_and_by_verify() -> None:
+    import time
+
+    from b2b_integrations.webhooks.signatures import sign_standard
+
+    secret = "whsec_" + base64.b64encode(b"outbound-signing-key-0123456789").decode()
+    body = '{"type": "invoice.paid", "id": "evt_1", "data": {"amount": "12.50 \u20ac"}}'.encode()
+    now = int(time.time())
+    headers = sign_standard(secret, "evt_1", now, body)
+    assert Webhook(secret).verify(body.decode(), headers) == json.loads(body)
+    assert verify("standard_webhooks", secret, headers, body, now=now + 10).message_id == "evt_1"
+    tampered = body.replace(b"12.50", b"99.50")
+    with pytest.raises(Exception, match="[Ss]ignature"):
+        Webhook(secret).verify(tampered.decode(), headers)

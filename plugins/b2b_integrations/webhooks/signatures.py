@@ -88,6 +88,17 @@ def _standard(secret: str, headers: dict[str, str], body: bytes, now: float, tol
     raise SignatureRejected("webhook-signature does not match")
 
 
+def sign_standard(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers for an outgoing request (what :func:`verify` and the
+    ``standardwebhooks`` library accept): ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``."""
+    signature = base64.b64encode(_hmac(_standard_key(secret), f"{message_id}.{timestamp}.".encode() + body))
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": f"v1,{signature.decode()}",
+    }
+
+
 def _standard_key(secret: str) -> bytes:
     if secret.startswith("whsec_"):
         try:
