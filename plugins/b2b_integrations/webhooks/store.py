@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -49,11 +49,31 @@ MAX_BATCH_BYTES = 2 * 1024 * 1024
 _CREATE_LOCK = threading.Lock()
 
 
+class Inbox(Protocol):
+    """Where a message goes: a customer flow's inbox asset (a :class:`WebhookRoute` is one)."""
+
+    customer_id: str
+    integration: str
+    flow: str
+    asset_uri: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message for one inbox; ``inline`` False puts the body in the inbox's state store instead."""
+
+    inbox: Inbox
+    message_id: str
+    payload: Any
+    body: bytes
+    inline: bool = True
+
+
 @dataclass
 class _Pending:
     """One request's message, waiting for the transaction that stores it."""
 
-    route: WebhookRoute
+    route: Inbox
     message_id: str
     payload: Any
     body: bytes
@@ -93,14 +113,22 @@ class MetadataEventStore:
         self.batches = 0  # transactions written (for the benchmark's figures)
 
     def store(self, route: WebhookRoute, message_id: str, payload: Any, body: bytes, inline: bool) -> bool:
-        item = _Pending(route, message_id, payload, body, inline)
+        (outcome,) = self.store_many([Message(route, message_id, payload, body, inline)])
+        if isinstance(outcome, StoreUnavailable):
+            raise outcome
+        return outcome
+
+    def store_many(self, messages: list[Message]) -> list[bool | StoreUnavailable]:
+        """Store each message once, in as few transactions as the queue allows; for each, True if stored,
+        False if it was stored before, or the error that kept it out (nothing raised)."""
+        items = [_Pending(m.inbox, m.message_id, m.payload, m.body, m.inline) for m in messages]
         with self._turn:
-            self._queue.append(item)
+            self._queue.extend(items)
         while True:
             with self._turn:
-                while self._writing and not item.done:
+                while self._writing and not all(i.done for i in items):
                     self._turn.wait()
-                if item.done:
+                if all(i.done for i in items):
                     break
                 self._writing = True
                 batch = self._take_batch()
@@ -112,9 +140,7 @@ class MetadataEventStore:
                         pending.done = True
                     self._writing = False
                     self._turn.notify_all()
-        if item.error is not None:
-            raise item.error
-        return item.stored
+        return [i.error if i.error is not None else i.stored for i in items]
 
     def _take_batch(self) -> list[_Pending]:
         """The oldest queued messages up to the caps (always at least one). Caller holds ``_turn``."""
