@@ -1,8 +1,10 @@
-"""Command line: ``python -m b2b_integrations validate include/``, ``schema`` and ``replay``."""
+"""Command line: ``python -m b2b_integrations validate include/``, ``schema``, ``replay`` and
+``replay-dead-letters``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +51,28 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_dead_letters(args: argparse.Namespace) -> int:
+    """Needs the flow's connections (run it where ``airflow`` commands work)."""
+    from b2b_integrations.events.replay import replay_dead_letters
+
+    try:
+        results = replay_dead_letters(
+            Path(args.include_dir), args.customer, args.integration, args.flow, args.event
+        )
+    except LookupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    failed = 0
+    for r in results:
+        print(
+            f"{r['target']}: {r['events']} dead letter(s): {r['delivered']} delivered, "
+            f"{r['superseded']} superseded by newer events, {r['already_delivered']} delivered before, "
+            f"{r['dead_lettered']} still failing"
+        )
+        failed += r["dead_lettered"]
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2b_integrations", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,5 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("customer", "integration", "flow", "message_id"):
         again.add_argument(name)
     again.set_defaults(func=_replay)
+    dead = commands.add_parser(
+        "replay-dead-letters", help="re-send a flow's dead-lettered events (exit 1 if some still fail)"
+    )
+    for name in ("customer", "integration", "flow"):
+        dead.add_argument(name)
+    dead.add_argument("--event", help="only this event id")
+    dead.add_argument(
+        "--include-dir",
+        default=os.environ.get("B2B_INCLUDE_DIR", "include"),
+        help="integrations/ and customers/",
+    )
+    dead.set_defaults(func=_replay_dead_letters)
     args = parser.parse_args(argv)
     return int(args.func(args))

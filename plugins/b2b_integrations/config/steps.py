@@ -246,10 +246,62 @@ class DeliverStep(_PlannedStep):
     kind: Literal["deliver"]
 
 
-class PublishStep(_PlannedStep):
-    """Publish a message (pub/sub). Not yet available."""
+class DeliverEventsStep(StepBase):
+    """Send each event of the run to the customer's third party (signed webhook or Redis pub/sub): once per
+    event and target, in order per key, with retries, and dead-lettered when the retry budget runs out."""
 
-    kind: Literal["publish"]
+    kind: Literal["deliver_events"]
+    db_connection: Ident = Field(description="Connection slot of the database keeping the delivery ledger.")
+    target: dict[str, Any] = Field(
+        description="{type: webhook, connection, endpoint, timeout} or {type: redis, connection, channel}; "
+        "optional name (the ledger's target id, default the type)."
+    )
+    key: str = Field("data.id", min_length=1, description="Dotted path of the per-key ordering field.")
+    id_field: str = Field("id", min_length=1, description="Field holding the event id (the webhook-id).")
+    time_field: str = Field("occurred_at", min_length=1, description="Field holding the event time.")
+    coalesce: bool = Field(False, description="Send only the newest event per key of a run.")
+    concurrency: int = Field(4, ge=1, le=32, description="Keys delivered in parallel.")
+    retry_attempts: int = Field(5, ge=1, le=20, description="Tries per event before it is dead-lettered.")
+    retry_base_seconds: float = Field(0.5, ge=0, le=60, description="First retry wait; doubles, with jitter.")
+    retry_max_seconds: float = Field(30, ge=0, le=600, description="Longest wait between tries.")
+
+    operator: ClassVar[str] = "b2b_integrations.operators.deliver_events.DeliverEventsOperator"
+    connection_fields: ClassVar[dict[str, str]] = {"db_connection": "db_conn_id"}
+
+    @model_validator(mode="after")
+    def _check_target(self) -> DeliverEventsStep:
+        kind = self.target.get("type")
+        required = {"webhook": {"connection"}, "redis": {"connection", "channel"}}.get(kind)  # type: ignore[arg-type]
+        if required is None:
+            raise ValueError(f"target.type must be 'webhook' or 'redis', got {kind!r}")
+        allowed = (
+            required | {"type", "name", "endpoint", "timeout"}
+            if kind == "webhook"
+            else required | {"type", "name"}
+        )
+        missing = sorted(required - set(self.target))
+        unknown = sorted(set(self.target) - allowed)
+        if missing or unknown:
+            raise ValueError(
+                f"target ({kind}): "
+                + "; ".join(
+                    [f"missing {', '.join(missing)}"] * bool(missing)
+                    + [f"unknown {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"]
+                    * bool(unknown)
+                )
+            )
+        return self
+
+    def connection_slots(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        yield from super().connection_slots()
+        yield ("target", "connection"), self.target["connection"]
+
+    def bind_connections(self, arguments: dict[str, Any], connections: Mapping[str, str]) -> None:
+        super().bind_connections(arguments, connections)
+        arguments["target"] = {
+            **arguments["target"],
+            "connection": connections.get(self.target["connection"]),
+        }
 
 
 STEP_MODELS: tuple[type[StepBase], ...] = (
@@ -259,7 +311,7 @@ STEP_MODELS: tuple[type[StepBase], ...] = (
     SftpImportStep,
     ReportExportStep,
     DeliverStep,
-    PublishStep,
+    DeliverEventsStep,
 )
 
 STEP_KINDS: dict[str, type[StepBase]] = {

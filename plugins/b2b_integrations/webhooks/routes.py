@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
-from b2b_integrations.config.loader import Project, load_project
+from b2b_integrations.config.live import LiveProject
+from b2b_integrations.config.loader import Project
 from b2b_integrations.config.triggers import WebhookTrigger
 from b2b_integrations.webhooks.receiver import StoreUnavailable, WebhookRoute
 
@@ -22,25 +22,15 @@ def include_dir_for_api_server() -> Path:
 
 
 class WebhookRoutes:
-    """Looks up :class:`WebhookRoute` by (customer, integration, flow); thread-safe."""
+    """Looks up :class:`WebhookRoute` by (customer, integration, flow); re-reads the include folder when a
+    YAML file changes (checked on each lookup). Thread-safe."""
 
     def __init__(self, include_dir: Path) -> None:
         self.include_dir = include_dir
-        self._lock = threading.Lock()
-        self._fingerprint: tuple[tuple[str, int], ...] | None = None
-        self._routes: dict[tuple[str, str, str], WebhookRoute] = {}
+        self._routes = LiveProject(include_dir, routes_of)
 
     def find(self, customer_id: str, integration: str, flow: str) -> WebhookRoute | None:
-        fingerprint = self._current_fingerprint()
-        with self._lock:
-            if fingerprint != self._fingerprint:
-                self._routes = routes_of(load_project(self.include_dir))
-                self._fingerprint = fingerprint
-            return self._routes.get((customer_id, integration, flow))
-
-    def _current_fingerprint(self) -> tuple[tuple[str, int], ...]:
-        files = sorted(p for p in self.include_dir.rglob("*") if p.suffix in (".yaml", ".yml"))
-        return tuple((str(p), p.stat().st_mtime_ns) for p in files)
+        return self._routes.get().get((customer_id, integration, flow))
 
 
 def routes_of(project: Project) -> dict[tuple[str, str, str], WebhookRoute]:
