@@ -51,8 +51,8 @@ def test_references() -> None:
 def test_upsert_statements_per_dialect() -> None:
     pg = insert_statement("postgres", "s.t", ["id", "a", "b"], ["id"], True, "%s")
     assert (
-        pg
-        == "INSERT INTO s.t (id, a, b) VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE SET a = excluded.a, b = excluded.b"
+        pg == "INSERT INTO s.t AS b2b_target (id, a, b) VALUES (%s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET a = excluded.a, b = excluded.b"
     )
     lite = insert_statement("sqlite", "t", ["id", "a"], ["id"], True, "?")
     assert lite.endswith("VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET a = excluded.a")
@@ -64,6 +64,42 @@ def test_upsert_statements_per_dialect() -> None:
         insert_statement("postgres", "t", ["id", "a"], [], False, "%s")
         == "INSERT INTO t (id, a) VALUES (%s, %s)"
     )
+
+
+def test_conflict_rules_make_the_upsert_conditional_and_keep_app_owned_columns() -> None:
+    from b2b_integrations.sinks.sql import ConflictRule, SqlStatementError
+
+    rule = ConflictRule(last_writer_by="updated_at", app_owned=("phone",))
+    sql = insert_statement(
+        "postgres", "contacts", ["id", "name", "phone", "updated_at"], ["id"], True, "%s", rule=rule
+    )
+    assert sql.endswith(
+        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at "
+        "WHERE b2b_target.updated_at IS NULL OR excluded.updated_at > b2b_target.updated_at"
+    )
+    with pytest.raises(SqlStatementError, match="need postgres or sqlite"):
+        insert_statement("mysql", "t", ["id", "phone", "updated_at"], ["id"], True, "%s", rule=rule)
+    with pytest.raises(SqlStatementError, match=r"conflict rule column\(s\) \['phone'\]"):
+        insert_statement("sqlite", "t", ["id", "updated_at"], ["id"], True, "?", rule=rule)
+
+
+def test_last_writer_rule_on_a_real_sqlite_table() -> None:
+    import sqlite3
+
+    from b2b_integrations.sinks.sql import ConflictRule
+
+    rule = ConflictRule(last_writer_by="updated_at", app_owned=("phone",))
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE c (id INTEGER PRIMARY KEY, name TEXT, phone TEXT, updated_at TEXT)")
+    sql = insert_statement("sqlite", "c", ["id", "name", "phone", "updated_at"], ["id"], True, "?", rule=rule)
+    db.execute(sql, (1, "Ann", "111", "2026-11-29T10:00:00Z"))
+    db.execute(sql, (1, "Ann (stale)", "222", "2026-11-29T09:00:00Z"))  # older: ignored
+    db.execute(sql, (1, "Ann (echo)", "222", "2026-11-29T10:00:00Z"))  # same time (an echo): ignored
+    assert db.execute("SELECT name, phone FROM c").fetchall() == [("Ann", "111")]
+    db.execute(sql, (1, "Anne", "333", "2026-11-29T11:00:00Z"))  # newer: wins, but phone is the app's
+    assert db.execute("SELECT name, phone, updated_at FROM c").fetchall() == [
+        ("Anne", "111", "2026-11-29T11:00:00Z")
+    ]
 
 
 @pytest.mark.parametrize(

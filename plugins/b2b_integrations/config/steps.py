@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
 from b2b_integrations.config.references import has_reference, iter_references
+from b2b_integrations.delivery.config import NamedTargets
 
 SQL_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 SQL_COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -73,6 +74,18 @@ class TransformStep(StepBase):
     operator: ClassVar[str] = "b2b_integrations.operators.transform.TransformOperator"
 
 
+class ConflictSettings(StrictModel):
+    """Rules for rows both systems edit (two-way sync)."""
+
+    last_writer_by: Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)] | None = Field(
+        None, description="Update an existing row only when this column (e.g. updated_at) is newer."
+    )
+    app_owned: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(
+        default_factory=list,
+        description="Columns our app is the source of truth for: set on insert, never overwritten.",
+    )
+
+
 class SqlTargetStep(StepBase):
     """Fields shared by steps that write rows into a SQL table."""
 
@@ -86,6 +99,9 @@ class SqlTargetStep(StepBase):
     )
     create_table: bool = Field(False, description="Create the table if it does not exist (needs columns).")
     chunk_size: int = Field(1000, ge=1, le=100_000, description="Rows per database batch.")
+    conflict: ConflictSettings | None = Field(
+        None, description="Two-way sync: when an existing row may be overwritten (upsert only)."
+    )
 
     @model_validator(mode="after")
     def _check_target(self) -> SqlTargetStep:
@@ -97,6 +113,12 @@ class SqlTargetStep(StepBase):
             missing = [k for k in self.key if k not in self.columns]
             if missing:
                 raise ValueError(f"key columns {missing} are not listed in 'columns'")
+        if self.conflict is not None and self.mode != "upsert":
+            raise ValueError("'conflict' applies to mode 'upsert' only")
+        if self.conflict is not None:
+            clash = [c for c in self.conflict.app_owned if c in self.key]
+            if clash:
+                raise ValueError(f"conflict.app_owned lists key column(s) {clash}: keys are never updated")
         return self
 
 
@@ -240,10 +262,39 @@ class ReportExportStep(_PlannedStep):
     kind: Literal["report_export"]
 
 
-class DeliverStep(_PlannedStep):
-    """Deliver a file or event (SFTP, email, Slack, HTTP, webhook). Not yet available."""
+class DeliverStep(StepBase):
+    """Send the upstream report file to each target (SFTP, email, Slack, HTTP, local folder or object
+    storage), once per report and period: a delivery ledger in ``db_connection`` skips targets that have it.
+    """
 
     kind: Literal["deliver"]
+    db_connection: Ident = Field(description="Connection slot of the database holding the delivery ledger.")
+    targets: NamedTargets = Field(
+        description="Where the file goes: each {type: sftp|email|slack|http|local, name, connection, ...}. "
+        "Unnamed targets are named after their type (sftp, then sftp_2, ...); names identify deliveries."
+    )
+
+    operator: ClassVar[str] = "b2b_integrations.operators.deliver.DeliverOperator"
+    connection_fields: ClassVar[dict[str, str]] = {"db_connection": "db_conn_id"}
+
+    def connection_slots(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        yield from super().connection_slots()
+        for index, target in enumerate(self.targets):
+            if target.connection is not None:
+                yield ("targets", index, "connection"), target.connection
+
+    def bind_connections(self, arguments: dict[str, Any], connections: Mapping[str, str]) -> None:
+        """The ledger's slot as ``db_conn_id``; each target's slot as ``target_conn_ids[target name]``.
+
+        The slot names stay in ``targets``: the operator reads the ids from the mapping, so ``targets`` can
+        be re-resolved from the run's params (``config_refs``) without losing the binding.
+        """
+        super().bind_connections(arguments, connections)
+        arguments["target_conn_ids"] = {
+            target.target_name: connections.get(target.connection)
+            for target in self.targets
+            if target.connection is not None
+        }
 
 
 class DeliverEventsStep(StepBase):
@@ -304,11 +355,88 @@ class DeliverEventsStep(StepBase):
         }
 
 
+class HttpCallStep(StepBase):
+    """Call a third-party HTTP API once per input record (or once per run) and pass its answers on.
+
+    The first step of a synchronous flow gets the caller's request body as its one record. A status listed
+    in ``failure_statuses`` is the third party saying no: the step fails without retries and a sync caller
+    gets the reason found at ``failure_message_path``.
+    """
+
+    kind: Literal["http_call"]
+    connection: Ident = Field(description="Connection slot of the API: base URL and the secret for auth.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field("POST", description="HTTP method.")
+    endpoint: str = Field(
+        min_length=1, description="Path (or absolute URL); '{field}' takes the record's value, URL-encoded."
+    )
+    per: Literal["record", "run"] = Field(
+        "record", description="One call per input record, or one per run with every record in the body."
+    )
+    body: dict[str, str] | None = Field(
+        None, description="Their field (dotted for nesting) -> our field (dotted path); default: the record."
+    )
+    body_constants: dict[str, Any] = Field(default_factory=dict, description="Their field -> a fixed value.")
+    batch_key: str | None = Field(
+        None, description="per: run only: the key holding the list of records (default: the body is the list)."
+    )
+    query: dict[str, Any] = Field(default_factory=dict, description="Fixed query parameters.")
+    response_fields: dict[str, str] = Field(
+        default_factory=dict, description="Our field -> dotted path in their JSON answer, passed on."
+    )
+    keep_fields: list[str] | None = Field(
+        None, description="Input fields passed on with the response fields (default: all of them)."
+    )
+    failure_statuses: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=list, description="Statuses meaning the third party said no (business failure)."
+    )
+    failure_message_path: str | None = Field(
+        None, description="Dotted path of the reason in a refusal's JSON body (shown to sync callers)."
+    )
+    failure_code_path: str | None = Field(None, description="Dotted path of a refusal's code, e.g. decline_code.")
+    failure_answer_status: int | None = Field(
+        None, ge=400, le=599, description="Status a sync caller gets for a refusal (default: the third party's)."
+    )
+    idempotency_header: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Header carrying a key that is the same on every retry of a call (e.g. Idempotency-Key); "
+        "POST and PATCH are retried only with it.",
+    )
+    auth: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "none"},
+        description="type: none | basic | api_key | bearer | oauth2_client_credentials; header, token_url, scope.",
+    )
+    timeout: float = Field(30, gt=0, le=600, description="Seconds per HTTP request.")
+    max_requests_per_second: float | None = Field(None, gt=0, description="Client-side rate limit.")
+    retry_attempts: int = Field(3, ge=1, le=20, description="Tries per call on 429, 5xx and timeouts.")
+    retry_base_seconds: float = Field(0.5, ge=0, le=60, description="First retry wait; doubles, with jitter.")
+    result_limit: int = Field(
+        100, ge=0, le=10_000, description="Output records also returned as the step's result (a sync answer)."
+    )
+
+    operator: ClassVar[str] = "b2b_integrations.operators.http_call.HttpCallOperator"
+    connection_fields: ClassVar[dict[str, str]] = {"connection": "http_conn_id"}
+
+    @model_validator(mode="after")
+    def _check_call(self) -> HttpCallStep:
+        from b2b_integrations.hooks.http_api import auth_from_config
+        from b2b_integrations.sources.http_call import placeholders
+
+        if not _has_reference(self.auth):
+            auth_from_config(self.auth)
+        if self.per == "run" and placeholders(self.endpoint):
+            raise ValueError("per: run makes one call for all records: the endpoint cannot use '{field}'")
+        if self.batch_key is not None and self.per != "run":
+            raise ValueError("batch_key applies to per: run only")
+        return self
+
+
 STEP_MODELS: tuple[type[StepBase], ...] = (
     TransformStep,
     LoadStep,
     HttpImportStep,
     SftpImportStep,
+    HttpCallStep,
     ReportExportStep,
     DeliverStep,
     DeliverEventsStep,

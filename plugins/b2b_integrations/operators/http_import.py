@@ -14,7 +14,7 @@ from b2b_integrations.formats.validation import RowSchema, schema_from_dict, val
 from b2b_integrations.hooks.http_api import ApiClient, auth_from_config, safe_url
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.sql import RowSink, chunked, prepare_target, write_in_transaction
+from b2b_integrations.sinks.sql import RowSink, chunked, conflict_rule, prepare_target, write_in_transaction
 from b2b_integrations.sources.incremental import IncrementalSync, incremental_from_config
 from b2b_integrations.sources.pagination import (
     PageRequest,
@@ -73,6 +73,8 @@ class HttpApiImportOperator(StepOperator):
     :param retry_attempts: Tries per request for 429, 5xx, timeouts and unreadable bodies.
     :param retry_base_seconds: First backoff; it doubles per retry (with jitter), up to 30 s.
     :param chunk_size: Rows per database batch.
+    :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
+        column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
     """
 
     template_fields: Sequence[str] = ("endpoint", "query", "table")
@@ -101,6 +103,7 @@ class HttpApiImportOperator(StepOperator):
         retry_attempts: int = 6,
         retry_base_seconds: float = 0.5,
         chunk_size: int = 1000,
+        conflict: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -124,6 +127,7 @@ class HttpApiImportOperator(StepOperator):
         self.retry_attempts = retry_attempts
         self.retry_base_seconds = retry_base_seconds
         self.chunk_size = chunk_size
+        self.conflict = conflict
 
     def run_step(self, context: Context) -> dict[str, Any]:
         try:
@@ -150,6 +154,7 @@ class HttpApiImportOperator(StepOperator):
                 self.key,
                 self.mode == "upsert",
                 self.columns if self.create_table else None,
+                conflict_rule(self.conflict),
             )
             progress.cursor = cursors.read_cursor(conn, hook.placeholder, state_key) if sync else None
             client = ApiClient(

@@ -30,6 +30,7 @@ from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.sql import (
     PostgresCopySink,
     RowSink,
+    conflict_rule,
     prepare_target,
     row_writes,
     write_in_transaction,
@@ -108,6 +109,8 @@ class SftpFileImportOperator(StepOperator):
     :param settle_seconds: Wait between two listings; files that changed are not taken.
     :param max_files: Import at most this many files per run (the rest wait for the next run).
     :param chunk_size: Rows per database batch.
+    :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
+        column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
     """
 
     template_fields: Sequence[str] = ("folder", "pattern", "regex", "table")
@@ -137,6 +140,7 @@ class SftpFileImportOperator(StepOperator):
         settle_seconds: float = 5.0,
         max_files: int | None = None,
         chunk_size: int = 1000,
+        conflict: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -161,6 +165,7 @@ class SftpFileImportOperator(StepOperator):
         self.settle_seconds = settle_seconds
         self.max_files = max_files
         self.chunk_size = chunk_size
+        self.conflict = conflict
 
     def run_step(self, context: Context) -> dict[str, Any]:
         try:
@@ -193,6 +198,7 @@ class SftpFileImportOperator(StepOperator):
                     self.key,
                     self.mode == "upsert",
                     self.columns if self.create_table else None,
+                    conflict_rule(self.conflict),
                 )
                 todo = self._files_to_import(conn, hook.placeholder, remote, summary)
                 for index, remote_file in enumerate(todo, 1):

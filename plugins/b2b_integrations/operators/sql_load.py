@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.sql import prepare_target, write_rows
+from b2b_integrations.sinks.sql import conflict_rule, prepare_target, write_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +39,8 @@ class SqlLoadOperator(StepOperator):
     :param columns: Column -> SQL type. When given, only these columns are loaded (each must be present).
     :param create_table: Create the table from ``columns`` if it does not exist.
     :param chunk_size: Rows per ``executemany`` batch (progress is logged per batch).
+    :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
+        column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
     """
 
     template_fields: Sequence[str] = ("table",)
@@ -54,6 +56,7 @@ class SqlLoadOperator(StepOperator):
         columns: dict[str, str] | None = None,
         create_table: bool = False,
         chunk_size: int = 1000,
+        conflict: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -64,6 +67,7 @@ class SqlLoadOperator(StepOperator):
         self.columns = columns
         self.create_table = create_table
         self.chunk_size = chunk_size
+        self.conflict = conflict
 
     def _check_arguments(self) -> None:
         if self.mode not in ("insert", "upsert"):
@@ -111,6 +115,7 @@ class SqlLoadOperator(StepOperator):
                 self.key,
                 self.mode == "upsert",
                 self.columns if self.create_table else None,
+                conflict_rule(self.conflict),
             )
             write_rows(
                 conn,

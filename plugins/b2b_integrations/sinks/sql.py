@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from typing import Any
@@ -48,6 +49,61 @@ def create_table_statement(table: str, columns: dict[str, str], key: Sequence[st
     return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(parts)})"
 
 
+TARGET_ALIAS = "b2b_target"
+
+
+@dataclass(frozen=True)
+class ConflictRule:
+    """How an upsert treats a row whose key exists (two-way sync: two systems edit the same records).
+
+    ``last_writer_by``: the existing row is updated only when the incoming value of this column (e.g.
+    ``updated_at``) is newer; an older or equal one (a late or echoed change) leaves it alone.
+    ``app_owned``: columns our app is the source of truth for: written when a row is created, never
+    overwritten by this step.
+    """
+
+    last_writer_by: str | None = None
+    app_owned: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.last_writer_by or self.app_owned)
+
+    def updates(self, fields: Sequence[str], key: Sequence[str]) -> list[str]:
+        return [f for f in fields if f not in key and f not in self.app_owned]
+
+    def check(self, fields: Sequence[str]) -> None:
+        named = [c for c in (self.last_writer_by, *self.app_owned) if c]
+        check_identifiers("t", named)
+        missing = [c for c in named if c not in fields]
+        if missing:
+            raise SqlStatementError(f"conflict rule column(s) {missing} are not among the loaded fields")
+
+    def on_conflict(self, key: Sequence[str], fields: Sequence[str]) -> str:
+        """``ON CONFLICT (...) DO UPDATE SET ... [WHERE newer]`` (postgres, sqlite); the target table is
+        aliased ``b2b_target`` by the statement."""
+        updates = self.updates(fields, key)
+        if not updates:
+            return f"ON CONFLICT ({', '.join(key)}) DO NOTHING"
+        sql = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET " + ", ".join(
+            f"{f} = excluded.{f}" for f in updates
+        )
+        column = self.last_writer_by
+        if column:
+            sql += f" WHERE {TARGET_ALIAS}.{column} IS NULL OR excluded.{column} > {TARGET_ALIAS}.{column}"
+        return sql
+
+
+NO_RULE = ConflictRule()
+
+
+def conflict_rule(config: dict[str, Any] | None) -> ConflictRule:
+    """The rule of a step's ``conflict`` option (``last_writer_by``, ``app_owned``)."""
+    if not config:
+        return NO_RULE
+    return ConflictRule(config.get("last_writer_by"), tuple(config.get("app_owned") or ()))
+
+
 def insert_statement(
     dialect: str,
     table: str,
@@ -56,16 +112,17 @@ def insert_statement(
     upsert: bool,
     placeholder: str,
     values_clause: str | None = None,
+    rule: ConflictRule = NO_RULE,
 ) -> str:
-    """INSERT, or an upsert that updates every non-key field of a row whose key exists.
+    """INSERT, or an upsert that updates the non-key fields of a row whose key exists (as ``rule`` allows).
 
     ``values_clause`` replaces the ``(%s, %s, ...)`` row template (``%s`` for psycopg2's execute_values).
     """
     check_identifiers(table, [*fields, *key])
     values = values_clause or f"({', '.join([placeholder] * len(fields))})"
-    sql = f"INSERT INTO {table} ({', '.join(fields)}) VALUES {values}"
+    sql = f"INSERT INTO {table} AS {TARGET_ALIAS} ({', '.join(fields)}) VALUES {values}"
     if not upsert:
-        return sql
+        return f"INSERT INTO {table} ({', '.join(fields)}) VALUES {values}"
     if dialect not in UPSERT_DIALECTS:
         raise SqlStatementError(
             f"upsert is not supported for connection type {dialect!r}; use {sorted(UPSERT_DIALECTS)}"
@@ -73,14 +130,16 @@ def insert_statement(
     missing = [k for k in key if k not in fields]
     if missing:
         raise SqlStatementError(f"key column(s) {missing} are not among the loaded fields")
-    updates = [f for f in fields if f not in key]
+    rule.check(fields)
     if dialect == "mysql":
+        if rule.active:
+            raise SqlStatementError("conflict rules (last_writer_by, app_owned) need postgres or sqlite")
+        updates = rule.updates(fields, key)
         assignments = ", ".join(f"{f} = VALUES({f})" for f in updates) or f"{key[0]} = {key[0]}"
-        return f"{sql} ON DUPLICATE KEY UPDATE {assignments}"
-    if not updates:
-        return f"{sql} ON CONFLICT ({', '.join(key)}) DO NOTHING"
-    assignments = ", ".join(f"{f} = excluded.{f}" for f in updates)
-    return f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {assignments}"
+        return (
+            f"INSERT INTO {table} ({', '.join(fields)}) VALUES {values} ON DUPLICATE KEY UPDATE {assignments}"
+        )
+    return f"{sql} {rule.on_conflict(key, fields)}"
 
 
 class RowSink:
@@ -113,16 +172,33 @@ class ExecuteValuesSink(RowSink):
     it would row by row.
     """
 
-    def __init__(self, statement: str, key_at: Sequence[int]) -> None:
+    def __init__(self, statement: str, key_at: Sequence[int], newer_at: int | None = None) -> None:
         self.statement = statement
         self.key_at = list(key_at)
+        self.newer_at = newer_at
 
     def write(self, cursor: Any, batch: list[Sequence[Any]]) -> None:
         from psycopg2.extras import execute_values
 
         if self.key_at:
-            batch = list({tuple(row[i] for i in self.key_at): row for row in batch}.values())
+            kept: dict[tuple[Any, ...], Sequence[Any]] = {}
+            for row in batch:
+                key = tuple(row[i] for i in self.key_at)
+                if (
+                    self.newer_at is None
+                    or key not in kept
+                    or not _older(row[self.newer_at], kept[key][self.newer_at])
+                ):
+                    kept[key] = row
+            batch = list(kept.values())
         execute_values(cursor, self.statement, batch, page_size=len(batch))
+
+
+def _older(value: Any, than: Any) -> bool:
+    """Whether ``value`` is older than ``than`` (a missing value counts as oldest)."""
+    if value is None:
+        return than is not None
+    return than is not None and value < than
 
 
 class PostgresCopySink(RowSink):
@@ -139,9 +215,23 @@ class PostgresCopySink(RowSink):
 
     seq_column = "_b2b_seq"
 
-    def __init__(self, table: str, fields: Sequence[str], key: Sequence[str], upsert: bool) -> None:
+    def __init__(
+        self,
+        table: str,
+        fields: Sequence[str],
+        key: Sequence[str],
+        upsert: bool,
+        rule: ConflictRule = NO_RULE,
+    ) -> None:
         check_identifiers(table, [*fields, *key])
-        self.table, self.fields, self.key, self.upsert = table, list(fields), list(key), upsert
+        rule.check(fields)
+        self.table, self.fields, self.key, self.upsert, self.rule = (
+            table,
+            list(fields),
+            list(key),
+            upsert,
+            rule,
+        )
         self.stage = "b2b_stage_rows"
         self._staging = False
         self._stage_ready = False
@@ -213,13 +303,12 @@ class PostgresCopySink(RowSink):
         )
         columns = ", ".join(self.fields)
         keys = ", ".join(self.key)
-        updates = [f for f in self.fields if f not in self.key]
-        action = (
-            "DO UPDATE SET " + ", ".join(f"{f} = excluded.{f}" for f in updates) if updates else "DO NOTHING"
-        )
+        # Per key, the row that wins: the newest by the last-writer column, else the last in the file.
+        newest = f"{self.rule.last_writer_by} DESC NULLS LAST, " if self.rule.last_writer_by else ""
         cursor.execute(
-            f"INSERT INTO {self.table} ({columns}) SELECT DISTINCT ON ({keys}) {columns} FROM {self.stage} "
-            f"ORDER BY {keys}, {self.seq_column} DESC ON CONFLICT ({keys}) {action}"
+            f"INSERT INTO {self.table} AS {TARGET_ALIAS} ({columns}) SELECT DISTINCT ON ({keys}) {columns} "
+            f"FROM {self.stage} ORDER BY {keys}, {newest}{self.seq_column} DESC "
+            f"{self.rule.on_conflict(self.key, self.fields)}"
         )
         cursor.execute(f"TRUNCATE {self.stage}")
 
@@ -232,15 +321,17 @@ def row_sink(
     key: Sequence[str],
     upsert: bool,
     placeholder: str,
+    rule: ConflictRule = NO_RULE,
 ) -> RowSink:
     """The fastest correct way to write rows on this connection's driver."""
     driver = type(conn).__module__.split(".")[0]
     if dialect == "postgres" and driver == "psycopg":
-        return PostgresCopySink(table, fields, key, upsert)
+        return PostgresCopySink(table, fields, key, upsert, rule)
     if dialect == "postgres" and driver == "psycopg2":
-        multi_row = insert_statement(dialect, table, fields, key, upsert, placeholder, values_clause="%s")
-        return ExecuteValuesSink(multi_row, [list(fields).index(k) for k in key] if upsert else [])
-    return ExecuteManySink(insert_statement(dialect, table, fields, key, upsert, placeholder))
+        multi_row = insert_statement(dialect, table, fields, key, upsert, placeholder, "%s", rule)
+        newer_at = list(fields).index(rule.last_writer_by) if upsert and rule.last_writer_by else None
+        return ExecuteValuesSink(multi_row, [list(fields).index(k) for k in key] if upsert else [], newer_at)
+    return ExecuteManySink(insert_statement(dialect, table, fields, key, upsert, placeholder, rule=rule))
 
 
 def prepare_target(
@@ -252,9 +343,10 @@ def prepare_target(
     key: Sequence[str],
     upsert: bool,
     create_columns: dict[str, str] | None = None,
+    rule: ConflictRule = NO_RULE,
 ) -> RowSink:
     """Check names, create the table if asked (its own commit), and return the sink to write rows with."""
-    sink = row_sink(conn, dialect, table, fields, key, upsert, placeholder)
+    sink = row_sink(conn, dialect, table, fields, key, upsert, placeholder, rule)
     if create_columns:
         statement = create_table_statement(table, create_columns, key)
         with closing(conn.cursor()) as cur:
