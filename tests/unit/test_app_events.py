@@ -225,3 +225,23 @@ def test_retry_after_is_honoured() -> None:
         _Script([429, 200], retry_after="7"), _event("e", "k", 0), RetryPolicy(), waits.append
     )
     assert outcome.delivered and waits == [7.0]
+
+
+def test_outbox_rows_become_envelopes_or_reasons() -> None:
+    from datetime import datetime
+
+    from b2b_integrations.events.outbox import OutboxTable, to_event
+
+    good = to_event((7, "contact.updated", "evt_7", datetime(2026, 11, 29, 8), '{"id": 3}', "acme/crm"))
+    assert good.event == {
+        "type": "contact.updated",
+        "id": "evt_7",
+        "occurred_at": "2026-11-29T08:00:00.000000+00:00",
+        "data": {"id": 3},
+        "origin": "acme/crm",
+    }
+    assert to_event((8, "contact.updated", "evt_8", "2026-11-29T08:00:00Z", "{oops", None)).errors == ["data: not JSON"]
+    bad = to_event((9, "Contact Updated", "", "2026-11-29T08:00:00Z", {"id": 3}, None))
+    assert bad.event is None and [e.split(":")[0] for e in bad.errors] == ["type", "id"]
+    with pytest.raises(Exception, match="invalid table name"):
+        OutboxTable(table="outbox; drop table x")
