@@ -240,8 +240,43 @@ def test_outbox_rows_become_envelopes_or_reasons() -> None:
         "data": {"id": 3},
         "origin": "acme/crm",
     }
-    assert to_event((8, "contact.updated", "evt_8", "2026-11-29T08:00:00Z", "{oops", None)).errors == ["data: not JSON"]
+    assert to_event((8, "contact.updated", "evt_8", "2026-11-29T08:00:00Z", "{oops", None)).errors == [
+        "data: not JSON"
+    ]
     bad = to_event((9, "Contact Updated", "", "2026-11-29T08:00:00Z", {"id": 3}, None))
     assert bad.event is None and [e.split(":")[0] for e in bad.errors] == ["type", "id"]
     with pytest.raises(Exception, match="invalid table name"):
         OutboxTable(table="outbox; drop table x")
+
+
+def test_app_yaml_declares_the_outbox_poller_dag(tmp_path) -> None:
+    from b2b_integrations.factory.app_dags import OUTBOX_DAG_ID
+    from b2b_integrations.factory.register import build_dags
+
+    root = write_include(tmp_path / "include")
+    (root / "app.yaml").write_text(
+        "outbox:\n  connection: app_db\n  api_connection: b2b_api\n  table: events_outbox\n  columns: {id: seq}\n"
+    )
+    dags, problems = build_dags(root)
+    assert problems == []
+    dag = dags[OUTBOX_DAG_ID]
+    (task,) = dag.tasks
+    assert (task.db_conn_id, task.api_conn_id, task.table, task.columns) == (
+        "app_db",
+        "b2b_api",
+        "events_outbox",
+        {"id": "seq"},
+    )
+    assert dag.max_active_runs == 1
+
+
+def test_a_bad_app_yaml_is_a_located_problem(tmp_path) -> None:
+    root = write_include(tmp_path / "include")
+    (root / "app.yaml").write_text(
+        "outbox:\n  connection: app_db\n  api_connection: b2b_api\n  columns: {ident: x}\n"
+    )
+    project = load_project(root)
+    assert project.app is None
+    (problem,) = project.problems
+    assert problem.file.endswith("app.yaml") and "outbox.columns" in problem.key_path
+    assert "unknown outbox column role(s) ['ident']" in problem.message

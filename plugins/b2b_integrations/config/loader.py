@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from b2b_integrations.config.base import IDENT_PATTERN
-from b2b_integrations.config.models import Customer, CustomerIntegration, IntegrationTemplate
+from b2b_integrations.config.models import AppSettings, Customer, CustomerIntegration, IntegrationTemplate
 from b2b_integrations.config.validate import (
     DEFAULT_TRANSFORM_PREFIXES,
     Finding,
@@ -34,6 +34,7 @@ from b2b_integrations.errors import Problem
 
 TEMPLATES_DIR = "integrations"
 CUSTOMERS_DIR = "customers"
+APP_FILE = "app.yaml"  # settings of our own app (optional)
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -56,6 +57,7 @@ class Project:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     files_checked: int = 0
+    app: AppSettings | None = None
 
 
 def transform_prefixes_from_env() -> tuple[str, ...]:
@@ -88,6 +90,12 @@ def load_project(
         instance = _load_customer(path, _display(path, root), project, broken_templates)
         if instance is not None:
             project.customers.append(instance)
+    app_file = root / APP_FILE
+    if app_file.is_file():
+        project.files_checked += 1
+        doc = _read(app_file, _display(app_file, root), project)
+        if doc is not None:
+            project.app = _Reporter(doc, _display(app_file, root), project).validate(AppSettings, doc.data)
     return project
 
 

@@ -8,9 +8,9 @@ problem can be given its exact key path.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from b2b_integrations.config.base import Ident, PlainText, StrictModel
 from b2b_integrations.config.steps import Step
@@ -109,3 +109,45 @@ class Customer(StrictModel):
     integrations: dict[Ident, CustomerIntegration] = Field(
         default_factory=dict, description="Integration name -> the customer's settings for it."
     )
+
+
+class OutboxSettings(StrictModel):
+    """Our app writes events to an outbox table in its own database; a poller DAG publishes them."""
+
+    enabled: bool = Field(True, description="false: no poller DAG.")
+    connection: str = Field(
+        pattern=CONN_ID_PATTERN, description="Airflow connection id of our app's database."
+    )
+    api_connection: str = Field(
+        pattern=CONN_ID_PATTERN,
+        description="Airflow connection id of the Airflow API server (base URL, an API user's login/password).",
+    )
+    table: str = Field("b2b_outbox", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    columns: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=dict,
+        description="Column names where they differ: id, event_type, event_id, occurred_at, data, origin, created_at.",
+    )
+    schedule: str = Field(
+        "@continuous", description="@continuous (back to back), an interval (1m) or a cron."
+    )
+    batch_size: int = Field(500, ge=1, le=10_000)
+    settle_seconds: float = Field(
+        2, ge=0, le=600, description="Rows younger than this wait for the next poll."
+    )
+    max_seconds: float = Field(55, gt=0, le=3600, description="How long one run keeps polling.")
+    poll_interval: float = Field(1, gt=0, le=60, description="Wait between polls of an empty outbox.")
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {"id", "event_type", "event_id", "occurred_at", "data", "origin", "created_at"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown outbox column role(s) {unknown}; expected some of {sorted(known)}")
+        return value
+
+
+class AppSettings(StrictModel):
+    """``include/app.yaml``: settings of our own app (the SaaS product), shared by every customer."""
+
+    outbox: OutboxSettings | None = Field(None, description="Publish app events from a transactional outbox.")

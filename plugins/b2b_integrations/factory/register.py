@@ -16,6 +16,7 @@ from airflow.sdk import DAG
 
 from b2b_integrations.config.loader import load_project
 from b2b_integrations.errors import ConfigError, Problem
+from b2b_integrations.factory.app_dags import build_app_dags
 from b2b_integrations.factory.build import build_dag
 from b2b_integrations.factory.planner import plan_project
 
@@ -47,6 +48,12 @@ def build_dags(include_dir: str | os.PathLike[str]) -> tuple[dict[str, DAG], lis
         log.info("b2b config warning: %s", warning)
     problems = list(project.problems)
     dags: dict[str, DAG] = {}
+    try:
+        dags.update(build_app_dags(project.app))
+    except Exception as e:
+        problems.append(
+            Problem("app.yaml", "outbox", f"cannot build the outbox DAG: {type(e).__name__}: {e}")
+        )
     for plan in plan_project(project):
         try:
             dags[plan.dag_id] = build_dag(plan)

@@ -1,0 +1,53 @@
+"""DAGs of our own app, not of a customer: the outbox poller (``include/app.yaml``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+    from b2b_integrations.config.models import AppSettings
+
+OUTBOX_DAG_ID = "b2b_app__outbox"
+
+
+def build_app_dags(app: AppSettings | None) -> dict[str, DAG]:
+    from airflow.sdk import DAG
+
+    from b2b_integrations.config.schedules import parse_schedule
+    from b2b_integrations.factory.build import _start_date
+    from b2b_integrations.operators.outbox_poll import OutboxPollOperator
+
+    dags: dict[str, DAG] = {}
+    outbox = app.outbox if app is not None else None
+    if outbox is None or not outbox.enabled:
+        return dags
+    with DAG(
+        dag_id=OUTBOX_DAG_ID,
+        description=f"Publish our app's outbox ({outbox.table}) as app events",
+        doc_md=(
+            f"# Outbox poller\n\nReads new rows of `{outbox.table}` (connection `{outbox.connection}`) in id order "
+            f"and publishes them through `POST /b2b/events` (connection `{outbox.api_connection}`); the position "
+            "moves only after the API acknowledged them. Configured in `include/app.yaml`."
+        ),
+        schedule=parse_schedule(outbox.schedule),
+        start_date=_start_date(),
+        catchup=False,
+        max_active_runs=1,
+        tags=["b2b:app", "pattern:event_driven_export"],
+        default_args={"owner": "b2b-integrations", "retries": 3},
+    ) as dag:
+        OutboxPollOperator(
+            task_id="publish_outbox",
+            db_conn_id=outbox.connection,
+            api_conn_id=outbox.api_connection,
+            table=outbox.table,
+            columns=dict(outbox.columns),
+            batch_size=outbox.batch_size,
+            settle_seconds=outbox.settle_seconds,
+            max_seconds=outbox.max_seconds,
+            poll_interval=outbox.poll_interval,
+        )
+    dags[OUTBOX_DAG_ID] = dag
+    return dags
