@@ -269,3 +269,47 @@ def test_redis_pubsub_target_publishes_each_event_in_key_order(
     assert done.wait(10)
     assert [m["data"]["v"] for m in received] == [0, 1, 2, 3, 4]
     subscriber.close()
+
+
+def test_api_target_applies_events_through_the_third_partys_own_api(
+    crm: CrmServer, conns, monkeypatch: pytest.MonkeyPatch, pg_db: str
+) -> None:
+    conn_id = f"crm_api_{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": crm.host,
+                "port": crm.port,
+                "schema": "http",
+                "password": crm.api_key,
+            }
+        ),
+    )
+    target = {
+        "type": "api",
+        "connection": conn_id,
+        "method": "PATCH",
+        "endpoint": "/api/contacts/{data.crm_id}",
+        "body": {"first_name": "data.first_name"},
+        "auth": {"type": "api_key", "header": "X-API-Key"},
+    }
+    events = []
+    for i, (crm_id, name) in enumerate([(3, "Ada"), (4, "Bea"), (3, "Adele"), (999999, "Nobody")]):
+        event_id = f"evt_api_{i}_{uuid.uuid4().hex[:6]}"
+        at = f"2026-11-29T09:{i:02d}:00.000000+00:00"
+        payload = {"id": event_id, "occurred_at": at, "data": {"crm_id": crm_id, "first_name": name}}
+        events.append(OutgoingEvent(event_id, str(crm_id), at, payload))
+    hook, _ = get_db_hook(conns["db"])
+    with hook.get_conn() as conn:
+        counts = deliver(events, conn, hook.placeholder, _scope("crm_api"), target, FAST, False, 2, log)
+    assert (
+        counts["delivered"] == 3 and counts["dead_lettered"] == 1
+    )  # the unknown contact: a 404, not retried
+    assert crm.api("GET", "/api/contacts/3").json()["first_name"] == "Adele"  # key order: the newest last
+    assert crm.api("GET", "/api/contacts/4").json()["first_name"] == "Bea"
+    (error,) = pg_rows(
+        pg_db, f"SELECT last_error FROM b2b_dead_letters WHERE event_id = '{events[3].event_id}'"
+    )[0]
+    assert "HTTP 404" in error and crm.api_key not in error

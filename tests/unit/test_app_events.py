@@ -142,7 +142,7 @@ def test_the_delivery_step_binds_its_target_connection_slot(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ({"type": "sms", "connection": "hooks"}, "target.type must be 'webhook' or 'redis'"),
+        ({"type": "sms", "connection": "hooks"}, "target.type must be 'webhook', 'api' or 'redis'"),
         ({"type": "redis", "connection": "hooks"}, "missing channel"),
         ({"type": "webhook", "connection": "hooks", "url": "x"}, "unknown url"),
     ],

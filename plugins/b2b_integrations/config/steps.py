@@ -297,6 +297,18 @@ class DeliverStep(StepBase):
         }
 
 
+_EVENT_TARGET_REQUIRED: dict[str, set[str]] = {
+    "webhook": {"connection"},
+    "api": {"connection", "endpoint"},
+    "redis": {"connection", "channel"},
+}
+_EVENT_TARGET_OPTIONAL: dict[str, set[str]] = {
+    "webhook": {"endpoint", "timeout"},
+    "api": {"method", "body", "body_constants", "auth", "timeout"},
+    "redis": set(),
+}
+
+
 class DeliverEventsStep(StepBase):
     """Send each event of the run to the customer's third party (signed webhook or Redis pub/sub): once per
     event and target, in order per key, with retries, and dead-lettered when the retry budget runs out."""
@@ -304,8 +316,9 @@ class DeliverEventsStep(StepBase):
     kind: Literal["deliver_events"]
     db_connection: Ident = Field(description="Connection slot of the database keeping the delivery ledger.")
     target: dict[str, Any] = Field(
-        description="{type: webhook, connection, endpoint, timeout} or {type: redis, connection, channel}; "
-        "optional name (the ledger's target id, default the type)."
+        description="{type: webhook, connection, endpoint, timeout}, {type: api, connection, method, endpoint "
+        "('{data.id}' placeholders), body (their field -> our dotted path), body_constants, auth, timeout} or "
+        "{type: redis, connection, channel}; optional name (the ledger's target id, default the type)."
     )
     key: str = Field("data.id", min_length=1, description="Dotted path of the per-key ordering field.")
     id_field: str = Field("id", min_length=1, description="Field holding the event id (the webhook-id).")
@@ -322,25 +335,22 @@ class DeliverEventsStep(StepBase):
     @model_validator(mode="after")
     def _check_target(self) -> DeliverEventsStep:
         kind = self.target.get("type")
-        required = {"webhook": {"connection"}, "redis": {"connection", "channel"}}.get(kind)  # type: ignore[arg-type]
+        required = _EVENT_TARGET_REQUIRED.get(kind)  # type: ignore[arg-type]
         if required is None:
-            raise ValueError(f"target.type must be 'webhook' or 'redis', got {kind!r}")
-        allowed = (
-            required | {"type", "name", "endpoint", "timeout"}
-            if kind == "webhook"
-            else required | {"type", "name"}
-        )
+            raise ValueError(f"target.type must be 'webhook', 'api' or 'redis', got {kind!r}")
+        allowed = required | _EVENT_TARGET_OPTIONAL[kind] | {"type", "name"}
         missing = sorted(required - set(self.target))
         unknown = sorted(set(self.target) - allowed)
-        if missing or unknown:
-            raise ValueError(
-                f"target ({kind}): "
-                + "; ".join(
-                    [f"missing {', '.join(missing)}"] * bool(missing)
-                    + [f"unknown {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"]
-                    * bool(unknown)
-                )
-            )
+        problems = [f"missing {', '.join(missing)}"] * bool(missing)
+        problems += [f"unknown {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"] * bool(unknown)
+        if kind == "api" and self.target.get("method", "PATCH") not in ("POST", "PUT", "PATCH", "DELETE"):
+            problems.append("method must be POST, PUT, PATCH or DELETE")
+        if problems:
+            raise ValueError(f"target ({kind}): " + "; ".join(problems))
+        if kind == "api" and not _has_reference(self.target.get("auth")):
+            from b2b_integrations.hooks.http_api import auth_from_config
+
+            auth_from_config(self.target.get("auth"))
         return self
 
     def connection_slots(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -377,7 +387,8 @@ class HttpCallStep(StepBase):
     )
     body_constants: dict[str, Any] = Field(default_factory=dict, description="Their field -> a fixed value.")
     batch_key: str | None = Field(
-        None, description="per: run only: the key holding the list of records (default: the body is the list)."
+        None,
+        description="per: run only: the key holding the list of records (default: the body is the list).",
     )
     query: dict[str, Any] = Field(default_factory=dict, description="Fixed query parameters.")
     response_fields: dict[str, str] = Field(
@@ -392,9 +403,14 @@ class HttpCallStep(StepBase):
     failure_message_path: str | None = Field(
         None, description="Dotted path of the reason in a refusal's JSON body (shown to sync callers)."
     )
-    failure_code_path: str | None = Field(None, description="Dotted path of a refusal's code, e.g. decline_code.")
+    failure_code_path: str | None = Field(
+        None, description="Dotted path of a refusal's code, e.g. decline_code."
+    )
     failure_answer_status: int | None = Field(
-        None, ge=400, le=599, description="Status a sync caller gets for a refusal (default: the third party's)."
+        None,
+        ge=400,
+        le=599,
+        description="Status a sync caller gets for a refusal (default: the third party's).",
     )
     idempotency_header: str | None = Field(
         None,

@@ -62,7 +62,9 @@ def deliver(
         len(plan.superseded),
     )
     if plan.lanes:
-        sender = sender_from_config(target)
+        sender = sender_from_config(
+            target, f"customer {scope.customer_id}, integration {scope.integration}, flow {scope.flow}", log
+        )
         try:
             _send_lanes(sender, plan.lanes, plan.to_send, retry, concurrency, conn, p, scope, counts, log)
         finally:

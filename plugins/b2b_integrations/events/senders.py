@@ -1,4 +1,5 @@
-"""Sending one app event to a third party: a signed outbound webhook or a Redis pub/sub message.
+"""Sending one app event to a third party: a signed outbound webhook, a call to its own API (an upsert with
+a field mapping) or a Redis pub/sub message.
 
 A sender makes ONE attempt and says what happened; :func:`deliver_with_retries` owns the retry budget
 (``sources.retries.RetryPolicy``: 5xx, 408, 429 with ``Retry-After``, timeouts and dropped connections are
@@ -119,7 +120,74 @@ class RedisPublisher:
         self._redis.close()
 
 
-def sender_from_config(target: dict[str, Any]) -> EventSender:
+class ApiCallSender:
+    """Apply the event to the third party's own API (e.g. ``PATCH /api/contacts/{data.crm_id}``) with a
+    field mapping (their field -> our dotted path) and the connection's auth; the event id goes in an
+    ``Idempotency-Key`` header so an API that honours it ignores a repeat."""
+
+    def __init__(self, target: dict[str, Any], where: str, log: Any, name: str = "api") -> None:
+        import threading
+
+        self.target = target
+        self.name = name
+        self._where, self._log = where, log
+        self._local = threading.local()  # a requests session per lane thread
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from b2b_integrations.hooks.http_api import auth_from_config
+            from b2b_integrations.hooks.http_call import HttpCallClient
+
+            client = HttpCallClient(
+                self.target["connection"],
+                auth_from_config(self.target.get("auth")),
+                RetryPolicy(attempts=1),
+                float(self.target.get("timeout", 10.0)),
+                None,
+                self._where,
+                self._log,
+            )
+            self._local.client = client
+        return client
+
+    def send(self, event: OutgoingEvent) -> Attempt:
+        from b2b_integrations.hooks.http_call import HttpCallFailed
+        from b2b_integrations.sources.http_call import render_endpoint, request_body
+
+        try:
+            endpoint = render_endpoint(self.target["endpoint"], event.payload)
+        except ValueError as e:
+            return Attempt(False, None, str(e), transient=False)
+        body = request_body(event.payload, self.target.get("body"), self.target.get("body_constants") or {})
+        method = self.target.get("method", "PATCH")
+        try:
+            response = self._client().call(
+                method, endpoint, json_body=body, headers={"Idempotency-Key": event.event_id}
+            )
+        except HttpCallFailed as e:
+            return Attempt(False, None, str(e))
+        if 200 <= response.status < 300:
+            return Attempt(True, response.status)
+        excerpt = (
+            " ".join(json.dumps(response.body, default=str)[:200].split())
+            if response.body is not None
+            else ""
+        )
+        return Attempt(
+            False,
+            response.status,
+            f"HTTP {response.status} from {method} {endpoint}: {excerpt}",
+            retry_after=response.headers.get("Retry-After"),
+        )
+
+    def close(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.session.close()
+
+
+def sender_from_config(target: dict[str, Any], where: str = "", log: Any = None) -> EventSender:
     """The sender of a ``deliver_events`` target (its ``connection`` already bound to a connection id)."""
     kind = target.get("type")
     name = target.get("name") or kind
@@ -129,7 +197,11 @@ def sender_from_config(target: dict[str, Any]) -> EventSender:
         )
     if kind == "redis":
         return RedisPublisher(target["connection"], target["channel"], name)
-    raise ValueError(f"unknown event target type {kind!r} (webhook or redis)")
+    if kind == "api":
+        import logging
+
+        return ApiCallSender(target, where, log or logging.getLogger(__name__), name)
+    raise ValueError(f"unknown event target type {kind!r} (webhook, api or redis)")
 
 
 def deliver_with_retries(
