@@ -280,3 +280,44 @@ def test_a_bad_app_yaml_is_a_located_problem(tmp_path) -> None:
     (problem,) = project.problems
     assert problem.file.endswith("app.yaml") and "outbox.columns" in problem.key_path
     assert "unknown outbox column role(s) ['ident']" in problem.message
+
+
+def test_map_fields_flattens_event_payloads_and_filters_by_type() -> None:
+    import pandas as pd
+
+    from b2b_integrations.transforms.common import map_fields
+
+    frame = pd.DataFrame(
+        [
+            {
+                "type": "contact.updated",
+                "data": {"id": 5, "first_name": "Zoë", "updated_at": "2026-11-29T08:00:00Z"},
+            },
+            {"type": "company.updated", "data": {"id": 9}},
+            {"type": "contact.created", "data": {"id": 6}},
+        ]
+    )
+    out = map_fields(
+        frame,
+        fields={"crm_id": "data.id", "first_name": "data.first_name"},
+        constants={"origin": "acme/crm_two_way"},
+        only={"type": ["contact.created", "contact.updated"]},
+    )
+    assert out.astype(object).where(out.notna(), None).to_dict(orient="records") == [
+        {"crm_id": 5, "first_name": "Zoë", "origin": "acme/crm_two_way"},
+        {"crm_id": 6, "first_name": None, "origin": "acme/crm_two_way"},
+    ]
+    empty = map_fields(frame, fields={"crm_id": "data.id"}, only={"type": "invoice.paid"})
+    assert list(empty.columns) == ["crm_id"] and len(empty) == 0
+
+
+def test_keep_at_least_drops_small_and_missing_amounts() -> None:
+    import pandas as pd
+
+    from b2b_integrations.transforms.common import keep_at_least
+
+    frame = pd.DataFrame(
+        [{"data": {"amount_cents": a}} for a in (500, 10_000, None, 25_000)] + [{"data": {}}]
+    )
+    kept = keep_at_least(frame, field="data.amount_cents", minimum=10_000)
+    assert [r["data"]["amount_cents"] for r in kept.to_dict(orient="records")] == [10_000, 25_000]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.errors import FatalStepError
 
@@ -21,3 +21,50 @@ def select_columns(
     if missing:
         raise FatalStepError(f"records lack field(s) {missing}; present: {sorted(map(str, out.columns))}")
     return out[columns]
+
+
+def map_fields(
+    frame: pd.DataFrame,
+    *,
+    fields: dict[str, str],
+    constants: dict[str, Any] | None = None,
+    only: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Flat records from nested ones (e.g. webhook payloads): ``fields`` maps each output column to a dotted
+    path in the record (``data.id``); ``constants`` adds fixed columns; ``only`` keeps records whose field
+    (a dotted path) equals the value or is one of a list of values (e.g. ``{type: [contact.updated]}``).
+    A record lacking a mapped path gets null in that column."""
+    import pandas as pd
+
+    from b2b_integrations.events.routes import matches
+
+    records = frame.to_dict(orient="records")
+    rows = []
+    for record in records:
+        if only and not matches(only, record):
+            continue
+        row = {column: _path(record, path) for column, path in fields.items()}
+        rows.append({**row, **(constants or {})})
+    return pd.DataFrame(rows, columns=[*fields, *(constants or {})])
+
+
+def _path(record: Any, dotted: str) -> Any:
+    value = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def keep_at_least(frame: pd.DataFrame, *, field: str, minimum: float) -> pd.DataFrame:
+    """Keep records whose ``field`` (a dotted path, e.g. ``data.amount_cents``) is a number >= ``minimum``;
+    records without a number there are dropped too."""
+    import math
+
+    keep = []
+    for record in frame.to_dict(orient="records"):
+        value = _path(record, field)
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        keep.append(number is not None and not math.isnan(number) and number >= float(minimum))
+    return frame[keep].reset_index(drop=True)
