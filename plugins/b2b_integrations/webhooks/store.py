@@ -43,7 +43,7 @@ RECEIPTS = sa.Table(
 )
 
 # One asset event holds at most this many messages and inline payload bytes (its extra is one JSON value).
-MAX_BATCH_MESSAGES = 200
+MAX_BATCH_MESSAGES = 2000
 MAX_BATCH_BYTES = 2 * 1024 * 1024
 
 _CREATE_LOCK = threading.Lock()
