@@ -135,7 +135,8 @@ def test_the_delivery_step_binds_its_target_connection_slot(tmp_path) -> None:
     (plan,) = [p for p in plan_project(_project(tmp_path)) if p.customer_id == "acme"]
     assert plan.inbox is not None and plan.schedule_asset == plan.inbox
     (task,) = plan.tasks
-    assert task.arguments["target"] == {"type": "webhook", "connection": "acme_hooks", "endpoint": "/hooks"}
+    assert task.arguments["target"] == {"type": "webhook", "connection": "hooks", "endpoint": "/hooks"}
+    assert task.arguments["target_conn_id"] == "acme_hooks"
     assert task.arguments["db_conn_id"] == "app"
 
 

@@ -256,10 +256,111 @@ class SftpImportStep(RecordImportStep):
         return self
 
 
-class ReportExportStep(_PlannedStep):
-    """Render a report (PDF, CSV, XML, Excel). Not yet available."""
+REPORT_BUILTIN_PARAMETERS = (
+    "period_start",
+    "period_end",
+    "ds",
+    "logical_date",
+    "customer_id",
+    "integration",
+    "flow",
+)
+
+
+class ReportSource(StrictModel):
+    """Where a report's rows come from: a SQL query on a database connection slot, streamed in chunks."""
+
+    connection: Ident = Field(description="Connection slot of the database the query runs on.")
+    sql: str = Field(
+        min_length=1,
+        description="Query with :name bind parameters (never formatted in). Built in: "
+        + ", ".join(f":{p}" for p in REPORT_BUILTIN_PARAMETERS)
+        + ".",
+    )
+    parameters: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], Any] = Field(
+        default_factory=dict, description="More bind parameters, e.g. {region: '${config.region}'}."
+    )
+    chunk_rows: int = Field(50_000, ge=100, le=1_000_000, description="Rows read and rendered at a time.")
+
+    @model_validator(mode="after")
+    def _check_parameters(self) -> ReportSource:
+        clash = sorted(set(self.parameters) & set(REPORT_BUILTIN_PARAMETERS))
+        if clash:
+            raise ValueError(f"source.parameters {clash} are built-in parameters; use other names")
+        if not _has_reference(self.sql):
+            from b2b_integrations.reports.query import bind_names
+
+            known = {*REPORT_BUILTIN_PARAMETERS, *self.parameters}
+            unknown = [f":{name}" for name in bind_names(self.sql) if name not in known]
+            if unknown:
+                raise ValueError(
+                    f"source.sql uses {unknown}, which have no value: declare them under source.parameters "
+                    f"or use a built-in one ({', '.join(':' + p for p in REPORT_BUILTIN_PARAMETERS)})"
+                )
+        return self
+
+
+class ReportExportStep(StepBase):
+    """Render a report file (PDF, CSV, XML, Excel) from a SQL query, or from the upstream step's records."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     kind: Literal["report_export"]
+    report: Ident = Field(description="Report identifier: used in file names and by the delivery ledger.")
+    report_format: Literal["pdf", "csv", "xml", "xlsx"] = Field(alias="format", description="File format.")
+    file_name: str = Field(
+        "{customer}_{report}_{ds}.{format}",
+        description="Placeholders: {customer}, {integration}, {flow}, {report}, {ds}, {ds_nodash}, "
+        "{period_start}, {period_end} (dates; e.g. {period_start:%Y-%m}), {format}. One safe file name.",
+    )
+    source: ReportSource | None = Field(
+        None, description="Omitted: the upstream step's records are the data."
+    )
+    transform: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*[.:][A-Za-z_]\w*$",
+        description="Callable applied to each chunk (DataFrame in, DataFrame or list of dicts out), "
+        "from an allow-listed package.",
+    )
+    transform_options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for it.")
+    empty: Literal["send", "skip"] = Field(
+        "send", description="No rows: send an empty report (with empty_note), or skip this and later steps."
+    )
+    empty_note: str = Field("", max_length=2000, description="Shown in an empty PDF report.")
+    period: Literal["interval", "day", "week", "month", "quarter", "year"] = Field(
+        "interval",
+        description="interval: the run's data interval; day..year: the last full one ending at the run's "
+        "interval end (cron schedules have zero-length intervals unless create_cron_data_intervals is on).",
+    )
+    period_timezone: str = Field("UTC", description="Time zone of calendar periods, e.g. Europe/Berlin.")
+    customer_name: str = Field("${customer.name}", description="Customer name shown in the PDF header.")
+    render: dict[str, Any] = Field(
+        default_factory=dict,
+        description="title, columns, summary, chart, logo, page, and csv/xml/xlsx options (see README).",
+    )
+
+    operator: ClassVar[str] = "b2b_integrations.operators.report_export.ReportExportOperator"
+
+    def connection_slots(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        if self.source is not None:
+            yield ("source", "connection"), self.source.connection
+
+    def bind_connections(self, arguments: dict[str, Any], connections: Mapping[str, str]) -> None:
+        # The slot is nested in `source`; the operator gets the customer's connection id beside it.
+        source = arguments.get("source")
+        if isinstance(source, dict) and "connection" in source:
+            arguments["db_conn_id"] = connections.get(source.pop("connection"))
+
+    @model_validator(mode="after")
+    def _check_options(self) -> ReportExportStep:
+        from b2b_integrations.reports.config import check_file_name, default_title, report_spec_from_config
+        from b2b_integrations.reports.period import check_timezone
+
+        check_file_name(self.file_name)
+        check_timezone(self.period_timezone)
+        if not _has_reference(self.render):
+            report_spec_from_config(self.report_format, self.render, default_title=default_title(self.report))
+        return self
 
 
 class DeliverStep(StepBase):
@@ -358,11 +459,10 @@ class DeliverEventsStep(StepBase):
         yield ("target", "connection"), self.target["connection"]
 
     def bind_connections(self, arguments: dict[str, Any], connections: Mapping[str, str]) -> None:
+        # Beside the target, not inside it: `target` may be re-resolved from the run's params (config_refs)
+        # at run time, which would put the slot name back.
         super().bind_connections(arguments, connections)
-        arguments["target"] = {
-            **arguments["target"],
-            "connection": connections.get(self.target["connection"]),
-        }
+        arguments["target_conn_id"] = connections.get(self.target["connection"])
 
 
 class HttpCallStep(StepBase):

@@ -41,7 +41,9 @@ def replay_dead_letters(
 
     results = []
     for step in delivery_steps(include_dir, customer, integration, flow):
-        target = step["target"]
+        from b2b_integrations.operators.deliver_events import bound_target
+
+        target = bound_target(step["target"], step.get("target_conn_id"))
         name = str(target.get("name") or target.get("type"))
         scope = ledger.TargetScope(customer, integration, flow, name)
         retry = RetryPolicy(

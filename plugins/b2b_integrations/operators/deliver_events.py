@@ -47,6 +47,11 @@ def outgoing_events(
     return events
 
 
+def bound_target(target: dict[str, Any], conn_id: str | None) -> dict[str, Any]:
+    """The target with its connection id in place of the template's slot name."""
+    return {**target, "connection": conn_id} if conn_id else dict(target)
+
+
 class DeliverEventsOperator(StepOperator):
     """
     Send each input record (an app event, or what a transform made of it) to the customer's third party,
@@ -54,9 +59,9 @@ class DeliverEventsOperator(StepOperator):
     budget cannot deliver.
 
     :param db_conn_id: Connection of the database holding the delivery ledger and the dead letters.
-    :param target: ``{type: webhook, connection, endpoint, timeout}`` or ``{type: redis, connection,
-        channel}`` with ``connection`` bound to an Airflow connection id; optional ``name`` (ledger key,
-        default the type). (templated)
+    :param target: ``{type: webhook, endpoint, timeout}``, ``{type: api, method, endpoint, body, auth}`` or
+        ``{type: redis, channel}``; optional ``name`` (ledger key, default the type). (templated)
+    :param target_conn_id: Airflow connection of the target (the customer's id for the target's slot).
     :param key: Dotted path of the ordering key in each event (default ``data.id``): events of one key are
         sent oldest first and an event older than one already delivered is never sent.
     :param id_field: Field holding the event id (the ``webhook-id``); default ``id``.
@@ -76,6 +81,7 @@ class DeliverEventsOperator(StepOperator):
         *,
         db_conn_id: str,
         target: dict[str, Any],
+        target_conn_id: str | None = None,
         key: str = "data.id",
         id_field: str = "id",
         time_field: str = "occurred_at",
@@ -89,6 +95,7 @@ class DeliverEventsOperator(StepOperator):
         super().__init__(**kwargs)
         self.db_conn_id = db_conn_id
         self.target = target
+        self.target_conn_id = target_conn_id
         self.key = key
         self.id_field = id_field
         self.time_field = time_field
@@ -114,7 +121,7 @@ class DeliverEventsOperator(StepOperator):
                     conn,
                     hook.placeholder,
                     scope,
-                    self.target,
+                    bound_target(self.target, self.target_conn_id),
                     self.retry,
                     self.coalesce,
                     self.concurrency,
