@@ -39,12 +39,17 @@ def main() -> None:
         for i in range(1, 121)
     ]
     spec = report_spec_from_config("pdf", render)
-    meta = ReportMeta("Ærøskøbing Süßwaren GmbH", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    meta = ReportMeta(
+        "Ærøskøbing Süßwaren GmbH", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "sample.pdf"
         render_report(spec, [pd.DataFrame(rows)], pdf, meta)
         out = REPO / "docs/images/report_page"
-        subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(pdf), str(out)], check=True)
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(pdf), str(out)],
+            check=True,
+        )
     print(f"wrote {out}.png")
 
 
