@@ -79,8 +79,13 @@ def test_conflict_rules_make_the_upsert_conditional_and_keep_app_owned_columns()
     )
     with pytest.raises(SqlStatementError, match="need postgres or sqlite"):
         insert_statement("mysql", "t", ["id", "phone", "updated_at"], ["id"], True, "%s", rule=rule)
-    with pytest.raises(SqlStatementError, match=r"conflict rule column\(s\) \['phone'\]"):
-        insert_statement("sqlite", "t", ["id", "updated_at"], ["id"], True, "?", rule=rule)
+    with pytest.raises(SqlStatementError, match="conflict.last_writer_by column 'updated_at' is not among"):
+        insert_statement("sqlite", "t", ["id", "phone"], ["id"], True, "?", rule=rule)
+    # An app-owned column the step does not load is simply left alone.
+    assert insert_statement("sqlite", "t", ["id", "updated_at"], ["id"], True, "?", rule=rule).endswith(
+        "DO UPDATE SET updated_at = excluded.updated_at "
+        "WHERE b2b_target.updated_at IS NULL OR excluded.updated_at > b2b_target.updated_at"
+    )
 
 
 def test_last_writer_rule_on_a_real_sqlite_table() -> None:

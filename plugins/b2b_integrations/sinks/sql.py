@@ -73,11 +73,13 @@ class ConflictRule:
         return [f for f in fields if f not in key and f not in self.app_owned]
 
     def check(self, fields: Sequence[str]) -> None:
-        named = [c for c in (self.last_writer_by, *self.app_owned) if c]
-        check_identifiers("t", named)
-        missing = [c for c in named if c not in fields]
-        if missing:
-            raise SqlStatementError(f"conflict rule column(s) {missing} are not among the loaded fields")
+        # App-owned columns the step does not load are untouched anyway; the last-writer column must be
+        # loaded, or there is nothing to compare.
+        check_identifiers("t", [c for c in (self.last_writer_by, *self.app_owned) if c])
+        if self.last_writer_by and self.last_writer_by not in fields:
+            raise SqlStatementError(
+                f"conflict.last_writer_by column {self.last_writer_by!r} is not among the loaded fields"
+            )
 
     def on_conflict(self, key: Sequence[str], fields: Sequence[str]) -> str:
         """``ON CONFLICT (...) DO UPDATE SET ... [WHERE newer]`` (postgres, sqlite); the target table is
@@ -348,10 +350,9 @@ def prepare_target(
     """Check names, create the table if asked (its own commit), and return the sink to write rows with."""
     sink = row_sink(conn, dialect, table, fields, key, upsert, placeholder, rule)
     if create_columns:
-        statement = create_table_statement(table, create_columns, key)
-        with closing(conn.cursor()) as cur:
-            cur.execute(statement)
-        conn.commit()
+        from b2b_integrations.state.ddl import create_tables
+
+        create_tables(conn, [create_table_statement(table, create_columns, key)], table)
     return sink
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from b2b_integrations.state.ddl import create_tables
+
 CURSOR_TABLE = "b2b_sync_cursors"
 QUARANTINE_TABLE = "b2b_quarantine"
 
@@ -60,10 +62,7 @@ class StepKey:
 
 
 def ensure_tables(conn: Any) -> None:
-    with closing(conn.cursor()) as cur:
-        for statement in _CREATE:
-            cur.execute(statement)
-    conn.commit()
+    create_tables(conn, _CREATE, CURSOR_TABLE)
 
 
 _WHERE = "customer_id = {p} AND integration = {p} AND flow = {p} AND step_id = {p}"

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from b2b_integrations.state.ddl import create_tables
+
 DELIVERY_TABLE = "b2b_deliveries"
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -82,9 +84,7 @@ class DeliveryRecord:
 
 
 def ensure_table(conn: Any) -> None:
-    with closing(conn.cursor()) as cur:
-        cur.execute(_CREATE)
-    conn.commit()
+    create_tables(conn, [_CREATE], DELIVERY_TABLE)
 
 
 def lookup(conn: Any, placeholder: str, key: DeliveryKey) -> DeliveryRecord | None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from b2b_integrations.state.ddl import create_tables
+
 DELIVERIES_TABLE = "b2b_event_deliveries"
 DEAD_LETTERS_TABLE = "b2b_dead_letters"
 
@@ -87,10 +89,7 @@ def _now() -> str:
 
 
 def ensure_tables(conn: Any) -> None:
-    with closing(conn.cursor()) as cur:
-        for statement in _CREATE:
-            cur.execute(statement)
-    conn.commit()
+    create_tables(conn, _CREATE, DELIVERIES_TABLE)
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:

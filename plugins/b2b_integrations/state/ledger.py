@@ -12,6 +12,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+from b2b_integrations.state.ddl import create_tables
+
 LEDGER_TABLE = "b2b_file_ledger"
 
 _CREATE = f"""
@@ -50,9 +52,7 @@ class LedgerEntry:
 
 
 def ensure_ledger(conn: Any) -> None:
-    with closing(conn.cursor()) as cur:
-        cur.execute(_CREATE)
-    conn.commit()
+    create_tables(conn, [_CREATE], LEDGER_TABLE)
 
 
 def done_files(
