@@ -46,18 +46,18 @@ def seed(root: Path) -> Path:
     return path
 
 
-async def serve(port: int, root: Path, keys: Path) -> None:
+async def serve(port: int, root: Path, keys: Path, host: str = "127.0.0.1") -> None:
     host_key, client_key = ensure_keys(keys)
     root.mkdir(parents=True, exist_ok=True)
     await asyncssh.listen(
-        "127.0.0.1",
+        host,
         port,
         server_host_keys=[str(host_key)],
         authorized_client_keys=str(client_key) + ".pub",
         sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root).encode()),
         allow_scp=False,
     )
-    print(f"demo SFTP server on 127.0.0.1:{port}, root {root}, client key {client_key}", flush=True)
+    print(f"demo SFTP server on {host}:{port}, root {root}, client key {client_key}", flush=True)
     await asyncio.Event().wait()
 
 
@@ -66,13 +66,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--port", type=int, default=2222)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--keys", type=Path, required=True)
     parser.add_argument("--seed", action="store_true", help="drop a sample order file")
     args = parser.parse_args()
     if args.seed:
         print(f"seeded {seed(args.root)}", flush=True)
-    asyncio.run(serve(args.port, args.root, args.keys))
+    asyncio.run(serve(args.port, args.root, args.keys, args.host))
 
 
 if __name__ == "__main__":

@@ -104,28 +104,6 @@ def _drop_order_files(sshd: SshServer, customer: str) -> str:
     return str(folder)
 
 
-def create_shared_tables(pg_db: str, templates: dict[str, dict[str, Any]]) -> None:
-    """The tables every customer writes to, created once before the concurrent runs, with the package's own
-    DDL. PostgreSQL's ``CREATE TABLE IF NOT EXISTS`` is not safe against itself: two transactions creating
-    the same table at once fail one with a unique violation on ``pg_type``, so customers' first runs racing
-    to create a shared table fail at random (reported; drop this once the sinks serialise their DDL)."""
-    import psycopg2
-
-    from b2b_integrations.sinks.sql import create_table_statement
-    from b2b_integrations.state.cursors import ensure_tables
-    from b2b_integrations.state.ledger import ensure_ledger
-
-    with psycopg2.connect(f"{PG}/{pg_db}") as conn:
-        ensure_tables(conn)
-        ensure_ledger(conn)
-        with conn.cursor() as cur:
-            for template in templates.values():
-                for flow in template["flows"].values():
-                    for step in flow["steps"]:
-                        if step.get("create_table"):
-                            cur.execute(create_table_statement(step["table"], step["columns"], step["key"]))
-
-
 @pytest.fixture(scope="module")
 def crm() -> Iterator[CrmServer]:
     server = start_crm_server(contacts=CONTACTS, access_log=False)
@@ -142,7 +120,6 @@ def deployment(
     customers = _customers()
     folders = {c: _drop_order_files(sshd, c) for c, integration in customers.items() if integration == SFTP}
     templates = _templates()
-    create_shared_tables(pg_db, templates)
     include = write_include(
         tmp_path_factory.mktemp("scale") / "include",
         templates,

@@ -303,13 +303,7 @@ def test_demo_connections_point_at_services_of_this_file() -> None:
     assert _hosts_in_connections() <= set(SERVICES)
 
 
-SFTP_HOST_FLAG = pytest.mark.xfail(
-    strict=True,  # passes, and so fails as XPASS, once the script has the flag: then drop this mark
-    reason="include/demo/sftp_server.py listens on 127.0.0.1 only; it needs a --host flag (asked for)",
-)
-
-
-@pytest.mark.parametrize("service", [pytest.param("demo-sftp", marks=SFTP_HOST_FLAG), "demo-crm"])
+@pytest.mark.parametrize("service", ["demo-sftp", "demo-crm"])
 def test_demo_commands_use_only_flags_their_scripts_accept_and_listen_beyond_loopback(service: str) -> None:
     entrypoint = SERVICES[service]["entrypoint"]
     script = REPO / entrypoint[1].removeprefix("/opt/airflow/")
