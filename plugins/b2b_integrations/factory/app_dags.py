@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -36,7 +37,14 @@ def build_app_dags(app: AppSettings | None) -> dict[str, DAG]:
         catchup=False,
         max_active_runs=1,
         tags=["b2b:app", "pattern:event_driven_export"],
-        default_args={"owner": "b2b-integrations", "retries": 3},
+        # A feed: retry soon (a restarted API server, a database failover), not after Airflow's 5 minutes.
+        default_args={
+            "owner": "b2b-integrations",
+            "retries": 5,
+            "retry_delay": timedelta(seconds=15),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=5),
+        },
     ) as dag:
         OutboxPollOperator(
             task_id="publish_outbox",
