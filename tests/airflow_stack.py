@@ -3,7 +3,8 @@
 ``start_airflow_stack(include_dir, env)`` creates a throwaway PostgreSQL metadata database, migrates it with
 ``airflow db migrate``, and starts each component as its own subprocess (own session, log file in a temp
 dir) with this repository's dags/ and plugins/, the given include folder and extra environment (e.g.
-``AIRFLOW_CONN_*`` connections). ``stop()`` ends them all and drops the database.
+``AIRFLOW_CONN_*`` connections). ``stop()`` ends them all and drops the database. ``token(user)`` logs in
+through the API server's ``/auth/token`` for tests of authenticated endpoints.
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ class AirflowStack:
     meta_db: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopped: bool = False
+
+    def token(self, username: str = "admin") -> str:
+        """A JWT for ``username`` from the API server's ``POST /auth/token`` (SimpleAuthManager's generated
+        password; users come from ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS``, default ``admin:admin``)."""
+        import json
+
+        passwords = self.home / "simple_auth_manager_passwords.json.generated"
+        password = self.wait_for(
+            "the generated passwords", lambda: json.loads(passwords.read_text()).get(username), timeout=30
+        )
+        response = httpx.post(
+            f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()["access_token"]
 
     def log(self, component: str) -> str:
         path = self.home / f"{component}.log"

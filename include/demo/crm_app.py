@@ -20,6 +20,14 @@ an inclusive ``updated_since``; page sizes default to 50, at most 1000):
   that is not earlier, so more than one write per second per resource runs ahead of the clock
 - ``POST /api/webhooks/subscriptions`` (also GET, and DELETE ``/{id}``): signed event webhooks after writes
 - ``POST /oauth/token``: OAuth2 client credentials; ``GET /health``
+- ``POST /api/payments/charges`` (``{amount, currency, payment_token, reference}``): a payment processor with
+  test tokens (``tok_visa``, ``tok_mastercard``; declined: ``tok_declined``, ``tok_insufficient_funds``,
+  ``tok_expired``, or an amount over the limit, default 1000.00) answering 201 or 402 with a Stripe-like
+  ``{"error": {"code", "decline_code", "message"}}``; ``GET /api/payments/charges/{id}``;
+  ``POST /api/warehouse/fulfilments`` (``{order_id, charge_id, items: [{sku, quantity}], ship_to}``): 201,
+  409 unless the charge succeeded, 200 with the same fulfilment for an order already fulfilled. Both honour
+  ``Idempotency-Key`` (charges: the same answer again, 409 for another body) and ``/admin/faults`` (by path);
+  ``GET|POST|DELETE /admin/payments``: list, set ``{"limit"}``, reset
 - ``POST /inbound/{name}``: a sink that records deliveries; ``GET /admin/inbound/{name}`` lists them,
   ``POST /admin/inbound/{name}/responses {"statuses": [500, 429]}`` makes it answer those next (then 202)
 - ``/admin/config``, ``/admin/faults``, ``/admin/expire-tokens``, ``/admin/stats``, ``/admin/reset``,
@@ -1049,6 +1057,7 @@ def create_app(settings: CrmSettings | None = None) -> FastAPI:
 
     _add_api_routes(app, state)
     _add_admin_routes(app, state)
+    _add_payment_routes(app, state, Payments())
     return app
 
 
@@ -1301,6 +1310,217 @@ def _add_admin_helper_routes(app: FastAPI, state: CrmState) -> None:
     @app.get("/admin/webhooks/log")
     async def webhook_log() -> list[dict[str, Any]]:
         return state.webhook_log
+
+
+# --- payments and fulfilment (the synchronous "orders" example) -------------------------------------------
+
+# Test card tokens, as payment processors offer them: the good ones are charged, the others declined with
+# the processor's reason (Stripe-like error bodies), so a caller's flow can show the reason to its caller.
+PAYMENT_TOKENS: dict[str, tuple[str, str] | None] = {
+    "tok_visa": None,
+    "tok_mastercard": None,
+    "tok_declined": ("generic_decline", "The card was declined by its issuer."),
+    "tok_insufficient_funds": ("insufficient_funds", "The card has insufficient funds."),
+    "tok_expired": ("expired_card", "The card has expired."),
+}
+DEFAULT_PAYMENT_LIMIT = Decimal("1000.00")
+DELIVERY_DAYS = 3
+
+
+class ChargeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    payment_token: str = Field(min_length=1, max_length=100)
+    reference: str | None = Field(None, max_length=100)
+    description: str | None = Field(None, max_length=500)
+
+
+class FulfilmentItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=60)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class FulfilmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: str = Field(min_length=1, max_length=100)
+    charge_id: str = Field(min_length=1, max_length=100)
+    items: list[FulfilmentItem] = Field(min_length=1)
+    ship_to: dict[str, Any] | None = None
+
+
+class PaymentsConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: Decimal = Field(gt=0)
+
+
+@dataclass
+class Payments:
+    """Charges, fulfilments and idempotency keys of the payment and warehouse endpoints (``/admin/payments``)."""
+
+    limit: Decimal = DEFAULT_PAYMENT_LIMIT
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fulfilments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """By order id: an order is fulfilled once, a repeat gets the same fulfilment."""
+    replies: dict[tuple[str, str], tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
+    """(endpoint, Idempotency-Key) -> (request fingerprint, status, body) of the first answer."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "limit": str(self.limit),
+            "charges": list(self.charges.values()),
+            "fulfilments": list(self.fulfilments.values()),
+        }
+
+
+def charge_decision(charge: ChargeIn, limit: Decimal) -> tuple[str, str] | None:
+    """(decline_code, message) when the charge is declined, None when it is approved."""
+    if charge.payment_token not in PAYMENT_TOKENS:
+        return "invalid_token", f"Unknown payment token; test tokens: {', '.join(PAYMENT_TOKENS)}."
+    declined = PAYMENT_TOKENS[charge.payment_token]
+    if declined is not None:
+        return declined
+    if charge.amount > limit:
+        return "over_limit", f"The amount is over the card's limit of {limit} {charge.currency}."
+    return None
+
+
+def _card_error(status: int, code: str, decline_code: str | None, message: str) -> JSONResponse:
+    error = {"type": "card_error", "code": code, "message": message}
+    if decline_code:
+        error["decline_code"] = decline_code
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def _replayed(
+    payments: Payments, endpoint: str, request: Request, body: bytes
+) -> tuple[JSONResponse | None, tuple[str, str] | None, str]:
+    """(the stored answer to repeat | None, the key to store the answer under, the request's fingerprint)."""
+    key = request.headers.get("idempotency-key")
+    fingerprint = hashlib.sha256(body).hexdigest()
+    if not key:
+        return None, None, fingerprint
+    stored = payments.replies.get((endpoint, key))
+    if stored is None:
+        return None, (endpoint, key), fingerprint
+    if stored[0] != fingerprint:
+        conflict = {"error": {"type": "idempotency_error", "message": "Keys are for one request body only."}}
+        return JSONResponse(conflict, status_code=409), None, fingerprint
+    return (
+        JSONResponse(stored[2], status_code=stored[1], headers={"Idempotent-Replayed": "true"}),
+        None,
+        fingerprint,
+    )
+
+
+async def _payment_fault(state: CrmState, request: Request) -> Response | None:
+    fault = state.take_fault(request.url.path)
+    return await _fault_response(fault) if fault is not None else None
+
+
+async def create_charge(state: CrmState, payments: Payments, request: Request) -> Response:
+    """Charge a test card token; 402 with the processor's reason when declined. Honours Idempotency-Key."""
+    early = await _payment_fault(state, request)
+    if early is not None:
+        return early
+    raw = await request.body()
+    replay, store_key, fingerprint = _replayed(payments, "charges", request, raw)
+    if replay is not None:
+        return replay
+    charge = await _body_as(ChargeIn, request)
+    declined = charge_decision(charge, payments.limit)
+    if declined is not None:
+        error = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": declined[0],
+            "message": declined[1],
+        }
+        status, body = 402, {"error": error}
+    else:
+        charge_id = f"ch_{uuid.uuid4().hex[:16]}"
+        status, body = (
+            201,
+            {
+                "id": charge_id,
+                "status": "succeeded",
+                "amount": str(charge.amount.quantize(Decimal("0.01"))),
+                "currency": charge.currency,
+                "reference": charge.reference,
+                "created_at": format_ts(int(time.time())),
+            },
+        )
+        payments.charges[charge_id] = body
+    if store_key is not None:
+        payments.replies[store_key] = (fingerprint, status, body)
+    return JSONResponse(body, status_code=status)
+
+
+async def create_fulfilment(state: CrmState, payments: Payments, request: Request) -> Response:
+    """Ship a paid order: 409 unless its charge succeeded; an order already fulfilled gets the same answer."""
+    early = await _payment_fault(state, request)
+    if early is not None:
+        return early
+    order = await _body_as(FulfilmentIn, request)
+    existing = payments.fulfilments.get(order.order_id)
+    if existing is not None:
+        return JSONResponse(existing, status_code=200)
+    charge = payments.charges.get(order.charge_id)
+    if charge is None or charge["status"] != "succeeded":
+        message = "The order's charge does not exist or did not succeed."
+        error = {"type": "invalid_request", "code": "charge_not_paid", "message": message}
+        return JSONResponse({"error": error}, status_code=409)
+    now = int(time.time())
+    fulfilment = {
+        "id": f"ful_{uuid.uuid4().hex[:16]}",
+        "status": "created",
+        "order_id": order.order_id,
+        "charge_id": order.charge_id,
+        "items": [item.model_dump() for item in order.items],
+        "ship_to": order.ship_to,
+        "eta": time.strftime("%Y-%m-%d", time.gmtime(now + DELIVERY_DAYS * 86400)),
+        "created_at": format_ts(now),
+    }
+    payments.fulfilments[order.order_id] = fulfilment
+    return JSONResponse(fulfilment, status_code=201)
+
+
+def _add_payment_routes(app: FastAPI, state: CrmState, payments: Payments) -> None:
+    """A payment processor and a warehouse, for the synchronous orders example (auth as for /api)."""
+
+    @app.post("/api/payments/charges", status_code=201)
+    async def post_charge(request: Request) -> Response:
+        return await create_charge(state, payments, request)
+
+    @app.get("/api/payments/charges/{charge_id}")
+    async def get_charge(charge_id: str) -> Response:
+        charge = payments.charges.get(charge_id)
+        if charge is None:
+            return _card_error(404, "resource_missing", None, "No such charge.")
+        return JSONResponse(charge)
+
+    @app.post("/api/warehouse/fulfilments", status_code=201)
+    async def post_fulfilment(request: Request) -> Response:
+        return await create_fulfilment(state, payments, request)
+
+    @app.get("/admin/payments")
+    async def get_payments() -> dict[str, Any]:
+        return payments.as_dict()
+
+    @app.post("/admin/payments")
+    async def configure_payments(request: Request) -> dict[str, Any]:
+        """Set the card limit above which charges are declined, e.g. ``{"limit": "500.00"}``."""
+        payments.limit = (await _body_as(PaymentsConfigIn, request)).limit
+        return payments.as_dict()
+
+    @app.delete("/admin/payments")
+    async def reset_payments() -> dict[str, Any]:
+        payments.limit = DEFAULT_PAYMENT_LIMIT
+        payments.charges.clear()
+        payments.fulfilments.clear()
+        payments.replies.clear()
+        return payments.as_dict()
 
 
 # --- command line -----------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The plugin's FastAPI app, mounted by Airflow's API server under ``/b2b``.
 
-Built by a plain factory so it is testable with FastAPI's TestClient; the webhook receiver's collaborators
-(where routes come from, where events go) are parameters, with the production ones as defaults.
+Built by a plain factory so it is testable with FastAPI's TestClient; the collaborators of the webhook
+receiver (where routes come from, where events go) and of the sync endpoints (routes, runs) are parameters,
+with the production ones as defaults.
 """
 
 from __future__ import annotations
@@ -16,18 +17,31 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from b2b_integrations import __version__
+from b2b_integrations.api.sync import add_sync_routes
 
 if TYPE_CHECKING:
+    from b2b_integrations.sync.service import SyncService
     from b2b_integrations.webhooks.receiver import EventStore, Limits
     from b2b_integrations.webhooks.routes import WebhookRoutes
 
 URL_PREFIX = "/b2b"
+_heap: dict[str, bool] = {}
+
+
+def _freeze_startup_heap() -> None:
+    # The API server's heap (Airflow, FastAPI, providers) is large and long-lived; every full garbage
+    # collection walked it and stalled all requests for ~0.4 s (benchmarks/webhooks.py). Freezing it moves
+    # those objects out of the collector's sight; new garbage is still collected.
+    if not _heap:
+        _heap["frozen"] = True
+        gc.freeze()
 
 
 def create_app(
     routes: WebhookRoutes | None = None,
     store: EventStore | None = None,
     limits: Limits | None = None,
+    sync_service: SyncService | None = None,
 ) -> FastAPI:
     app = FastAPI(title="b2b-integrations", version=__version__, description="B2B integration endpoints.")
 
@@ -40,10 +54,7 @@ def create_app(
     def collaborators() -> tuple[WebhookRoutes, EventStore, Limits]:
         # Built on first use: the API server imports this module before its own setup is complete.
         if not state:
-            # The API server's heap (Airflow, FastAPI, providers) is large and long-lived; every full
-            # garbage collection walked it and stalled all requests for ~0.4 s (benchmarks/webhooks.py).
-            # Freezing it moves those objects out of the collector's sight; new garbage is still collected.
-            gc.freeze()
+            _freeze_startup_heap()
             from b2b_integrations.webhooks.receiver import Limits
             from b2b_integrations.webhooks.routes import WebhookRoutes, include_dir_for_api_server
             from b2b_integrations.webhooks.store import MetadataEventStore
@@ -85,4 +96,23 @@ def create_app(
         )
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
+    services: dict[str, SyncService] = {}
+
+    def sync() -> SyncService:
+        # Built on first use, like the webhook collaborators.
+        if not services:
+            _freeze_startup_heap()
+            from b2b_integrations.sync.airflow_runs import AirflowRuns
+            from b2b_integrations.sync.routes import SyncRoutes
+            from b2b_integrations.sync.service import DEFAULT_POLL_SECONDS, SyncService
+            from b2b_integrations.webhooks.routes import include_dir_for_api_server
+
+            services["sync"] = sync_service or SyncService(
+                SyncRoutes(include_dir_for_api_server()),
+                AirflowRuns(),
+                poll_seconds=float(os.environ.get("B2B_SYNC_POLL_SECONDS", DEFAULT_POLL_SECONDS)),
+            )
+        return services["sync"]
+
+    add_sync_routes(app, sync)
     return app

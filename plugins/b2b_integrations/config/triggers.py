@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
 from b2b_integrations.config.schedules import check_schedule
@@ -56,12 +56,32 @@ class PubSubTrigger(StrictModel):
 
 
 class SyncTrigger(StrictModel):
-    """A caller waits for the flow's answer over HTTP; slow runs degrade to 202 + polling/callback."""
+    """A caller POSTs to ``/b2b/sync/<customer>/<integration>/<flow>`` and waits for the flow's answer; a
+    run slower than the wait answers 202 with a status URL, and the result can be POSTed to a callback."""
 
     type: Literal["sync"]
-    timeout_seconds: float = Field(30, gt=0, le=300, description="How long the caller waits.")
+    timeout_seconds: float = Field(30, gt=0, le=300, description="How long the caller waits by default.")
+    max_timeout_seconds: float = Field(
+        120, gt=0, le=300, description="Longest wait a caller may ask for with 'Prefer: wait=N'."
+    )
     input_schema: dict[str, Any] | None = Field(None, description="JSON Schema of the request body.")
-    result_step: Ident | None = Field(None, description="Step whose return value is the answer.")
+    result_step: Ident | None = Field(
+        None, description="Step whose return value is the answer (default: the last step)."
+    )
+    callback_secret_connection: Ident | None = Field(
+        None,
+        description="Connection slot whose password (whsec_...) signs callbacks (Standard Webhooks); "
+        "without it callers cannot ask for a callback.",
+    )
+
+    @model_validator(mode="after")
+    def _check_wait(self) -> SyncTrigger:
+        if self.timeout_seconds > self.max_timeout_seconds:
+            raise ValueError(
+                f"timeout_seconds ({self.timeout_seconds:g}) is more than max_timeout_seconds "
+                f"({self.max_timeout_seconds:g})"
+            )
+        return self
 
 
 class AssetTrigger(StrictModel):

@@ -25,6 +25,8 @@ from b2b_integrations.config.variables import check_value
 from b2b_integrations.config.yaml_source import KeyPath
 
 DEFAULT_TRANSFORM_PREFIXES = ("b2b_integrations.transforms.", "b2b_transforms.")
+# Step kinds whose operator reads a synchronous call's request body when it is a flow's first step.
+SYNC_INPUT_KINDS = frozenset({"http_call"})
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,46 @@ def _check_trigger(template: IntegrationTemplate, flow_name: str, flow_path: Key
             yield Finding((*path, "flow"), "a flow cannot be triggered by its own output")
         elif trigger.flow not in template.flows:
             yield Finding((*path, "flow"), _unknown("flow", trigger.flow, template.flows))
-    if isinstance(trigger, SyncTrigger) and trigger.result_step:
-        step_ids = [s.id for s in template.flows[flow_name].steps]
-        if trigger.result_step not in step_ids:
-            yield Finding((*path, "result_step"), _unknown("step", trigger.result_step, step_ids))
+    if isinstance(trigger, SyncTrigger):
+        yield from _check_sync(template, flow_name, trigger, path)
     if isinstance(trigger, PubSubTrigger):
         yield from _check_references(template, {"channel": trigger.channel}, path)
+
+
+def _check_sync(
+    template: IntegrationTemplate, flow_name: str, trigger: SyncTrigger, path: KeyPath
+) -> Iterator[Finding]:
+    steps = template.flows[flow_name].steps
+    step_ids = [s.id for s in steps]
+    if trigger.result_step and trigger.result_step not in step_ids:
+        yield Finding((*path, "result_step"), _unknown("step", trigger.result_step, step_ids))
+    slot = trigger.callback_secret_connection
+    if slot and slot not in template.connections:
+        yield Finding(
+            (*path, "callback_secret_connection"), _unknown("connection slot", slot, template.connections)
+        )
+    if trigger.input_schema is not None:
+        import jsonschema
+
+        validator = jsonschema.validators.validator_for(
+            trigger.input_schema, default=jsonschema.Draft202012Validator
+        )
+        try:
+            validator.check_schema(trigger.input_schema)
+        except jsonschema.SchemaError as e:
+            where = "/".join(str(p) for p in e.absolute_path)
+            yield Finding(
+                (*path, "input_schema"),
+                f"not a valid JSON Schema{f' at {where}' if where else ''}: {e.message}",
+            )
+    first_kind = steps[0].kind  # type: ignore[attr-defined]
+    if first_kind not in SYNC_INPUT_KINDS:
+        yield Finding(
+            (*path[:-1], "steps", 0, "kind"),
+            f"the first step of a sync flow gets the request body only if its kind is one of "
+            f"{sorted(SYNC_INPUT_KINDS)}; a {first_kind!r} step gets no input",
+            warning=True,
+        )
 
 
 def _check_step(

@@ -11,7 +11,7 @@ from airflow.sdk import DAG, Asset, Param
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
-    from b2b_integrations.factory.plan import AssetRef, DagPlan
+    from b2b_integrations.factory.plan import AssetRef, DagPlan, SyncPlan
 
 # A fixed start date keeps DAG definitions stable between parses; catchup is off unless a template asks.
 START_DATE_ISO = "2025-01-01T00:00:00+00:00"
@@ -89,4 +89,19 @@ def build_dag(plan: DagPlan) -> DAG:
             if previous is not None:
                 previous >> operator
             previous = operator
+        if plan.sync is not None:
+            _add_sync_tasks(dag, plan.sync, previous)
     return dag
+
+
+def _add_sync_tasks(dag: DAG, sync: SyncPlan, last_step: BaseOperator | None) -> None:
+    """The callback task after the steps, and the result step marked as the DAG's result."""
+    # Airflow's own GET .../dagRuns/{run}/wait returns the XComs of tasks marked as the DAG's result.
+    dag.task_dict[sync.result_task_id].returns_dag_result = True
+    spec = sync.callback
+    callback = operator_class(spec.operator)(task_id=spec.task_id, doc_md=spec.doc_md, **spec.arguments)
+    if last_step is not None:
+        last_step >> callback
+    # A teardown runs once the steps are done whatever their outcome, and the run's state is decided by
+    # the steps alone: a failed step still fails the run, a failed callback does not.
+    callback.as_teardown()

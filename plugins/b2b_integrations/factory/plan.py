@@ -41,6 +41,15 @@ class AssetRef:
 
 
 @dataclass(frozen=True)
+class SyncPlan:
+    """A synchronous flow: the step whose return value answers the caller, and the callback task."""
+
+    result_task_id: str
+    callback: TaskPlan
+    """Runs after the steps whatever their outcome (a teardown); POSTs the answer to the caller's callback URL."""
+
+
+@dataclass(frozen=True)
 class DagPlan:
     """One DAG: a customer x integration x flow."""
 
@@ -63,3 +72,5 @@ class DagPlan:
     source_file: str = ""
     inbox: AssetRef | None = None
     """Event-driven flows (webhook, app event, pub/sub): the asset their events land on, also schedule_asset."""
+    sync: SyncPlan | None = None
+    """Synchronous flows: what the sync endpoint and the callback need."""

@@ -12,9 +12,10 @@ from b2b_integrations.config.models import CustomerIntegration, Flow, Integratio
 from b2b_integrations.config.references import resolve
 from b2b_integrations.config.schedules import parse_schedule
 from b2b_integrations.config.steps import StepBase
-from b2b_integrations.config.triggers import AssetTrigger, PubSubTrigger, ScheduleTrigger
+from b2b_integrations.config.triggers import AssetTrigger, PubSubTrigger, ScheduleTrigger, SyncTrigger
 from b2b_integrations.config.variables import JSON_TYPES
-from b2b_integrations.factory.plan import AssetRef, DagPlan, PubSubWatch, TaskPlan
+from b2b_integrations.factory.plan import AssetRef, DagPlan, PubSubWatch, SyncPlan, TaskPlan
+from b2b_integrations.sync.outcome import CALLBACK_TASK_ID
 
 DAG_ID_SEPARATOR = "__"
 # Triggers whose runs arrive as Airflow asset events (webhooks, app events, pub/sub messages).
@@ -24,6 +25,10 @@ EVENT_TRIGGERS = frozenset({"webhook", "app_event", "pubsub"})
 # default 2020-12 one and covers what params use (type, enum, minimum, maximum, pattern): measured
 # 1000 customers x 3 flows, parse 14.7 s -> 11.3 s and serialization 35 s -> 20 s (benchmarks/parse_dags.py).
 PARAM_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+# Each sync call is a run; one at a time would queue every caller behind the one before (templates may
+# still set max_active_runs, e.g. 1 when calls must reach the third party in order).
+SYNC_MAX_ACTIVE_RUNS = 16
+SYNC_CALLBACK_OPERATOR = "b2b_integrations.sync.callback.SyncCallbackOperator"
 
 
 def dag_id_for(customer_id: str, integration: str, flow: str) -> str:
@@ -147,6 +152,15 @@ def _plan_flow(
         TaskPlan(t.task_id, t.kind, t.operator, {**base_context, **t.arguments}, t.retries, t.doc_md)
         for t in tasks
     )
+    sync = None
+    doc_md = _doc_md(instance, integration, template, flow_name, flow, pattern, schedule, config, settings)
+    if isinstance(flow.trigger, SyncTrigger):
+        sync = _sync_plan(flow.trigger, tasks, settings, base_context)
+        doc_md += (
+            f"\n\n## Synchronous endpoint\n\n`POST /b2b/sync/{customer.id}/{integration}/{flow_name}` "
+            f"answers with the return value of `{sync.result_task_id}`; `{CALLBACK_TASK_ID}` sends it to the "
+            "caller's `Callback-Url` when one was given."
+        )
     return DagPlan(
         dag_id=dag_id,
         customer_id=customer.id,
@@ -157,7 +171,7 @@ def _plan_flow(
         schedule_asset=schedule_asset,
         outlet_asset=output_asset(customer.id, integration, flow_name) if has_consumers else None,
         catchup=catchup,
-        max_active_runs=flow.max_active_runs or 1,
+        max_active_runs=flow.max_active_runs or (SYNC_MAX_ACTIVE_RUNS if sync else 1),
         tags=(
             f"customer:{customer.id}",
             f"integration:{integration}",
@@ -167,7 +181,7 @@ def _plan_flow(
         description=f"{customer.name}: {template.description or integration} / {flow.description or flow_name}"[
             :200
         ],
-        doc_md=_doc_md(instance, integration, template, flow_name, flow, pattern, schedule, config, settings),
+        doc_md=doc_md,
         params=_params(template, config),
         default_args={
             "owner": run_defaults.owner,
@@ -184,7 +198,33 @@ def _plan_flow(
         tasks=tasks,
         source_file=instance.file,
         inbox=schedule_asset if flow.trigger.type in EVENT_TRIGGERS else None,
+        sync=sync,
     )
+
+
+def _sync_plan(
+    trigger: SyncTrigger,
+    tasks: tuple[TaskPlan, ...],
+    settings: CustomerIntegration,
+    base_context: dict[str, str],
+) -> SyncPlan:
+    steps = [task.task_id for task in tasks]
+    result = trigger.result_step or steps[-1]
+    slot = trigger.callback_secret_connection
+    callback = TaskPlan(
+        task_id=CALLBACK_TASK_ID,
+        kind="sync_callback",
+        operator=SYNC_CALLBACK_OPERATOR,
+        arguments={
+            **base_context,
+            "steps": steps,
+            "result_task_id": result,
+            "secret_conn_id": settings.connections.get(slot) if slot else None,
+        },
+        doc_md="POSTs the run's result or error to the caller's Callback-Url, signed (Standard Webhooks); "
+        "does nothing when the call gave none.",
+    )
+    return SyncPlan(result_task_id=result, callback=callback)
 
 
 def _schedule(
