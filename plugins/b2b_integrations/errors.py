@@ -53,7 +53,3 @@ class FatalStepError(StepError):
 
 class RetriableStepError(StepError):
     """Transient failure (timeouts, 5xx, 429, locked files): Airflow's retries apply."""
-
-
-class StepNotAvailableError(FatalStepError):
-    """The template uses a step kind this version of the package does not implement yet."""

@@ -79,9 +79,9 @@ def test_load_into_sqlite_with_nulls_and_upsert(
     ("customer_id", "step"),
     [
         ("wrongco", {"id": "bad", "kind": "transform", "callable": "sample_transforms.wrong_type"}),
-        ("plannedco", {"id": "bad", "kind": "report_export", "query": "x"}),
+        ("noinputco", {"id": "bad", "kind": "report_export", "report": "r", "format": "csv"}),
     ],
-    ids=["transform-returns-wrong-type", "planned-step-kind"],
+    ids=["transform-returns-wrong-type", "report-without-rows"],
 )
 def test_fatal_step_errors_fail_without_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str, customer_id: str, step: dict[str, Any]

@@ -28,8 +28,12 @@ def test_shipped_include_folder_is_valid() -> None:
         "crm_contacts",
         "billing_webhooks",
         "partner_orders_sftp",
+        "invoice_reports",
+        "orders",
+        "crm_two_way",
+        "crm_hybrid",
     }
-    assert {c.customer.id for c in project.customers} == {"acme", "globex", "initech"}
+    assert {c.customer.id for c in project.customers} == {"acme", "globex", "initech", "umbrella"}
 
 
 def test_minimal_template_loads(tmp_path: Path) -> None:
@@ -194,14 +198,6 @@ def test_line_numbers_point_at_the_offending_key(tmp_path: Path) -> None:
     project = load(tmp_path, text, name="inventory_sync")
     unknown = next(p for p in project.problems if p.key_path.endswith("tabel"))
     assert text.splitlines()[unknown.line - 1].strip().startswith("tabel:")
-
-
-def test_unavailable_step_kind_is_a_warning_not_an_error(tmp_path: Path) -> None:
-    template = minimal_template()
-    _flow(template)["steps"][0] = {"id": "fetch", "kind": "report_export", "query": "x"}
-    project = load(tmp_path, template)
-    assert project.problems == []
-    assert "not yet available" in project.warnings[0].message
 
 
 def test_transform_prefixes_are_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

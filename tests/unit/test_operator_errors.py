@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.operators.sql_load import SqlLoadOperator, rows_for_insert
 from b2b_integrations.operators.transform import import_callable
-from b2b_integrations.operators.unavailable import StepNotAvailableOperator
 
 WHERE = {"customer_id": "acme", "integration": "crm", "flow": "contacts"}
-
-
-def test_planned_step_kind_message() -> None:
-    op = StepNotAvailableOperator(task_id="fetch", kind="report_export", **WHERE)
-    with pytest.raises(AirflowFailException) as err:
-        op.execute({})  # type: ignore[arg-type]
-    assert str(err.value).startswith(
-        "customer acme, integration crm, flow contacts, step fetch: step kind 'report_export' is not yet available"
-    )
 
 
 @pytest.mark.parametrize(

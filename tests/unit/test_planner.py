@@ -137,15 +137,6 @@ def test_flow_fed_by_a_disabled_flow_is_left_out(tmp_path: Path) -> None:
     assert plans(tmp_path, {"acme": customer}, sync=template) == {}
 
 
-def test_unavailable_steps_plan_a_stand_in(tmp_path: Path) -> None:
-    template = minimal_template()
-    template["flows"]["snapshot"]["steps"][0] = {"id": "fetch", "kind": "report_export", "title": "x"}
-    plan = plans(tmp_path, {"acme": minimal_customer()}, sync=template)["acme__sync__snapshot"]
-    assert plan.tasks[0].operator.endswith("StepNotAvailableOperator")
-    assert plan.tasks[0].arguments["kind"] == "report_export"
-    assert plan.pattern == "scheduled_file_export"
-
-
 def test_step_retries_and_flow_defaults(tmp_path: Path) -> None:
     template = minimal_template()
     template["flows"]["snapshot"]["steps"][1]["retries"] = 7

@@ -1,8 +1,8 @@
 """The plugin's FastAPI app, mounted by Airflow's API server under ``/b2b``.
 
 Built by a plain factory so it is testable with FastAPI's TestClient; the collaborators of the webhook
-receiver (where routes come from, where events go) and of the sync endpoints (routes, runs) are parameters,
-with the production ones as defaults.
+receiver (where routes come from, where events go), of the app-events endpoint (subscriptions, who may
+publish) and of the sync endpoints (routes, runs) are parameters, with the production ones as defaults.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from b2b_integrations import __version__
+from b2b_integrations.api.events import Authorize, add_event_routes, airflow_publisher
 from b2b_integrations.api.sync import add_sync_routes
 
 if TYPE_CHECKING:
+    from b2b_integrations.events.routes import AppEventRoutes
     from b2b_integrations.sync.service import SyncService
     from b2b_integrations.webhooks.receiver import EventStore, Limits
     from b2b_integrations.webhooks.routes import WebhookRoutes
+    from b2b_integrations.webhooks.store import MetadataEventStore
 
 URL_PREFIX = "/b2b"
 _heap: dict[str, bool] = {}
@@ -42,6 +45,8 @@ def create_app(
     store: EventStore | None = None,
     limits: Limits | None = None,
     sync_service: SyncService | None = None,
+    app_event_routes: AppEventRoutes | None = None,
+    publisher_auth: Authorize | None = None,
 ) -> FastAPI:
     app = FastAPI(title="b2b-integrations", version=__version__, description="B2B integration endpoints.")
 
@@ -115,4 +120,18 @@ def create_app(
         return services["sync"]
 
     add_sync_routes(app, sync)
+
+    def event_collaborators() -> tuple[AppEventRoutes, MetadataEventStore, Limits]:
+        # App events share the webhooks' store, so both are group-committed together.
+        found_routes, found_store, found_limits = collaborators()
+        if "app_events" not in state:
+            from b2b_integrations.events.routes import AppEventRoutes
+            from b2b_integrations.webhooks.routes import include_dir_for_api_server
+
+            state["app_events"] = app_event_routes or AppEventRoutes(
+                getattr(found_routes, "include_dir", None) or include_dir_for_api_server()
+            )
+        return state["app_events"], found_store, found_limits  # type: ignore[return-value]
+
+    add_event_routes(app, event_collaborators, publisher_auth or airflow_publisher)
     return app

@@ -29,7 +29,6 @@ class StepBase(StrictModel):
     retries: int | None = Field(None, ge=0, le=20, description="Overrides the flow's retries for this step.")
 
     operator: ClassVar[str]
-    available: ClassVar[bool] = True
     base_fields: ClassVar[frozenset[str]] = frozenset({"id", "description", "retries", "kind"})
     # Option name -> operator argument, for options naming a connection *slot* of the template; the
     # operator receives the customer's Airflow connection id under the argument name.
@@ -135,14 +134,6 @@ class LoadStep(SqlTargetStep):
 def _has_reference(value: Any) -> bool:
     # Values with ${...} are checked once resolved for a customer (at run time), not here.
     return any(True for _ in iter_references(value))
-
-
-class _PlannedStep(StepBase):
-    """A step kind that is declared but not implemented yet: it validates loosely and fails at run time."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    available: ClassVar[bool] = False
-    operator: ClassVar[str] = "b2b_integrations.operators.unavailable.StepNotAvailableOperator"
 
 
 class RecordImportStep(SqlTargetStep):

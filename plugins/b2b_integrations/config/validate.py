@@ -125,13 +125,6 @@ def _check_step(
             f"callable {step.callable!r} is outside the allowed packages {list(prefixes)} "
             "(set B2B_TRANSFORM_PREFIXES to allow another package)",
         )
-    if not step.available:
-        yield Finding(
-            (*path, "kind"),
-            f"step kind {step.model_fields['kind'].annotation.__args__[0]!r} is not yet available in this "
-            "version: the DAG is generated but this step fails at run time",
-            warning=True,
-        )
 
 
 def _check_references(

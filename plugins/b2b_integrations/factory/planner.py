@@ -254,8 +254,6 @@ def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[st
     arguments["input_task_id"] = flow.steps[index - 1].id if index else None
     if config_refs:
         arguments["config_refs"] = config_refs
-    if not step.available:
-        arguments = {"kind": kind, "input_task_id": arguments["input_task_id"]}
     return TaskPlan(
         task_id=step.id,
         kind=kind,
