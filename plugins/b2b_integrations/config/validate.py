@@ -119,10 +119,16 @@ def _check_step(
         if slot not in template.connections:
             yield Finding((*path, *where), _unknown("connection slot", slot, template.connections))
     yield from _check_references(template, step.step_options, path)
-    if isinstance(step, TransformStep) and not step.callable.replace(":", ".").startswith(prefixes):
+    # Templates may name Python callables, only from allow-listed packages (customers never can).
+    field, dotted = (
+        ("callable", step.callable)
+        if isinstance(step, TransformStep)
+        else ("transform", getattr(step, "transform", None))
+    )
+    if isinstance(dotted, str) and not dotted.replace(":", ".").startswith(prefixes):
         yield Finding(
-            (*path, "callable"),
-            f"callable {step.callable!r} is outside the allowed packages {list(prefixes)} "
+            (*path, field),
+            f"{field} {dotted!r} is outside the allowed packages {list(prefixes)} "
             "(set B2B_TRANSFORM_PREFIXES to allow another package)",
         )
 
