@@ -143,3 +143,13 @@ def test_defaults_fill_missing_optional_values(tmp_path: Path) -> None:
     settings = project.customers[0].integrations["sync"]
     assert "threshold" not in settings.config  # default applied at planning, see test_planner
     assert project.templates["sync"].config["threshold"].default == 10
+
+
+def test_bad_alert_settings_are_a_located_problem(tmp_path: Path) -> None:
+    customer = minimal_customer()
+    customer["alerts"] = {"slack": "acme_slack", "pager": "x"}
+    project = load_project(
+        write_include(tmp_path / "include", {"sync": minimal_template()}, {"acme": customer})
+    )
+    (problem,) = project.problems
+    assert problem.key_path == "alerts" and "unknown key(s) pager" in problem.message

@@ -145,3 +145,28 @@ def test_step_retries_and_flow_defaults(tmp_path: Path) -> None:
     assert plan.tasks[1].retries == 7 and plan.tasks[0].retries is None
     assert plan.default_args["retries"] == 0
     assert plan.default_args["execution_timeout"] == timedelta(minutes=5)
+
+
+def test_flows_that_deliver_offer_force_resend_and_carry_the_customers_alerts(tmp_path: Path) -> None:
+    from b2b_integrations.factory.build import build_dag
+
+    template = minimal_template()
+    template["connections"]["out"] = {"type": "sftp"}
+    template["flows"]["snapshot"]["steps"].append(
+        {
+            "id": "send",
+            "kind": "deliver",
+            "db_connection": "db",
+            "targets": [{"type": "sftp", "connection": "out", "folder": "/x"}],
+        }
+    )
+    customer = minimal_customer(connections={"db": "acme_db", "out": "acme_sftp"})
+    customer["alerts"] = {"email": ["ops@acme.example"]}
+    plan = plans(tmp_path, {"acme": customer}, sync=template)["acme__sync__snapshot"]
+    assert plan.params["force_resend"]["default"] is False and plan.alerts == {"email": ["ops@acme.example"]}
+    notifier = build_dag(plan).default_args["on_failure_callback"]
+    assert notifier.targets.email_to == ("ops@acme.example",)
+    plain = plans(tmp_path / "b", {"acme": minimal_customer()}, sync=minimal_template())[
+        "acme__sync__snapshot"
+    ]
+    assert "force_resend" not in plain.params and plain.alerts is None

@@ -102,10 +102,23 @@ class CustomerIntegration(StrictModel):
 class Customer(StrictModel):
     """A customer instance (include/customers/<id>.yaml): data only, never code."""
 
+    @field_validator("alerts")
+    @classmethod
+    def _check_alerts(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from b2b_integrations.alerts import AlertTargets
+
+        AlertTargets.from_config(value)  # ValueError naming the key
+        return value
+
     id: Ident = Field(description="Must equal the file name without .yaml.")
     name: PlainText = Field(min_length=1, description="Display name (no Jinja markers).")
     enabled: bool = Field(True, description="false: no DAGs for this customer.")
     tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
+    alerts: dict[str, Any] | None = Field(
+        None,
+        description="Failure alerts: slack (slackwebhook connection id), email (addresses), email_connection, "
+        "email_from; unset targets fall back to the operator's [b2b_alerts] defaults.",
+    )
     integrations: dict[Ident, CustomerIntegration] = Field(
         default_factory=dict, description="Integration name -> the customer's settings for it."
     )

@@ -51,6 +51,15 @@ def _asset(ref: AssetRef) -> Asset:
     )
 
 
+def _alerts(plan: DagPlan) -> Any:
+    # Always attached: a customer without targets still alerts the operator's defaults, read when sent.
+    from b2b_integrations.alerts import failure_callback
+
+    return failure_callback(
+        plan.alerts, customer_id=plan.customer_id, integration=plan.integration, flow=plan.flow
+    )
+
+
 def build_dag(plan: DagPlan) -> DAG:
     """Create the DAG and its tasks for one plan; tasks run in the order of the flow's steps."""
     schedule: Any = _asset(plan.schedule_asset) if plan.schedule_asset is not None else plan.schedule
@@ -63,7 +72,7 @@ def build_dag(plan: DagPlan) -> DAG:
         catchup=plan.catchup,
         max_active_runs=plan.max_active_runs,
         tags=list(plan.tags),
-        default_args=dict(plan.default_args),
+        default_args={**plan.default_args, "on_failure_callback": _alerts(plan)},
         params={name: Param(**spec) for name, spec in plan.params.items()},
     )
     previous = None

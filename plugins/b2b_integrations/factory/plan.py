@@ -74,3 +74,5 @@ class DagPlan:
     """Event-driven flows (webhook, app event, pub/sub): the asset their events land on, also schedule_asset."""
     sync: SyncPlan | None = None
     """Synchronous flows: what the sync endpoint and the callback need."""
+    alerts: dict[str, Any] | None = None
+    """The customer's failure-alert targets (None: the operator's defaults only)."""

@@ -182,7 +182,7 @@ def _plan_flow(
             :200
         ],
         doc_md=doc_md,
-        params=_params(template, config),
+        params=_params(template, config, flow),
         default_args={
             "owner": run_defaults.owner,
             "retries": run_defaults.retries,
@@ -198,6 +198,7 @@ def _plan_flow(
         tasks=tasks,
         source_file=instance.file,
         inbox=schedule_asset if flow.trigger.type in EVENT_TRIGGERS else None,
+        alerts=dict(customer.alerts) if customer.alerts else None,
         sync=sync,
     )
 
@@ -264,7 +265,7 @@ def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[st
     )
 
 
-def _params(template: IntegrationTemplate, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _params(template: IntegrationTemplate, config: dict[str, Any], flow: Flow) -> dict[str, dict[str, Any]]:
     """The customer's effective config as typed params: a validated form for manual runs in the UI."""
     params: dict[str, dict[str, Any]] = {}
     for key, var in template.config.items():
@@ -283,6 +284,14 @@ def _params(template: IntegrationTemplate, config: dict[str, Any]) -> dict[str, 
         }
         spec.update({name: value for name, value in constraints.items() if value is not None})
         params[key] = spec
+    if any(step.kind == "deliver" for step in flow.steps):  # type: ignore[attr-defined]
+        # An explicit choice in the trigger form: send again what the delivery ledger says was sent.
+        params["force_resend"] = {
+            "default": False,
+            "type": "boolean",
+            "$schema": PARAM_SCHEMA_DIALECT,
+            "description": "Deliver again even if this period was delivered before.",
+        }
     return params
 
 
