@@ -68,7 +68,7 @@ class HttpDeliveryTarget:
                 str(self.conn_id), auth, RetryPolicy(attempts=1), self.config.timeout, None, f"http {self.name}",
                 context.log,
             )  # fmt: skip
-            headers = {**client._auth_headers(), IDEMPOTENCY_HEADER: context.delivery_id}
+            headers = {**client.auth_headers(), IDEMPOTENCY_HEADER: context.delivery_id}
         except (ApiCallFailed, ValueError) as e:
             raise DeliveryRefused(str(e)) from None
         # One line each: a line break from a placeholder value would be a header injection.

@@ -142,7 +142,7 @@ class ApiClient:
             retry_after = None
             try:
                 response = self.session.get(
-                    url, params=request.params, headers=self._auth_headers(), timeout=self.timeout
+                    url, params=request.params, headers=self.auth_headers(), timeout=self.timeout
                 )
             except (requests.Timeout, requests.ConnectionError) as exc:
                 problem = f"{type(exc).__name__}"
@@ -179,7 +179,7 @@ class ApiClient:
                 self.sleep(delay)
         self._last_request = time.monotonic()
 
-    def _auth_headers(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         kind = self.auth.type
         if kind == "api_key":
             return {self.auth.header: self._secret or ""}

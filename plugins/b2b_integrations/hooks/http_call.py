@@ -73,7 +73,7 @@ class HttpCallClient(ApiClient):
                     url,
                     params=dict(params or {}),
                     json=json_body if method != "GET" else None,
-                    headers={"User-Agent": _USER_AGENT, **(headers or {}), **self._auth_headers()},
+                    headers={"User-Agent": _USER_AGENT, **(headers or {}), **self.auth_headers()},
                     timeout=self.timeout,
                 )
             except (requests.Timeout, requests.ConnectionError) as exc:
