@@ -92,7 +92,7 @@ def template() -> dict[str, Any]:
                         "db_connection": "app_db",
                         "key": "data.invoice_id",
                         "concurrency": 8,
-                        "target": {"type": "webhook", "connection": "hook", "timeout": 10},
+                        "target": {"type": "webhook", "connection": "hook"},
                     }
                 ],
             }
@@ -269,6 +269,18 @@ def main() -> None:
         print(f"consumer runs: {dict(runs)}")
         verdict = "no event lost or duplicated" if not (lost or duplicates or unexpected) else "PROBLEM"
         print(f"receivers: lost {lost}, duplicated {duplicates}, unexpected {unexpected}: {verdict}")
+        # Why a duplicate happens: a send whose answer did not arrive (timeout) is sent again, with the same
+        # webhook-id; the ledger says how many events needed more than one attempt, and which.
+        with psycopg2.connect(f"{PG}/{app_db}") as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT customer_id, event_id, attempts FROM b2b_event_deliveries WHERE attempts > 1 ORDER BY 1, 2"
+            )
+            retried = cur.fetchall()
+        doubled = {(c, i) for (c, i), n in counts.items() if n > 1}
+        print(
+            f"events sent more than once by the sender (ledger attempts > 1): {len(retried)}; "
+            f"of the receivers' duplicates, {sum(1 for c, i, _ in retried if (c, i) in doubled)} are among them"
+        )
     finally:
         stop.set()
         stack.stop()
