@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from b2b_integrations.config.live import LiveProject
+from b2b_integrations.config.live import LiveProject, deployed_flows
 from b2b_integrations.config.loader import Project
 from b2b_integrations.config.references import resolve
 from b2b_integrations.config.triggers import AppEventTrigger
@@ -62,32 +62,24 @@ def subscriptions_of(project: Project) -> dict[str, list[Subscription]]:
     from b2b_integrations.factory.planner import inbox_asset
 
     by_type: dict[str, list[Subscription]] = {}
-    for instance in project.customers:
-        customer = instance.customer
-        if not customer.enabled:
+    for deployed in deployed_flows(project):
+        trigger = deployed.flow.trigger
+        if not isinstance(trigger, AppEventTrigger):
             continue
-        for name, settings in instance.integrations.items():
-            template = project.templates.get(name)
-            if template is None or not settings.enabled:
-                continue
-            config = {key: var.default for key, var in template.config.items()} | settings.config
-            scopes = {"config": config, "customer": {"id": customer.id, "name": customer.name}}
-            for flow_name, flow in template.flows.items():
-                override = settings.flows.get(flow_name)
-                if not isinstance(flow.trigger, AppEventTrigger) or (
-                    override is not None and not override.enabled
-                ):
-                    continue
-                subscription = Subscription(
-                    customer_id=customer.id,
-                    integration=name,
-                    flow=flow_name,
-                    asset_uri=inbox_asset(customer.id, name, flow_name).uri,
-                    events=frozenset(flow.trigger.events),
-                    filter=resolve(flow.trigger.filter, scopes),
-                )
-                for event_type in subscription.events:
-                    by_type.setdefault(event_type, []).append(subscription)
+        scopes = {
+            "config": deployed.config,
+            "customer": {"id": deployed.customer_id, "name": deployed.customer_name},
+        }
+        subscription = Subscription(
+            customer_id=deployed.customer_id,
+            integration=deployed.integration,
+            flow=deployed.flow_name,
+            asset_uri=inbox_asset(deployed.customer_id, deployed.integration, deployed.flow_name).uri,
+            events=frozenset(trigger.events),
+            filter=resolve(trigger.filter, scopes),
+        )
+        for event_type in subscription.events:
+            by_type.setdefault(event_type, []).append(subscription)
     return by_type
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from b2b_integrations.config.live import LiveProject
+from b2b_integrations.config.live import LiveProject, deployed_flows
 from b2b_integrations.config.loader import Project
 from b2b_integrations.config.triggers import SyncTrigger
 
@@ -45,31 +45,23 @@ def sync_routes_of(project: Project) -> dict[tuple[str, str, str], SyncRoute]:
     from b2b_integrations.factory.planner import dag_id_for
 
     routes = {}
-    for instance in project.customers:
-        customer = instance.customer
-        if not customer.enabled:
+    for deployed in deployed_flows(project):
+        trigger = deployed.flow.trigger
+        if not isinstance(trigger, SyncTrigger):
             continue
-        for name, settings in instance.integrations.items():
-            template = project.templates.get(name)
-            if template is None or not settings.enabled:
-                continue
-            for flow_name, flow in template.flows.items():
-                override = settings.flows.get(flow_name)
-                trigger = flow.trigger
-                if not isinstance(trigger, SyncTrigger) or (override is not None and not override.enabled):
-                    continue
-                steps = tuple(step.id for step in flow.steps)
-                slot = trigger.callback_secret_connection
-                routes[(customer.id, name, flow_name)] = SyncRoute(
-                    customer_id=customer.id,
-                    integration=name,
-                    flow=flow_name,
-                    dag_id=dag_id_for(customer.id, name, flow_name),
-                    steps=steps,
-                    result_step=trigger.result_step or steps[-1],
-                    timeout_seconds=trigger.timeout_seconds,
-                    max_timeout_seconds=trigger.max_timeout_seconds,
-                    input_schema=trigger.input_schema,
-                    callbacks=bool(slot and settings.connections.get(slot)),
-                )
+        steps = tuple(step.id for step in deployed.flow.steps)
+        slot = trigger.callback_secret_connection
+        key = (deployed.customer_id, deployed.integration, deployed.flow_name)
+        routes[key] = SyncRoute(
+            customer_id=deployed.customer_id,
+            integration=deployed.integration,
+            flow=deployed.flow_name,
+            dag_id=dag_id_for(*key),
+            steps=steps,
+            result_step=trigger.result_step or steps[-1],
+            timeout_seconds=trigger.timeout_seconds,
+            max_timeout_seconds=trigger.max_timeout_seconds,
+            input_schema=trigger.input_schema,
+            callbacks=bool(slot and deployed.settings.connections.get(slot)),
+        )
     return routes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from b2b_integrations.config.live import LiveProject
+from b2b_integrations.config.live import LiveProject, deployed_flows
 from b2b_integrations.config.loader import Project
 from b2b_integrations.config.triggers import WebhookTrigger
 from b2b_integrations.webhooks.receiver import StoreUnavailable, WebhookRoute
@@ -38,29 +38,21 @@ def routes_of(project: Project) -> dict[tuple[str, str, str], WebhookRoute]:
     from b2b_integrations.factory.planner import inbox_asset
 
     routes = {}
-    for instance in project.customers:
-        customer = instance.customer
-        if not customer.enabled:
+    for deployed in deployed_flows(project):
+        trigger = deployed.flow.trigger
+        if not isinstance(trigger, WebhookTrigger):
             continue
-        for name, settings in instance.integrations.items():
-            template = project.templates.get(name)
-            if template is None or not settings.enabled:
-                continue
-            for flow_name, flow in template.flows.items():
-                override = settings.flows.get(flow_name)
-                enabled = override is None or override.enabled
-                if not isinstance(flow.trigger, WebhookTrigger) or not enabled:
-                    continue
-                slot = flow.trigger.secret_connection
-                routes[(customer.id, name, flow_name)] = WebhookRoute(
-                    customer_id=customer.id,
-                    integration=name,
-                    flow=flow_name,
-                    signature=flow.trigger.signature,
-                    secret_conn_id=settings.connections.get(slot) if slot else None,
-                    payload_schema=flow.trigger.payload_schema,
-                    asset_uri=inbox_asset(customer.id, name, flow_name).uri,
-                )
+        slot = trigger.secret_connection
+        key = (deployed.customer_id, deployed.integration, deployed.flow_name)
+        routes[key] = WebhookRoute(
+            customer_id=deployed.customer_id,
+            integration=deployed.integration,
+            flow=deployed.flow_name,
+            signature=trigger.signature,
+            secret_conn_id=deployed.settings.connections.get(slot) if slot else None,
+            payload_schema=trigger.payload_schema,
+            asset_uri=inbox_asset(*key).uri,
+        )
     return routes
 
 
