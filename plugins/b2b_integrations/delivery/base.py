@@ -12,13 +12,16 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Generic, TypeVar
 
 from b2b_integrations.delivery.messages import check_file_name, render
 from b2b_integrations.errors import FatalStepError, RetriableStepError
 
 _HASH_BLOCK = 1024 * 1024
 REQUIRED_REPORT_KEYS = ("file", "name", "sha256", "bytes", "report", "period")
+
+
+TargetConfig = TypeVar("TargetConfig")
 
 
 class DeliveryFailed(RetriableStepError):
@@ -176,19 +179,23 @@ class DeliveryContext:
             raise DeliveryRefused(f"file_name: {e}") from None
 
 
-class DeliveryTarget(Protocol):
-    """One place a report goes to."""
+class DeliveryTarget(Generic[TargetConfig]):
+    """One place a report goes to: subclasses set ``type`` and implement ``describe`` and ``deliver``."""
 
-    name: str
-    type: str
+    type: ClassVar[str]
+
+    def __init__(self, config: TargetConfig, conn_id: str | None) -> None:
+        self.config = config
+        self.name: str = config.target_name  # type: ignore[attr-defined]
+        self.conn_id = conn_id
 
     def describe(self) -> str:
         """What and where, for logs and errors: never a secret."""
-        ...
+        raise NotImplementedError
 
     def deliver(self, report: ReportFile, context: DeliveryContext) -> dict[str, Any]:
         """Send the file; return a receipt (JSON-able, no secrets). Raise DeliveryFailed/DeliveryRefused."""
-        ...
+        raise NotImplementedError
 
 
 _SECRET_EXTRA_KEYS = ("password", "secret", "token", "key", "webhook")

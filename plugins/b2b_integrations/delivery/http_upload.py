@@ -8,19 +8,18 @@ and new for a forced resend, so an endpoint that honours it stores one upload ev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from b2b_integrations.delivery.base import (
     DeliveryContext,
     DeliveryFailed,
     DeliveryRefused,
+    DeliveryTarget,
     ReportFile,
     load_connection,
 )
+from b2b_integrations.delivery.config import HttpTargetConfig
 from b2b_integrations.sources.retries import TRANSIENT_STATUSES
-
-if TYPE_CHECKING:
-    from b2b_integrations.delivery.config import HttpTargetConfig
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -37,15 +36,10 @@ def status_error(status: int, message: str) -> DeliveryFailed | DeliveryRefused:
     return DeliveryRefused(message)
 
 
-class HttpDeliveryTarget:
+class HttpDeliveryTarget(DeliveryTarget[HttpTargetConfig]):
     """Upload the report to ``endpoint`` of the connection's base URL with ``method`` (POST or PUT)."""
 
     type = "http"
-
-    def __init__(self, config: HttpTargetConfig, conn_id: str | None) -> None:
-        self.config = config
-        self.name = config.target_name
-        self.conn_id = conn_id
 
     def describe(self) -> str:
         c = self.config

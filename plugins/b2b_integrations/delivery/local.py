@@ -16,28 +16,24 @@ from b2b_integrations.delivery.base import (
     DeliveryContext,
     DeliveryFailed,
     DeliveryRefused,
+    DeliveryTarget,
     ReportFile,
     load_connection,
 )
+from b2b_integrations.delivery.config import LocalTargetConfig
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from b2b_integrations.delivery.config import LocalTargetConfig
 
 FILESYSTEM_PROTOCOLS = frozenset({"", "file", "local"})
 _COPY_BLOCK = 1024 * 1024
 
 
-class LocalDeliveryTarget:
+class LocalDeliveryTarget(DeliveryTarget[LocalTargetConfig]):
     """Copy the report into ``path`` (a folder, or an object-storage prefix)."""
 
     type = "local"
-
-    def __init__(self, config: LocalTargetConfig, conn_id: str | None) -> None:
-        self.config = config
-        self.name = config.target_name
-        self.conn_id = conn_id
 
     def describe(self) -> str:
         via = f" via connection {self.conn_id!r}" if self.conn_id else ""

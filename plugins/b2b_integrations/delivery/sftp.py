@@ -21,25 +21,20 @@ from b2b_integrations.delivery.base import (
     DeliveryContext,
     DeliveryFailed,
     DeliveryRefused,
+    DeliveryTarget,
     ReportFile,
     load_connection,
 )
+from b2b_integrations.delivery.config import SftpTargetConfig
 
 if TYPE_CHECKING:
     from asyncssh import SFTPClient
 
-    from b2b_integrations.delivery.config import SftpTargetConfig
 
-
-class SftpDeliveryTarget:
+class SftpDeliveryTarget(DeliveryTarget[SftpTargetConfig]):
     """Upload the report to ``folder`` on the connection's SFTP server, atomically replacing the final name."""
 
     type = "sftp"
-
-    def __init__(self, config: SftpTargetConfig, conn_id: str | None) -> None:
-        self.config = config
-        self.name = config.target_name
-        self.conn_id = conn_id
 
     def describe(self) -> str:
         return f"sftp {self.name} (folder {self.config.folder} on connection {self.conn_id!r})"

@@ -18,15 +18,16 @@ from b2b_integrations.delivery.base import (
     DeliveryContext,
     DeliveryFailed,
     DeliveryRefused,
+    DeliveryTarget,
     ReportFile,
     load_connection,
 )
+from b2b_integrations.delivery.config import SlackTargetConfig
 from b2b_integrations.delivery.http_upload import excerpt, status_error
 
 if TYPE_CHECKING:
     import requests
 
-    from b2b_integrations.delivery.config import SlackTargetConfig
 
 DEFAULT_API = "https://slack.com/api"
 DEFAULT_WEBHOOK_BASE = "https://hooks.slack.com/services"
@@ -59,15 +60,10 @@ def message_text(text: str, link: str | None) -> str:
     return f"{text}\n{link}" if link else text
 
 
-class SlackDeliveryTarget:
+class SlackDeliveryTarget(DeliveryTarget[SlackTargetConfig]):
     """Post the report's summary (``webhook``) or share the file in a channel (``upload``)."""
 
     type = "slack"
-
-    def __init__(self, config: SlackTargetConfig, conn_id: str | None) -> None:
-        self.config = config
-        self.name = config.target_name
-        self.conn_id = conn_id
 
     def describe(self) -> str:
         where = f"channel {self.config.channel}" if self.config.mode == "upload" else "incoming webhook"

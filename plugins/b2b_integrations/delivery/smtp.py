@@ -17,18 +17,17 @@ import smtplib
 import tempfile
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from b2b_integrations.delivery.base import (
     DeliveryContext,
     DeliveryFailed,
     DeliveryRefused,
+    DeliveryTarget,
     ReportFile,
     load_connection,
 )
-
-if TYPE_CHECKING:
-    from b2b_integrations.delivery.config import EmailTargetConfig
+from b2b_integrations.delivery.config import EmailTargetConfig
 
 
 def address_list(value: list[str] | str) -> list[str]:
@@ -50,15 +49,10 @@ def message_id(delivery_id: str, sender: str) -> str:
     return f"<b2b.{delivery_id}@{domain}>"
 
 
-class EmailDeliveryTarget:
+class EmailDeliveryTarget(DeliveryTarget[EmailTargetConfig]):
     """Email the report as an attachment to ``to`` (and ``cc``) through the connection's SMTP server."""
 
     type = "email"
-
-    def __init__(self, config: EmailTargetConfig, conn_id: str | None) -> None:
-        self.config = config
-        self.name = config.target_name
-        self.conn_id = conn_id
 
     def describe(self) -> str:
         recipients = address_list(self.config.to)
