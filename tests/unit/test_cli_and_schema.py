@@ -63,4 +63,12 @@ def test_published_schemas_are_in_sync_with_the_models() -> None:
 def test_schema_describes_step_kinds_for_editors() -> None:
     schema = json.loads((REPO / "include" / "schema" / "integration.schema.json").read_text())
     kinds = {d["properties"]["kind"]["const"] for n, d in schema["$defs"].items() if n.endswith("Step")}
-    assert {"transform", "load", "http_import", "sftp_import", "report_export", "deliver", "deliver_events"} <= kinds
+    assert {
+        "transform",
+        "load",
+        "http_import",
+        "sftp_import",
+        "report_export",
+        "deliver",
+        "deliver_events",
+    } <= kinds

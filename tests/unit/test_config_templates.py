@@ -271,7 +271,15 @@ def test_sftp_import_step_is_checked_at_config_time(tmp_path: Path) -> None:
 def test_a_report_transform_must_come_from_an_allowed_package(tmp_path: Path) -> None:
     template = minimal_template()
     _flow(template)["steps"].append(
-        {"id": "render", "kind": "report_export", "report": "levels", "format": "csv", "transform": "os.system"}
+        {
+            "id": "render",
+            "kind": "report_export",
+            "report": "levels",
+            "format": "csv",
+            "transform": "os.system",
+        }
     )
     (problem,) = load(tmp_path, template).problems
-    assert problem.key_path.endswith("steps[2].transform") and "outside the allowed packages" in problem.message
+    assert (
+        problem.key_path.endswith("steps[2].transform") and "outside the allowed packages" in problem.message
+    )

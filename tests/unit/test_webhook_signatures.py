@@ -141,7 +141,6 @@ def test_a_flow_without_a_configured_secret_rejects_everything_but_scheme_none()
     assert verify("none", None, {"webhook-id": "x"}, BODY, now=NOW).message_id == "x"
 
 
-
 def test_sign_standard_is_accepted_by_the_standardwebhooks_library_and_by_verify() -> None:
     import time
 
