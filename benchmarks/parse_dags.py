@@ -139,6 +139,8 @@ def dag_id(customer: Customer, flow: str) -> str:
 
 def dag_arguments(customer: Customer, flow: str) -> dict[str, Any]:
     """DAG keyword arguments, params as Param keyword dicts: what the factory passes for this flow."""
+    from b2b_integrations.alerts import failure_callback
+
     schedule, description = FLOWS[flow]
     return {
         "dag_id": dag_id(customer, flow),
@@ -154,7 +156,13 @@ def dag_arguments(customer: Customer, flow: str) -> dict[str, Any]:
             "pattern:custom",
             f"tier:{customer.tier}",
         ],
-        "default_args": dict(DEFAULT_ARGS),
+        # The factory gives every DAG the failure-alert notifier; so does the floor, to do the same work.
+        "default_args": {
+            **DEFAULT_ARGS,
+            "on_failure_callback": failure_callback(
+                None, customer_id=customer.id, integration=INTEGRATION, flow=flow
+            ),
+        },
         "params": {
             "sku_count": param(customer.sku_count, SKU_DOC, minimum=1.0, maximum=100000.0),
             "low_stock_threshold": param(customer.threshold, THRESHOLD_DOC, minimum=0.0),
@@ -621,7 +629,8 @@ def validate_include(include: Path) -> None:
 # Keys that legitimately differ between variants: file locations everywhere; dag-factory appends its YAML to
 # doc_md and adds a "dagfactory" tag.
 FLOOR_IGNORED = frozenset({"fileloc", "relative_fileloc"})
-PEER_IGNORED = FLOOR_IGNORED | {"doc_md", "tags"}
+# dag-factory YAML cannot name our notifier object: its DAGs go without it (less work for the peer).
+PEER_IGNORED = FLOOR_IGNORED | {"doc_md", "tags", "has_on_failure_callback"}
 
 
 def differences(expected: Any, actual: Any, ignored: frozenset[str], path: str = "") -> list[str]:
