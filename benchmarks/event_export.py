@@ -24,7 +24,6 @@ import argparse
 import base64
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 from airflow_stack import AirflowStack, start_airflow_stack  # noqa: E402  (test support)
 from helpers import PG, write_include  # noqa: E402
+from servers import free_port  # noqa: E402
 
 SECRET = "whsec_" + base64.b64encode(b"benchmark-export-signing-key-01").decode()
 PUBLISH_BATCH = 500
@@ -69,12 +69,6 @@ RECEIVER_APP = textwrap.dedent(
         await send({"type": "http.response.body", "body": body})
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def template() -> dict[str, Any]:

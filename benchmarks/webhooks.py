@@ -49,7 +49,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from airflow_stack import AIRFLOW, AirflowStack, start_airflow_stack  # noqa: E402  (test support)
 from helpers import PG, pg_rows, shipped_template, write_include  # noqa: E402
+from servers import free_port  # noqa: E402
 
 CUSTOMER = "benchco"
 INTEGRATION = "billing_webhooks"
@@ -174,12 +174,6 @@ FLOOR_APP = textwrap.dedent(
         await send({"type": "http.response.body", "body": b'{"status":"accepted"}'})
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(session: int | None = None, command: str | None = None) -> float:

@@ -13,7 +13,6 @@ import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -119,12 +120,6 @@ def _admin(statement: str) -> None:
         conn.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_airflow_stack(
     include_dir: Path,
     extra_env: dict[str, str] | None = None,
@@ -133,7 +128,7 @@ def start_airflow_stack(
     home = Path(tempfile.mkdtemp(prefix="b2b-e2e-airflow-"))
     meta_db = f"b2b_e2e_{uuid.uuid4().hex[:10]}"
     _admin(f'CREATE DATABASE "{meta_db}"')
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "B2B_"))}
     env.update(
         {

@@ -14,17 +14,17 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from servers import free_port, wait_until_answers
 
 APP = Path(__file__).resolve().parent.parent / "include" / "demo" / "crm_app.py"
 START_TIMEOUT = 20.0
@@ -110,33 +110,6 @@ class CrmServer:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_file: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the demo CRM exited with code {proc.returncode} before answering on {url}; its log:\n"
-                + log_file.read_text(errors="replace")
-            )
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"the demo CRM did not answer on {url} within {timeout:.0f}s; its log:\n"
-                + log_file.read_text(errors="replace")
-            )
-        time.sleep(0.05)
-
-
 def start_crm_server(
     *,
     contacts: int = 250,
@@ -185,7 +158,7 @@ def start_crm_server(
     try:
         for attempt in range(1, attempts + 1):
             # The port is free now, but something may take it before uvicorn binds: retry with another.
-            port = _free_port(host)
+            port = free_port(host)
             url = f"http://{host}:{port}"
             with log_file.open("wb") as log:
                 proc = subprocess.Popen(
@@ -197,7 +170,7 @@ def start_crm_server(
                     start_new_session=True,  # Ctrl-C on the test run goes to pytest, not straight to the app
                 )
             try:
-                _wait_ready(proc, url, log_file, timeout)
+                wait_until_answers(proc, f"{url}/health", log_file, timeout, "the demo CRM")
             except RuntimeError:
                 if proc.poll() is None:
                     proc.kill()

@@ -30,11 +30,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from servers import free_port, wait_until_answers
 
 START_TIMEOUT = 20.0
 _CHANNEL = re.compile(r"^C[A-Z0-9]+$")
@@ -337,31 +337,6 @@ def body_bytes(stored: dict[str, Any]) -> bytes:
     return Path(stored.get("body_path") or stored["path"]).read_bytes()
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_file: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the HTTP sink exited with code {proc.returncode} before answering on {url}; its log:\n"
-                + log_file.read_text(errors="replace")
-            )
-        try:
-            if httpx.get(f"{url}/_sink/health", timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the HTTP sink did not answer on {url} within {timeout:.0f}s; its log:\n"
-                               + log_file.read_text(errors="replace"))  # fmt: skip
-        time.sleep(0.05)
-
-
 def start_http_sink(
     *,
     slack_token: str = "xoxb-sink-Secret-Token-42",
@@ -378,7 +353,7 @@ def start_http_sink(
     try:
         for attempt in range(1, attempts + 1):
             # The port is free now, but something may take it before uvicorn binds: retry with another.
-            port = _free_port(host)
+            port = free_port(host)
             url = f"http://{host}:{port}"
             args = ["--host", host, "--port", str(port), "--storage", str(storage), "--slack-token", slack_token,
                     "--webhook-path", webhook_path]  # fmt: skip
@@ -392,7 +367,7 @@ def start_http_sink(
                     start_new_session=True,
                 )
             try:
-                _wait_ready(proc, url, log_file, timeout)
+                wait_until_answers(proc, f"{url}/_sink/health", log_file, timeout, "the HTTP sink")
             except RuntimeError:
                 if proc.poll() is None:
                     proc.kill()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
 import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -19,6 +18,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from servers import free_port
 
 
 @dataclass
@@ -110,12 +111,6 @@ class SmtpServer:
             self.controller.stop()
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def start_smtp_server(
     host: str = "127.0.0.1", user: str = "mailer", password: str = "smtp-Secret-Pw-123"
 ) -> SmtpServer:
@@ -133,7 +128,7 @@ def start_smtp_server(
     controller = Controller(
         handler,
         hostname=host,
-        port=_free_port(host),
+        port=free_port(host),
         authenticator=authenticate,
         auth_require_tls=False,  # loopback only: a test server without a certificate
         data_size_limit=64 * 1024 * 1024,

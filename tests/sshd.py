@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servers import free_port
+
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/sbin/sshd")
 PRIVSEP_DIR = Path(
     "/run/sshd"
@@ -146,12 +148,6 @@ def find_sshd() -> str:
     raise RuntimeError("sshd not found: install openssh-server (apt-get install -y openssh-server)")
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _keygen(path: Path, comment: str) -> None:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
@@ -247,7 +243,7 @@ def start_sshd(host: str = "127.0.0.1", timeout: float = START_TIMEOUT, attempts
 
         for attempt in range(1, attempts + 1):
             # The port is free now, but something may take it before sshd binds: retry with another.
-            port = _free_port(host)
+            port = free_port(host)
             config.write_text(_config(tmpdir, host, port, extra))
             with log_file.open("wb") as log:
                 proc = subprocess.Popen(

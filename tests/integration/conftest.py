@@ -1,4 +1,6 @@
-"""Fixtures for integration tests that need a real SFTP server (a private OpenSSH sshd, see tests/sshd.py)."""
+"""Fixtures for integration tests that need real servers: a private OpenSSH sshd (tests/sshd.py), the demo CRM
+(tests/crm_server.py), the HTTP sink standing in for Slack and upload endpoints (tests/http_sink.py), an SMTP
+server (tests/smtp_server.py). Modules that need other settings (a bigger CRM, say) define their own."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from crm_server import CrmServer, start_crm_server
+from http_sink import HttpSink, start_http_sink
+from smtp_server import SmtpServer, start_smtp_server
 from sshd import SshServer, start_sshd
 
 
@@ -60,3 +65,33 @@ def pg_db() -> Iterator[str]:
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="module")
+def crm() -> Iterator[CrmServer]:
+    """The demo CRM with its default data, one per test module."""
+    server = start_crm_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[HttpSink]:
+    """The HTTP sink (Slack API, incoming webhook, upload endpoint stand-in), one per test module."""
+    server = start_http_sink()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback collecting messages, one per test module."""
+    server = start_smtp_server()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,29 +15,11 @@ import pytest
 
 from airflow_stack import AIRFLOW, start_airflow_stack
 from b2b_integrations.alerts import AlertDeliveryError, failure_callback
-from http_sink import HttpSink, start_http_sink
-from smtp_server import SmtpServer, start_smtp_server
+from http_sink import HttpSink
+from smtp_server import SmtpServer
 
 BASE_URL = "https://airflow.ops.example/"
 DB_PASSWORD = "Db-Pw-Leak-8812"
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[HttpSink]:
-    server = start_http_sink()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = start_smtp_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _slack_conn(sink: HttpSink) -> str:

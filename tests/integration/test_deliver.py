@@ -10,7 +10,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from b2b_integrations.operators.deliver import DeliverOperator
 from b2b_integrations.state import deliveries
 from helpers import PG
 from helpers import pg_rows as rows
-from http_sink import HttpSink, body_bytes, start_http_sink
-from smtp_server import SmtpServer, start_smtp_server
+from http_sink import HttpSink, body_bytes
+from smtp_server import SmtpServer
 from sshd import SshServer
 
 CUSTOMER, INTEGRATION, FLOW = "acme", "monthly_reports", "invoices"
@@ -33,24 +32,6 @@ SUMMARY = {"Total revenue": 1234.5, "Invoices": 12}
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def sink() -> Iterator[HttpSink]:
-    server = start_http_sink()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = start_smtp_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -33,16 +33,6 @@ FIELDS = {
 }  # fmt: skip
 COUNTS = {"contacts": 250, "companies": 40, "invoices": 300}
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-@pytest.fixture(scope="module")
-def crm() -> Iterator[CrmServer]:
-    """One demo CRM with the default data for this module; every test starts from /admin/reset."""
-    server = start_crm_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,12 @@ from b2b_integrations.events.ordering import OutgoingEvent
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.sources.retries import RetryPolicy
 from b2b_integrations.state import event_deliveries as ledger
-from crm_server import CrmServer, start_crm_server
+from crm_server import CrmServer
 from helpers import pg_rows, write_include
 
 SECRET = "whsec_" + base64.b64encode(b"export-signing-key-for-tests-01").decode()
 FAST = RetryPolicy(attempts=4, base_seconds=0.0, max_seconds=0.0)
 log = logging.getLogger("test_event_delivery")
-
-
-@pytest.fixture(scope="module")
-def crm() -> Iterator[CrmServer]:
-    server = start_crm_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

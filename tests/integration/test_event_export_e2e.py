@@ -25,7 +25,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from airflow_stack import AIRFLOW, AirflowStack, start_airflow_stack
-from crm_server import CrmServer, start_crm_server
+from crm_server import CrmServer
 from helpers import PG, shipped_template, write_include
 from helpers import pg_rows as rows
 
@@ -84,15 +84,6 @@ PROBE_TEMPLATE = {
         }
     },
 }
-
-
-@pytest.fixture(scope="module")
-def crm() -> Iterator[CrmServer]:
-    server = start_crm_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _http_conn(url_host: str, port: int, password: str, path: str = "", login: str | None = None) -> str:
