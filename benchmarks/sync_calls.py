@@ -120,18 +120,25 @@ def ours(stack: AirflowStack, client: httpx.Client, auth: dict[str, str]) -> tup
     return body["run_id"], t0, t1
 
 
-def floor(
-    stack: AirflowStack, client: httpx.Client, auth: dict[str, str], dag_id: str, poll: float
-) -> tuple[str, float, float]:
-    order = _order()
-    t0 = time.time()
+def _trigger(
+    stack: AirflowStack, client: httpx.Client, auth: dict[str, str], dag_id: str, order: dict[str, Any]
+) -> str:
+    """Airflow's own REST trigger of the DAG with the order as conf; the run id."""
     trigger = client.post(
         f"{stack.url}/api/v2/dags/{dag_id}/dagRuns",
         json={"logical_date": None, "conf": _conf(order)},
         headers=auth,
     )
     trigger.raise_for_status()
-    run_id = trigger.json()["dag_run_id"]
+    return trigger.json()["dag_run_id"]
+
+
+def floor(
+    stack: AirflowStack, client: httpx.Client, auth: dict[str, str], dag_id: str, poll: float
+) -> tuple[str, float, float]:
+    order = _order()
+    t0 = time.time()
+    run_id = _trigger(stack, client, auth, dag_id, order)
     last: dict[str, Any] = {}
     with client.stream(
         "GET",
@@ -156,13 +163,7 @@ def floor_poll(
 ) -> tuple[str, float, float]:
     order = _order()
     t0 = time.time()
-    trigger = client.post(
-        f"{stack.url}/api/v2/dags/{dag_id}/dagRuns",
-        json={"logical_date": None, "conf": _conf(order)},
-        headers=auth,
-    )
-    trigger.raise_for_status()
-    run_id = trigger.json()["dag_run_id"]
+    run_id = _trigger(stack, client, auth, dag_id, order)
     task = f"{stack.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/charge"
     while True:
         response = client.get(task, headers=auth)
