@@ -136,6 +136,8 @@ class ApiCallSender:
         self.name = name
         self._where, self._log = where, log
         self._local = threading.local()  # a requests session per lane thread
+        self._clients: list[Any] = []  # every session made, so close() reaches those of other threads
+        self._clients_lock = threading.Lock()
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
@@ -153,6 +155,8 @@ class ApiCallSender:
                 self._log,
             )
             self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
         return client
 
     def send(self, event: OutgoingEvent) -> Attempt:
@@ -186,8 +190,9 @@ class ApiCallSender:
         )
 
     def close(self) -> None:
-        client = getattr(self._local, "client", None)
-        if client is not None:
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
             client.session.close()
 
 
