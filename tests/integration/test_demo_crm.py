@@ -770,7 +770,7 @@ def test_token_bucket(crm_app: ModuleType) -> None:
     assert bucket.acquire(200.0) == 0.0 and bucket.tokens == 1.0  # refills only up to the burst size
 
 
-def test_seeding_is_deterministic_and_fast(crm_app: ModuleType) -> None:
+def test_seeding_is_deterministic(crm_app: ModuleType) -> None:
     anchor = 1_767_225_600  # 2026-01-01T00:00:00Z
     first = crm_app.seed_records("invoices", 50, anchor=anchor, seed=7)
     assert first == crm_app.seed_records("invoices", 50, anchor=anchor, seed=7)
@@ -778,9 +778,8 @@ def test_seeding_is_deterministic_and_fast(crm_app: ModuleType) -> None:
     assert all(r["created_at"] <= r["updated_at"] < "2026-01-01T00:00:00Z" for r in first)
     assert crm_app.since_key("2026-01-05T10:00:00.001+00:00") == "2026-01-05T10:00:01Z"
     assert crm_app.since_key("2026-01-05T11:00:00 01:00") == "2026-01-05T10:00:00Z"  # "+" sent unencoded
-    started = time.perf_counter()
+    # How fast seeding is belongs to benchmarks/demo_seed.py; here only what it produces.
     contacts = crm_app.seed_records("contacts", 100_000, anchor=anchor)
-    assert time.perf_counter() - started < 2.0
     assert len(contacts) == 100_000 and contacts[-1]["id"] == 100_000
 
 
