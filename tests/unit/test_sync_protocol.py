@@ -67,9 +67,38 @@ def test_the_wait_is_the_flows_default_or_the_asked_one_within_the_cap() -> None
     assert protocol.wait_seconds(Preference(wait=500, respond_async=True), 30, 120) == 0
 
 
-@pytest.mark.parametrize("url", ["https://example.com/hooks?token=abc", "http://10.0.0.5:8080/cb"])
+@pytest.mark.parametrize("url", ["https://example.com/hooks?token=abc", "http://93.184.215.14:8080/cb"])
 def test_good_callback_urls(url: str) -> None:
     assert protocol.check_callback_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:8080/cb", "loopback"),
+        ("http://[::1]/cb", "loopback"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://10.0.0.5:8080/cb", "private"),
+        ("http://0.0.0.0/cb", "unspecified"),
+        ("http://[::ffff:127.0.0.1]/cb", "loopback"),
+        ("http://0x7f000001/cb", "non-canonical"),
+        ("http://2130706433/cb", "non-canonical"),
+        ("http://0177.0.0.1/cb", "non-canonical"),
+        ("http://127.1/cb", "non-canonical"),
+    ],
+)
+def test_callback_urls_into_our_network_are_refused(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        protocol.check_callback_url(url)
+
+
+def test_an_allowed_network_may_take_callbacks() -> None:
+    from b2b_integrations.net.addresses import parse_networks
+
+    allowed = parse_networks("10.0.0.0/8")
+    assert protocol.check_callback_url("http://10.0.0.5:8080/cb", allowed) == "http://10.0.0.5:8080/cb"
+    with pytest.raises(ValueError, match="loopback"):
+        protocol.check_callback_url("http://127.0.0.1/cb", allowed)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,9 @@
   an immediate 202; otherwise the flow's ``timeout_seconds``.
 * **Callback URL** (``Callback-Url`` header, http or https, no credentials in it): the result is POSTed
   there when the run ends. A header rather than a query parameter, because URLs with tokens in their query
-  must not land in access logs.
+  must not land in access logs. Its host must not be a loopback, private, link-local... address or IPv4
+  in a non-canonical form (:mod:`b2b_integrations.net.addresses`, unless the deployment allows the
+  network); a host name is checked again, after DNS, when the callback is sent.
 * **The run's conf** holds all of it under one key (``b2b-sync``), never merged into the top level: Airflow
   merges conf keys into the DAG's params, and the params are the customer's config, which a caller must not
   be able to override. The key has a hyphen, which config variable names cannot have.
@@ -22,11 +24,13 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
+
+from b2b_integrations.net.addresses import AddressRefused, IPNetwork, check_host
 
 SYNC_CONF_KEY = "b2b-sync"
 RUN_ID_PREFIX = "sync__"
@@ -90,8 +94,11 @@ def body_digest(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def check_callback_url(url: str) -> str:
-    """The callback URL, if it is one we may call; ``ValueError`` saying why not (never echoing it)."""
+def check_callback_url(url: str, allowed: Sequence[IPNetwork] = ()) -> str:
+    """The callback URL, if it is one we may call; ``ValueError`` saying why not (never echoing it).
+
+    :param allowed: Networks the deployment allows callbacks into despite the address policy.
+    """
     if len(url) > MAX_CALLBACK_URL_LENGTH:
         raise ValueError(f"Callback-Url is longer than {MAX_CALLBACK_URL_LENGTH} characters")
     try:
@@ -107,6 +114,10 @@ def check_callback_url(url: str) -> str:
         raise ValueError("Callback-Url must not carry credentials (user:password@)")
     if any(ch.isspace() or ord(ch) < 32 for ch in url.strip()):
         raise ValueError("Callback-Url contains whitespace or control characters")
+    try:
+        check_host(parts.hostname, allowed)
+    except AddressRefused as e:
+        raise ValueError(f"Callback-Url: {e}") from None
     return url.strip()
 
 

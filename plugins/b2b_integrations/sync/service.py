@@ -6,9 +6,12 @@ unauthenticated or unauthorised caller learns nothing and starts nothing:
 1. 401 without a valid ``Authorization: Bearer`` token (from Airflow's ``/auth/token``);
 2. 403 unless the user may trigger the flow's DAG (Airflow's own check for ``POST .../dagRuns``);
 3. 404 for an unknown customer, integration or flow, the same for all three;
-4. 415 / 413 / 400 for a body that is not JSON, too large, or unreadable; 422 for a body that is not an
-   object or breaks the flow's ``input_schema`` (every field error), a bad ``Callback-Url``, or a callback
-   asked of a flow that cannot sign one; 400 for a bad ``Idempotency-Key``;
+4. 415 / 413 for a body that is not JSON or too large; 400 with a ``reason`` for a body the shared JSON
+   policy refuses (:mod:`b2b_integrations.net.json_body`: not UTF-8/JSON, NaN or Infinity, integers
+   outside int64, nesting over 64 levels); 422 for a body that is not an object or breaks the flow's
+   ``input_schema`` (every field error), a bad ``Callback-Url`` (also one naming a loopback, private,
+   link-local... address, see :mod:`b2b_integrations.net.addresses`), or a callback asked of a flow that
+   cannot sign one; 400 for a bad ``Idempotency-Key``;
 5. 503 (with ``Retry-After``) when the flow's DAG is not deployed yet or paused: no run is queued that
    would never start;
 6. the run: with an ``Idempotency-Key`` a repeat finds the first call's run (409 if its body differs),
@@ -24,7 +27,6 @@ unauthenticated or unauthorised caller learns nothing and starts nothing:
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +36,8 @@ from typing import Any, Protocol
 from anyio import to_thread
 
 from b2b_integrations.factory.planner import dag_id_for
+from b2b_integrations.net.addresses import allowed_networks
+from b2b_integrations.net.json_body import JsonRefused, parse_json
 from b2b_integrations.sync import outcome as outcomes
 from b2b_integrations.sync import protocol
 from b2b_integrations.sync.airflow_runs import Caller, Deployment, RunNotStarted, Unauthenticated
@@ -190,9 +194,9 @@ class SyncService:
         if raw is None:
             return _error(413, "too_large", f"the body is over {self.max_bytes} bytes")
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            return _error(400, "bad_json", f"the body is not JSON: {e}")
+            body = parse_json(raw)
+        except JsonRefused as e:
+            return Answer(400, e.answer_body())
         if not isinstance(body, dict):
             problem = [{"field": "(body)", "message": "the body must be a JSON object"}]
             return _error(422, "invalid_request", problem)
@@ -210,7 +214,7 @@ class SyncService:
                 detail = "this flow does not send callbacks (no callback secret is configured)"
                 return _error(422, "invalid_request", [{"field": "Callback-Url", "message": detail}])
             try:
-                callback_url = protocol.check_callback_url(callback_url)
+                callback_url = protocol.check_callback_url(callback_url, allowed_networks())
             except ValueError as e:
                 return _error(422, "invalid_request", [{"field": "Callback-Url", "message": str(e)}])
         return body, key, callback_url

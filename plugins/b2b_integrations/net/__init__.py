@@ -1,0 +1,1 @@
+"""Policies for what arrives over HTTP (JSON bodies) and where we may send (callback addresses); pure."""
