@@ -4,7 +4,9 @@ Each event goes to the inbox of every subscribed customer flow (see ``events.rou
 inbox by the event id, so our app may retry a publish freely. The answer, like the webhook receiver's,
 comes only after the events are committed: 202 with what each event reached; 503 (``Retry-After``) when
 some could not be stored, so the publisher retries (those already stored are then acknowledged as
-duplicates); 400 for a body that is not JSON; 422 listing every envelope error.
+duplicates); 400 with a ``reason`` for a body the shared JSON policy refuses
+(:mod:`b2b_integrations.net.json_body`: not UTF-8/JSON, NaN or Infinity, integers outside int64, nesting
+over 64 levels); 422 listing every envelope error.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from b2b_integrations.events.envelope import EventRejected, parse_events
 from b2b_integrations.events.routes import AppEventRoutes
+from b2b_integrations.net.json_body import JsonRefused, parse_json
 from b2b_integrations.webhooks.receiver import Answer, Limits, StoreUnavailable
 from b2b_integrations.webhooks.store import Message, MetadataEventStore
 
@@ -27,9 +30,9 @@ def publish(
     if "json" not in content_type.lower():
         return Answer(415, {"error": "unsupported_media_type", "detail": "send application/json"})
     try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return Answer(400, {"error": "invalid_json", "detail": "the body is not JSON"})
+        parsed = parse_json(body)
+    except JsonRefused as e:
+        return Answer(400, e.answer_body())
     try:
         events = parse_events(parsed)
     except EventRejected as e:

@@ -1,23 +1,37 @@
 """From an HTTP request to a stored event: find the flow, check the signature and the body, store once.
 
 Kept apart from FastAPI and from the database so each rule has one place: the route lookup, the secret
-lookup and the store are passed in. The answers follow the issue of senders that retry:
+lookup and the store are passed in. The answers follow the issue of senders that retry, in this order:
 
-* 404 for an unknown customer, integration or flow, the same for all three (nothing to probe with);
-* 401 for a bad or stale signature, 400 for a malformed signature timestamp or a body that is not JSON;
-* 413 over the size cap, 415 for a content type other than JSON, 422 when the flow's schema refuses it;
-* 503 (with ``Retry-After``) when the event cannot be stored, so the sender tries again;
+* 413 over the size cap (the endpoint stops reading there, before it knows the route);
+* 401 :data:`UNAUTHORIZED`, byte for byte the same, for an unknown customer, integration or flow and for
+  a missing, bad or stale signature (or a malformed signature timestamp) on an existing one: without a
+  valid signature nobody learns which customers and flows exist. 401 rather than 404 because it is true
+  of both ("nothing here accepts this request's credentials") and a sender with a rotated or mistyped
+  secret is not told the endpoint is gone. The precise reason is logged for the operator;
+* 415 for a content type other than JSON, checked only after the signature (a forger learns nothing);
+  GitHub's form-encoded deliveries (``application/x-www-form-urlencoded``, the JSON in the ``payload``
+  field, the signature over the raw form body) are taken on ``github``-signed flows;
+* 400 with a ``reason`` for a body the JSON policy refuses (:mod:`b2b_integrations.net.json_body`: not
+  UTF-8/JSON, NaN or Infinity, integers outside int64, nesting over 64 levels, ``\\u0000``);
+* 422 when the flow's schema refuses it;
+* 503 (with ``Retry-After``) when the event cannot be stored or the signing secret cannot be read, so the
+  sender tries again;
 * 200 for a redelivery of a message already stored (acknowledged, not stored twice), 202 when stored.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
+from b2b_integrations.net.json_body import JsonRefused, parse_json
 from b2b_integrations.webhooks.signatures import SignatureRejected, verify
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_INLINE_BYTES = 64 * 1024
@@ -59,7 +73,14 @@ class Limits:
     tolerance_seconds: int = 300
 
 
-NOT_FOUND = Answer(404, {"error": "not_found", "detail": "no webhook endpoint here"})
+UNAUTHORIZED = Answer(
+    401,
+    {
+        "error": "unauthorized",
+        "detail": "no webhook endpoint here accepts this request's signature; check the URL and the secret",
+    },
+)
+FORM = "application/x-www-form-urlencoded"
 
 
 def receive(
@@ -72,30 +93,40 @@ def receive(
     limits: Limits = Limits(),
 ) -> Answer:
     """Decide the answer to one webhook request (see the module docstring)."""
-    if route is None:
-        return NOT_FOUND
     if len(body) > limits.max_bytes:
         return too_large(limits)
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        return Answer(415, {"error": "unsupported_media_type", "detail": "send application/json"})
+    if route is None:
+        return UNAUTHORIZED
+    where = f"{route.customer_id}/{route.integration}/{route.flow}"
     try:
         verified = verify(route.signature, secret(route), headers, body, now, limits.tolerance_seconds)
     except SignatureRejected as e:
-        return Answer(e.status, {"error": "bad_signature", "detail": e.reason})
+        log.warning("Webhook for %s refused: %s", where, e.reason)
+        return UNAUTHORIZED
     except StoreUnavailable as e:
         return Answer(503, {"error": "unavailable", "detail": str(e)}, {"Retry-After": "30"})
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == FORM and route.signature == "github":
+        json_body = github_form_payload(body)
+        if isinstance(json_body, Answer):
+            return json_body
+    elif media_type == "application/json" or media_type.endswith("+json"):
+        json_body = body
+    else:
+        detail = "send application/json" + (f" or {FORM} (GitHub)" if route.signature == "github" else "")
+        return Answer(415, {"error": "unsupported_media_type", "detail": detail})
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return Answer(400, {"error": "bad_json", "detail": f"the body is not JSON: {e}"})
+        payload = parse_json(json_body)
+    except JsonRefused as e:
+        log.warning("Webhook %s for %s refused: %s", verified.message_id, where, e.detail)
+        return Answer(400, e.answer_body())
     problems = schema_problems(payload, route.payload_schema)
     if problems:
         return Answer(422, {"error": "invalid_payload", "detail": problems})
     try:
         stored = store.store(
-            route, verified.message_id, payload, body, inline=len(body) <= limits.inline_bytes
+            route, verified.message_id, payload, json_body, inline=len(json_body) <= limits.inline_bytes
         )
     except StoreUnavailable as e:
         return Answer(503, {"error": "unavailable", "detail": str(e)}, {"Retry-After": "30"})
@@ -107,6 +138,24 @@ def receive(
 def too_large(limits: Limits) -> Answer:
     """The answer to a body over the cap (also given by the endpoint, which stops reading there)."""
     return Answer(413, {"error": "too_large", "detail": f"the body is over {limits.max_bytes} bytes"})
+
+
+def github_form_payload(body: bytes) -> bytes | Answer:
+    """The JSON text of a GitHub form-encoded delivery (``payload=<url-encoded JSON>``), or the 400."""
+    try:
+        fields = parse_qs(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            max_num_fields=1,
+            errors="strict",
+        )
+    except ValueError:  # UnicodeDecodeError is one too
+        fields = {}
+    if list(fields) != ["payload"]:
+        detail = f"a {FORM} body must have exactly one field, payload, holding the JSON"
+        return Answer(400, {"error": "bad_form", "detail": detail})
+    return fields["payload"][0].encode()
 
 
 def schema_problems(payload: Any, schema: dict[str, Any] | None) -> list[str]:
