@@ -55,6 +55,10 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "B2B_DATA_DIR": str(_HOME / "b2b_data"),
+        # Last valid copies are shared state across parses: tests reuse customer names (acme, globex), so
+        # one test's copy would stand in for another test's broken file. Tests of the fallback set a
+        # folder of their own.
+        "B2B_LAST_VALID_DIR": "off",
     }
 )
 if USE_POSTGRES:

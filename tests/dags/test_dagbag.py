@@ -1,5 +1,6 @@
 """DAG integrity: the shipped factory file parses without import errors, every DAG serializes, and a
-broken config file becomes an import error naming file, line and key path while other DAGs still load."""
+broken config file becomes an import error of the problems file (which holds no DAG), naming file, line and
+key path, while the factory file loads every other DAG without an import error."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def test_broken_files_surface_as_import_error_and_spare_other_customers(
     monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
     bag = dagbag()
     assert sorted(bag.dags) == ["acme__sync__snapshot"]
-    assert list(bag.import_errors) == [str(DAGS / "b2b_integrations_dags.py")]
+    # The factory file has no import error: Airflow would mark every DAG in it stale.
+    assert list(bag.import_errors) == [str(DAGS / "b2b_config_problems.py")]
     error = next(iter(bag.import_errors.values()))
     assert "include/customers/globex.yaml:" in error
     assert "integrations.sync.config.threshold: expected integer, got str 'ten'" in error
@@ -92,7 +94,8 @@ def test_strict_mode_fails_the_whole_file(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("B2B_STRICT", "1")
     bag = dagbag()
     assert bag.dags == {}
-    assert "missing required value 'region'" in next(iter(bag.import_errors.values()))
+    factory_error = bag.import_errors[str(DAGS / "b2b_integrations_dags.py")]
+    assert "missing required value 'region'" in factory_error
 
 
 def test_plugin_is_registered_once_without_import_errors() -> None:
@@ -118,7 +121,8 @@ def test_plugin_is_registered_once_without_import_errors() -> None:
 def test_import_error_and_good_dags_both_reach_the_metadata_db(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str
 ) -> None:
-    """What the UI shows: the factory file's import error lists the problem, the valid DAGs are stored."""
+    """What the UI shows: the problems file's import error lists the problem, the valid DAGs are stored and
+    active (the factory file has no import error, so Airflow marks none of its DAGs stale)."""
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.models.dag import DagModel
     from airflow.models.errors import ParseImportError
@@ -141,10 +145,10 @@ def test_import_error_and_good_dags_both_reach_the_metadata_db(
         errors = session.scalars(
             select(ParseImportError).where(ParseImportError.bundle_name == "b2b-test-bundle")
         ).all()
-        stored = session.scalars(
-            select(DagModel.dag_id).where(DagModel.bundle_name == "b2b-test-bundle")
+        stored = session.execute(
+            select(DagModel.dag_id, DagModel.is_stale).where(DagModel.bundle_name == "b2b-test-bundle")
         ).all()
-    assert [e.filename for e in errors] == ["b2b_integrations_dags.py"]
+    assert [e.filename for e in errors] == ["b2b_config_problems.py"]
     assert "include/customers/dbbad.yaml:" in errors[0].stacktrace
     assert "integrations.sync.config.region: expected one of ['eu', 'us'], got 'mars'" in errors[0].stacktrace
-    assert stored == ["dbok__sync__snapshot"]
+    assert [tuple(row) for row in stored] == [("dbok__sync__snapshot", False)]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from b2b_integrations.config.last_valid import default_store
 from b2b_integrations.config.loader import Project, load_project
 from b2b_integrations.config.models import CustomerIntegration, Flow
 
@@ -15,7 +16,10 @@ T = TypeVar("T")
 
 
 class LiveProject(Generic[T]):
-    """Something derived from the include folder's project, rebuilt when a YAML file changes (mtime)."""
+    """Something derived from the include folder's project, rebuilt when a YAML file changes (mtime).
+
+    Loaded with the last valid copies as the DAG factory loads it, so a customer whose file is broken is
+    served (webhooks, sync calls) by the same configuration its DAGs run on."""
 
     def __init__(self, include_dir: Path, derive: Callable[[Project], T]) -> None:
         self.include_dir = include_dir
@@ -28,7 +32,7 @@ class LiveProject(Generic[T]):
         fingerprint = self._current_fingerprint()
         with self._lock:
             if fingerprint != self._fingerprint or self._value is None:
-                self._value = self._derive(load_project(self.include_dir))
+                self._value = self._derive(load_project(self.include_dir, last_valid=default_store()))
                 self._fingerprint = fingerprint
             return self._value
 

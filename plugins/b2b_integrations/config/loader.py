@@ -1,6 +1,8 @@
 """Load every template and customer file under an include folder, collecting every problem.
 
-Each file is loaded in isolation: a broken file costs only its own DAGs. A customer's integrations are
+Each file is loaded in isolation: a broken file never affects another file's customers. A file with a
+problem is replaced by its last valid copy when one was kept (``config/last_valid.py``), so its customers
+keep running on what worked while the problem is reported. Without a copy, a customer's integrations are
 checked one by one, so a typo in one integration's settings does not stop that customer's other
 integrations.
 """
@@ -8,7 +10,7 @@ integrations.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from b2b_integrations.config.base import IDENT_PATTERN
+from b2b_integrations.config.last_valid import LastValidStore
 from b2b_integrations.config.models import AppSettings, Customer, CustomerIntegration, IntegrationTemplate
 from b2b_integrations.config.validate import (
     DEFAULT_TRANSFORM_PREFIXES,
@@ -58,6 +61,10 @@ class Project:
     warnings: list[Problem] = field(default_factory=list)
     files_checked: int = 0
     app: AppSettings | None = None
+    valid_files: list[tuple[str, str, Path]] = field(default_factory=list)
+    """(kind, name, path) of every template and customer file that loaded without a problem."""
+    on_last_valid: dict[str, str] = field(default_factory=dict)
+    """Displayed file -> description of the last valid copy now used in its place."""
 
 
 def transform_prefixes_from_env() -> tuple[str, ...]:
@@ -68,9 +75,15 @@ def transform_prefixes_from_env() -> tuple[str, ...]:
 
 
 def load_project(
-    include_dir: str | os.PathLike[str], transform_prefixes: Iterable[str] | None = None
+    include_dir: str | os.PathLike[str],
+    transform_prefixes: Iterable[str] | None = None,
+    last_valid: LastValidStore | None = None,
 ) -> Project:
-    """Load and check ``include_dir/integrations/*.yaml`` and ``include_dir/customers/*.yaml``."""
+    """Load and check ``include_dir/integrations/*.yaml`` and ``include_dir/customers/*.yaml``.
+
+    With ``last_valid``, a file with a problem is replaced by its last valid copy (if that copy still
+    loads cleanly); the file's problems are reported all the same, with a note saying so.
+    """
     root = Path(include_dir)
     prefixes = tuple(transform_prefixes) if transform_prefixes is not None else transform_prefixes_from_env()
     project = Project(include_dir=root)
@@ -80,23 +93,79 @@ def load_project(
     broken_templates: dict[str, str] = {}
     for path in _yaml_files(root / TEMPLATES_DIR):
         project.files_checked += 1
-        template = _load_template(path, _display(path, root), prefixes, project)
-        if template is not None:
+        file = _display(path, root)
+        before = len(project.problems)
+        template = _load_template(path, file, prefixes, project)
+        if template is not None and len(project.problems) == before:
             project.templates[template.name] = template
+            project.valid_files.append((TEMPLATES_DIR, path.stem, path))
+            continue
+        fallback = _from_last_valid(
+            last_valid, TEMPLATES_DIR, path, file, project,
+            lambda copy, shown, scratch: _load_template(copy, shown, prefixes, scratch),
+        )  # fmt: skip
+        if fallback is not None:
+            project.templates[fallback.name] = fallback
         else:
-            broken_templates[path.stem] = _display(path, root)
+            broken_templates[path.stem] = file
     for path in _yaml_files(root / CUSTOMERS_DIR):
         project.files_checked += 1
-        instance = _load_customer(path, _display(path, root), project, broken_templates)
+        file = _display(path, root)
+        before = len(project.problems)
+        instance = _load_customer(path, file, project, broken_templates)
+        if instance is not None and len(project.problems) == before:
+            project.customers.append(instance)
+            project.valid_files.append((CUSTOMERS_DIR, path.stem, path))
+            continue
+        fallback = _from_last_valid(
+            last_valid, CUSTOMERS_DIR, path, file, project,
+            lambda copy, shown, scratch: _load_customer(copy, shown, scratch, broken_templates),
+        )  # fmt: skip
+        instance = fallback or instance
         if instance is not None:
             project.customers.append(instance)
     app_file = root / APP_FILE
     if app_file.is_file():
         project.files_checked += 1
         doc = _read(app_file, _display(app_file, root), project)
-        if doc is not None:
+        if doc is not None and not doc.duplicate_keys:
             project.app = _Reporter(doc, _display(app_file, root), project).validate(AppSettings, doc.data)
     return project
+
+
+def _from_last_valid(
+    store: LastValidStore | None,
+    kind: str,
+    path: Path,
+    file: str,
+    project: Project,
+    load: Callable[[Path, str, Project], Any],
+) -> Any:
+    """The file's last valid copy, loaded against the current project, if it has none of the problems.
+
+    A copy is used whole or not at all: half an edit applied (one integration new, another old) would run
+    a configuration nobody wrote.
+    """
+    copy = store.get(kind, path.stem) if store is not None else None
+    if copy is None:
+        return None
+    scratch = Project(include_dir=project.include_dir, templates=project.templates)
+    loaded = load(copy.path, file, scratch)
+    if loaded is None or scratch.problems:
+        project.warnings.append(
+            Problem(file, "", f"its last valid copy ({copy.path}) does not load either; not used")
+        )
+        return None
+    what = "its flows keep" if kind == TEMPLATES_DIR else "this customer's integrations keep"
+    project.problems.append(
+        Problem(
+            file,
+            "",
+            f"{what} running on {copy.describe()}; fix the problems listed for this file to apply it",
+        )
+    )
+    project.on_last_valid[file] = copy.describe()
+    return loaded
 
 
 def _yaml_files(folder: Path) -> list[Path]:
@@ -142,6 +211,8 @@ class _Reporter:
 
 
 def _read(path: Path, file: str, project: Project) -> YamlDocument | None:
+    """The parsed file, or None if it cannot be read. Duplicate keys are reported here; what they cost
+    (the file, or one integration entry) is the caller's decision."""
     try:
         doc = load_yaml(path)
     except YamlSyntaxError as e:
@@ -157,14 +228,14 @@ def _read(path: Path, file: str, project: Project) -> YamlDocument | None:
         project.problems.append(
             Problem(file, format_key_path(key_path), "duplicate key: a later value would silently win", line)
         )
-    return doc if not doc.duplicate_keys else None
+    return doc
 
 
 def _load_template(
     path: Path, file: str, prefixes: tuple[str, ...], project: Project
 ) -> IntegrationTemplate | None:
     doc = _read(path, file, project)
-    if doc is None:
+    if doc is None or doc.duplicate_keys:
         return None
     report = _Reporter(doc, file, project)
     template: IntegrationTemplate | None = report.validate(IntegrationTemplate, doc.data)
@@ -184,11 +255,17 @@ def _load_customer(
     doc = _read(path, file, project)
     if doc is None:
         return None
+    # A duplicate key inside one integration entry costs that entry; anywhere else, the customer.
+    duplicated_entries = {p[1] for p, _ in doc.duplicate_keys if len(p) >= 2 and p[0] == "integrations"}
+    if any(len(p) < 2 or p[0] != "integrations" for p, _ in doc.duplicate_keys):
+        return None
     report = _Reporter(doc, file, project)
     raw_integrations = doc.data.get("integrations") or {}
     good: dict[str, CustomerIntegration] = {}
     if isinstance(raw_integrations, dict):
         for name, raw in raw_integrations.items():
+            if name in duplicated_entries:
+                continue
             errors_before = report.errors
             prefix: KeyPath = ("integrations", name)
             settings = report.validate(CustomerIntegration, raw if raw is not None else {}, prefix)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 OUTBOX_DAG_ID = "b2b_app__outbox"
 
 
-def build_app_dags(app: AppSettings | None) -> dict[str, DAG]:
+def build_app_dags(app: AppSettings | None, auto_register: bool = True) -> dict[str, DAG]:
     from airflow.sdk import DAG
 
     from b2b_integrations.config.schedules import parse_schedule
@@ -36,6 +36,7 @@ def build_app_dags(app: AppSettings | None) -> dict[str, DAG]:
         start_date=_start_date(),
         catchup=False,
         max_active_runs=1,
+        auto_register=auto_register,
         tags=["b2b:app", "pattern:event_driven_export"],
         # A feed: retry soon (a restarted API server, a database failover), not after Airflow's 5 minutes.
         default_args={

@@ -60,8 +60,11 @@ def _alerts(plan: DagPlan) -> Any:
     )
 
 
-def build_dag(plan: DagPlan) -> DAG:
-    """Create the DAG and its tasks for one plan; tasks run in the order of the flow's steps."""
+def build_dag(plan: DagPlan, auto_register: bool = True) -> DAG:
+    """Create the DAG and its tasks for one plan; tasks run in the order of the flow's steps.
+
+    ``auto_register=False`` builds it only to see that it builds: a DAG made in a ``with`` block is
+    otherwise collected by the DagBag of whichever DAG file is being parsed."""
     schedule: Any = _asset(plan.schedule_asset) if plan.schedule_asset is not None else plan.schedule
     dag = DAG(
         dag_id=plan.dag_id,
@@ -74,6 +77,7 @@ def build_dag(plan: DagPlan) -> DAG:
         tags=list(plan.tags),
         default_args={**plan.default_args, "on_failure_callback": _alerts(plan)},
         params={name: Param(**spec) for name, spec in plan.params.items()},
+        auto_register=auto_register,
     )
     previous = None
     # Event-driven flows: the first step reads the events queued on the inbox since the last run that

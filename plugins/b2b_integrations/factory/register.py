@@ -1,35 +1,31 @@
-"""The DAG factory entry point: include folder -> DAGs in a DAG file's namespace.
+"""The DAG factory entry points: include folder -> DAGs in one DAG file, problems in another.
 
-One broken file must never hide other customers' DAGs. Good DAGs are always registered; the problems are
-carried by one placeholder DAG whose ``validate()`` raises, which Airflow's DagBag records as an import
-error of the factory file (with every problem, its file, line and key path) while keeping the other DAGs.
+One broken file must never stop other customers. Airflow (3.3, ``_update_import_errors`` in
+``airflow/dag_processing/collection.py``) marks *every* DAG of a file that has an import error as stale, so
+the file holding the customers' DAGs must never have one. It registers every DAG that builds, and a customer
+whose file turned invalid keeps running on that file's last valid copy (``config/last_valid.py``). The
+problems are raised by a second DAG file that holds no DAGs (``dags/b2b_config_problems.py``): its import
+error, with every problem's file, line and key path, is what the UI shows, and it can make nothing stale.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG
 
-from b2b_integrations.config.loader import load_project
+from b2b_integrations.config.last_valid import LastValidStore, default_store
+from b2b_integrations.config.loader import CUSTOMERS_DIR, TEMPLATES_DIR, Project, load_project
 from b2b_integrations.errors import ConfigError, Problem
 from b2b_integrations.factory.app_dags import build_app_dags
 from b2b_integrations.factory.build import build_dag
 from b2b_integrations.factory.planner import plan_project
 
 log = logging.getLogger(__name__)
-
-PROBLEMS_DAG_ID = "b2b_config_problems"
-
-
-class ConfigProblemsDag(DAG):
-    """Never bagged: its validation raises the collected config problems as the file's import error."""
-
-    def validate(self) -> None:
-        raise self.config_error  # type: ignore[attr-defined]
 
 
 def default_include_dir(dag_file: str | None) -> Path:
@@ -41,47 +37,97 @@ def default_include_dir(dag_file: str | None) -> Path:
     return base / "include"
 
 
-def build_dags(include_dir: str | os.PathLike[str]) -> tuple[dict[str, DAG], list[Problem]]:
-    """Build every valid DAG; return them with every problem found (config or build)."""
-    project = load_project(include_dir)
+@dataclass
+class FactoryResult:
+    """What one pass of the factory made: the DAGs, every problem, and what loaded and built cleanly."""
+
+    project: Project
+    dags: dict[str, DAG] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    failed_builds: set[tuple[str, str]] = field(default_factory=set)
+    """(customer id, integration) of every plan that failed to build."""
+
+    def files_to_keep(self) -> list[tuple[str, str, Path]]:
+        """(kind, name, path) of the valid files whose DAGs all built: the next last valid copies.
+
+        A customer file's name is its customer id, a template file's its integration name (the loader
+        checks both)."""
+        failed = {
+            CUSTOMERS_DIR: {customer for customer, _ in self.failed_builds},
+            TEMPLATES_DIR: {integration for _, integration in self.failed_builds},
+        }
+        return [
+            (kind, name, path) for kind, name, path in self.project.valid_files if name not in failed[kind]
+        ]
+
+
+def build_dags(
+    include_dir: str | os.PathLike[str], last_valid: LastValidStore | None = None, auto_register: bool = True
+) -> FactoryResult:
+    """Build every DAG that can be built; collect every problem found (config or build).
+
+    ``auto_register=False``: only to find the problems, without the DAGs joining the DAG file being parsed.
+    """
+    project = load_project(include_dir, last_valid=last_valid)
     for warning in project.warnings:
         log.info("b2b config warning: %s", warning)
-    problems = list(project.problems)
-    dags: dict[str, DAG] = {}
+    result = FactoryResult(project=project, problems=list(project.problems))
     try:
-        dags.update(build_app_dags(project.app))
+        result.dags.update(build_app_dags(project.app, auto_register))
     except Exception as e:
-        problems.append(
+        result.problems.append(
             Problem("app.yaml", "outbox", f"cannot build the outbox DAG: {type(e).__name__}: {e}")
         )
     for plan in plan_project(project):
         try:
-            dags[plan.dag_id] = build_dag(plan)
+            result.dags[plan.dag_id] = build_dag(plan, auto_register)
         except Exception as e:  # one DAG failing to build must not hide the others
-            problems.append(
+            result.failed_builds.add((plan.customer_id, plan.integration))
+            result.problems.append(
                 Problem(
                     plan.source_file,
                     f"integrations.{plan.integration}.flows.{plan.flow}",
                     f"cannot build DAG {plan.dag_id}: {type(e).__name__}: {e}",
                 )
             )
-    return dags, problems
+    return result
+
+
+def _strict() -> bool:
+    return os.environ.get("B2B_STRICT", "").lower() in ("1", "true", "yes")
 
 
 def register_dags(
     namespace: dict[str, Any], include_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, DAG]:
-    """Put the generated DAGs into a DAG file's globals; call as ``register_dags(globals())``."""
+    """Put the generated DAGs into a DAG file's globals; call as ``register_dags(globals())``.
+
+    Never raises for a config problem (unless ``B2B_STRICT=1``, for CI): see the module docstring.
+    """
     root = Path(include_dir) if include_dir is not None else default_include_dir(namespace.get("__file__"))
-    dags, problems = build_dags(root)
-    for dag_id, dag in dags.items():
-        namespace[dag_id] = dag
-    if problems:
-        error = ConfigError(problems)
-        if os.environ.get("B2B_STRICT", "").lower() in ("1", "true", "yes"):
+    store = default_store()
+    result = build_dags(root, store)
+    namespace.update(result.dags)
+    if store is not None:
+        for kind, name, path in result.files_to_keep():
+            store.save(kind, name, path)
+    if result.problems:
+        error = ConfigError(result.problems)
+        if _strict():
             raise error
         log.error("b2b-integrations: %s", error)
-        placeholder = ConfigProblemsDag(dag_id=PROBLEMS_DAG_ID, schedule=None)
-        placeholder.config_error = error  # type: ignore[attr-defined]
-        namespace[PROBLEMS_DAG_ID] = placeholder
-    return dags
+    return result.dags
+
+
+def raise_config_problems(
+    namespace: dict[str, Any], include_dir: str | os.PathLike[str] | None = None
+) -> None:
+    """Raise every config problem as this DAG file's import error; the file must define no DAG.
+
+    Loads the project exactly as :func:`register_dags` does (same last valid copies, same builds), so the
+    problems shown are those of the DAGs that run.
+    """
+    root = Path(include_dir) if include_dir is not None else default_include_dir(namespace.get("__file__"))
+    result = build_dags(root, default_store(), auto_register=False)
+    if result.problems:
+        raise ConfigError(result.problems)
