@@ -153,3 +153,48 @@ def test_bad_alert_settings_are_a_located_problem(tmp_path: Path) -> None:
     )
     (problem,) = project.problems
     assert problem.key_path == "alerts" and "unknown key(s) pager" in problem.message
+
+
+def test_duplicate_key_inside_one_integration_costs_only_that_integration(tmp_path: Path) -> None:
+    text = (
+        "id: acme\nname: Acme\nintegrations:\n"
+        "  sync:\n    config: {region: eu}\n    connections: {db: acme_db}\n"
+        "  other:\n    config:\n      region: eu\n      region: us\n    connections: {db: acme_db}\n"
+    )
+    project = load(tmp_path, text, sync=minimal_template(), other=minimal_template("other"))
+    assert [(p.key_path, p.line) for p in project.problems] == [("integrations.other.config.region", 10)]
+    assert "duplicate key" in project.problems[0].message
+    assert list(project.customers[0].integrations) == ["sync"]
+
+
+def test_duplicate_key_in_the_customer_header_costs_the_customer(tmp_path: Path) -> None:
+    text = "id: acme\nname: Acme\nname: Acme Corp\nintegrations:\n  sync: {config: {region: eu}, connections: {db: a}}\n"
+    project = load(tmp_path, text)
+    assert [(p.key_path, p.line) for p in project.problems] == [("name", 3)]
+    assert project.customers == []
+
+
+def test_a_broken_file_falls_back_to_its_last_valid_copy_whole(tmp_path: Path) -> None:
+    from b2b_integrations.config.last_valid import LastValidStore
+
+    store = LastValidStore(tmp_path / "last_valid")
+    include = write_include(tmp_path / "include", {"sync": minimal_template()}, {"acme": minimal_customer()})
+    project = load_project(include, last_valid=store)
+    assert project.problems == [] and project.on_last_valid == {}
+    for kind, name, path in project.valid_files:
+        store.save(kind, name, path)
+    broken = minimal_customer(config={"region": "eu", "threshold": -1})
+    write_include(include, customers={"acme": broken})
+    project = load_project(include, last_valid=store)
+    assert "include/customers/acme.yaml" in project.on_last_valid
+    assert project.customers[0].integrations["sync"].config == {"region": "eu"}  # the copy, not the edit
+    messages = [p.message for p in project.problems]
+    assert any("keep running on the last valid version" in m for m in messages)
+    assert any("threshold" in p.key_path for p in project.problems)
+    # A copy that no longer loads (here: its template now requires a value it lacks) is not used.
+    template = minimal_template()
+    template["config"]["label"].pop("default")
+    write_include(include, {"sync": template})
+    project = load_project(include, last_valid=store)
+    assert project.customers[0].integrations == {} and project.on_last_valid == {}
+    assert any("does not load either" in w.message for w in project.warnings)
