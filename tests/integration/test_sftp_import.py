@@ -13,6 +13,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from b2b_integrations.operators.sftp_import import SftpFileImportOperator
+from b2b_integrations.sources.files import stand_in_name
 from helpers import PG
 from helpers import pg_rows as rows
 
@@ -308,7 +309,15 @@ def test_hostile_file_name_is_refused(sftp_conn: str, sftp_folder: str, db_conn:
     with pytest.raises(AirflowFailException, match="file name refused"):
         make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})  # type: ignore[arg-type]
     failed = sorted(p.name for p in Path(sftp_folder, "failed").iterdir())
-    assert "_evil.csv" in failed and "bell_.csv" in failed
+    assert failed == sorted(
+        [
+            stand_in_name("..evil.csv"),
+            stand_in_name("..evil.csv") + ".error.txt",
+            stand_in_name("bell\x07.csv"),
+            stand_in_name("bell\x07.csv") + ".error.txt",
+        ]
+    )
+    assert all(name.startswith(("_evil.", "bell_.")) for name in failed)
     assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(0,)]
 
 
@@ -403,3 +412,178 @@ def test_duplicate_keys_in_a_file_keep_the_last_row(
         ("A-1", 9, "cancelled"),
         ("A-2", 1, "shipped"),
     ]
+
+
+def ledger_rows(pg_db: str, customer: str) -> list[tuple[Any, ...]]:
+    return rows(
+        pg_db,
+        "SELECT file_name, status, rows_loaded FROM b2b_file_ledger "
+        f"WHERE customer_id = '{customer}' ORDER BY file_name, status",
+    )
+
+
+def oldest_first(folder: str, *names: str) -> None:
+    """Give the files increasing modification times in this order (the import takes oldest first)."""
+    import os
+
+    for age, name in enumerate(reversed(names), 1):
+        os.utime(Path(folder, name), (time.time() - 100 * age, time.time() - 100 * age))
+
+
+def test_a_failed_file_sent_again_is_retried_and_loads_once_the_config_is_fixed(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    content = (
+        "order_id,order_date,sku,quantity,status\n"
+        "R-1,2025-01-02,SKU-1,3,returned\nR-2,2025-01-03,SKU-2,1,returned\n"
+    )
+    table = table_name()
+    for _ in range(2):  # failed, then sent again unchanged before the config is fixed: fails again
+        Path(sftp_folder, "returns.csv").write_text(content)
+        with pytest.raises(AirflowFailException, match="all 2 records are invalid"):
+            make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="retryco").execute({})  # type: ignore[arg-type]
+    assert ledger_rows(pg_db, "retryco") == [("returns.csv", "failed", 0)]
+
+    fields = [dict(f) for f in SCHEMA["fields"]]
+    fields[-1]["allowed"] = ["new", "shipped", "cancelled", "returned"]  # the config fix
+    Path(sftp_folder, "returns.csv").write_text(content)  # sent again, still unchanged
+    op = make_operator(
+        sftp_conn, db_conn, sftp_folder, table, customer_id="retryco", row_schema={"fields": fields}
+    )
+    result = op.execute({})  # type: ignore[arg-type]
+    assert (result["files_loaded"], result["files_already_loaded"], result["rows_loaded"]) == (1, 0, 2)
+    assert rows(pg_db, f"SELECT order_id, status FROM {table} ORDER BY 1") == [
+        ("R-1", "returned"),
+        ("R-2", "returned"),
+    ]
+    assert Path(sftp_folder, "processed", "returns.csv").read_text() == content
+    assert ledger_rows(pg_db, "retryco") == [("returns.csv", "loaded", 2)]
+
+
+def test_a_refused_name_sent_again_does_not_stop_the_good_files(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    hostile = "bell\x07.csv"
+    Path(sftp_folder, hostile).write_text(ORDERS_CSV)
+    table = table_name()
+    with pytest.raises(AirflowFailException, match="file name refused"):
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="refusedco").execute({})  # type: ignore[arg-type]
+
+    Path(sftp_folder, hostile).write_text("sent again, other content\n")
+    Path(sftp_folder, "good.csv").write_text(ORDERS_CSV)
+    oldest_first(sftp_folder, hostile, "good.csv")  # the refused file comes first
+    with pytest.raises(AirflowFailException, match="file name refused"):
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="refusedco").execute({})  # type: ignore[arg-type]
+    assert Path(sftp_folder, "processed", "good.csv").read_text() == ORDERS_CSV
+    assert rows(pg_db, f"SELECT order_id FROM {table} ORDER BY 1") == [("A-1",), ("A-2",)]
+    failed = sorted(Path(sftp_folder, "failed").iterdir())
+    kept = [p for p in failed if not p.name.endswith(".error.txt")]
+    assert sorted(p.read_text() for p in kept) == sorted([ORDERS_CSV, "sent again, other content\n"])
+    assert sorted(p.name for p in failed if p.name.endswith(".error.txt")) == sorted(
+        f"{p.name}.error.txt" for p in kept
+    )
+    assert ledger_rows(pg_db, "refusedco") == [(hostile, "failed", 0), ("good.csv", "loaded", 2)]
+
+
+def test_names_that_sanitise_alike_keep_their_own_failed_file_and_report(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    Path(sftp_folder, "a\nb.csv").write_text("first\n")
+    Path(sftp_folder, "a\rb.csv").write_text("second\n")
+    with pytest.raises(AirflowFailException, match="file name refused"):
+        make_operator(sftp_conn, db_conn, sftp_folder, table_name(), customer_id="alikeco").execute({})  # type: ignore[arg-type]
+    failed = Path(sftp_folder, "failed")
+    kept = {p.read_text(): p.name for p in failed.iterdir() if not p.name.endswith(".error.txt")}
+    assert sorted(kept) == ["first\n", "second\n"]
+    # Each report sits beside its own file and names the remote name it came from (escaped).
+    assert repr("a\nb.csv") in Path(failed, kept["first\n"] + ".error.txt").read_text()
+    assert repr("a\rb.csv") in Path(failed, kept["second\n"] + ".error.txt").read_text()
+
+
+def test_every_row_invalid_keeps_the_reasons_where_the_error_says(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    import re
+
+    Path(sftp_folder, "all-bad.csv").write_text(
+        "order_id,order_date,sku,quantity,status\nX-1,nope,S,1,new\nX-2,2025-01-02,S,two,new\n"
+    )
+    with pytest.raises(AirflowFailException) as err:
+        make_operator(sftp_conn, db_conn, sftp_folder, table_name(), customer_id="allbadco").execute({})  # type: ignore[arg-type]
+    found = re.search(r"per-row reasons in (\S+\.quarantine\.csv)", str(err.value))
+    assert found, str(err.value)
+    report = Path(found.group(1)).read_text()
+    assert "all-bad.csv,1," in report and "order_date" in report
+    assert "all-bad.csv,2," in report and "quantity" in report
+    assert found.group(1) in Path(sftp_folder, "failed", "all-bad.csv.error.txt").read_text()
+
+
+def test_a_version_sent_again_never_overwrites_a_processed_file(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    import hashlib
+
+    v1 = ORDERS_CSV
+    v2 = ORDERS_CSV.replace("SKU-1,3,new", "SKU-1,7,new")
+    table = table_name()
+    processed = Path(sftp_folder, "processed")
+
+    def deliver(content: str) -> dict[str, Any]:
+        Path(sftp_folder, "orders.csv").write_text(content)
+        return make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="versionco").execute({})  # type: ignore[arg-type]
+
+    assert deliver(v1)["files_loaded"] == 1
+    assert deliver(v2)["files_loaded"] == 1
+    assert (processed / "orders.csv").read_text() == v1  # the first one keeps its name
+    assert deliver(v1)["files_already_loaded"] == 1  # the older version again: loaded before, not again
+    assert rows(pg_db, f"SELECT quantity FROM {table} WHERE order_id = 'A-1'") == [(7,)]
+
+    def tagged(content: str) -> str:
+        return f"orders.{hashlib.sha256(content.encode()).hexdigest()[:12]}.csv"
+
+    assert {p.name: p.read_text() for p in processed.iterdir()} == {
+        "orders.csv": v1,
+        tagged(v2): v2,
+        tagged(v1): v1,
+    }
+
+
+def test_logs_escape_remote_names_and_errors_name_the_remote_file(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    Path(sftp_folder, "line\nbreak.csv").write_text(ORDERS_CSV)
+    Path(sftp_folder, "dupe-columns.csv").write_text("order_id,order_id\n1,2\n")
+    oldest_first(sftp_folder, "line\nbreak.csv", "dupe-columns.csv")
+    capfd.readouterr()
+    with pytest.raises(AirflowFailException) as err:
+        make_operator(sftp_conn, db_conn, sftp_folder, table_name(), customer_id="namesco").execute({})  # type: ignore[arg-type]
+    logged = capfd.readouterr().out  # the task logger writes to stdout here
+    assert "line\nbreak" not in logged and repr("line\nbreak.csv") in logged
+    message = str(err.value)
+    assert "'dupe-columns.csv'" in message and "duplicate column" in message
+    assert not re.search(r"\d{6}\.csv", message)  # never the local work file's name
+    report = Path(sftp_folder, "failed", "dupe-columns.csv.error.txt").read_text()
+    assert "customer namesco, integration orders, flow files, file 'dupe-columns.csv'" in report
+    assert not re.search(r"\d{6}\.csv", report)
+
+
+def test_a_file_the_database_refuses_fails_alone(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    """A value the schema accepts but the column cannot hold: that file fails, the next one loads."""
+    Path(sftp_folder, "a-huge.csv").write_text(
+        "order_id,order_date,sku,quantity,status\nH-1,2025-01-02,SKU-1,99999999999,new\n"
+    )
+    Path(sftp_folder, "b-good.csv").write_text(ORDERS_CSV)
+    oldest_first(sftp_folder, "a-huge.csv", "b-good.csv")
+    table = table_name()
+    with pytest.raises(
+        AirflowFailException, match="'a-huge.csv'.*database refused a value in column quantity"
+    ):
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="hugeco").execute({})  # type: ignore[arg-type]
+    assert Path(sftp_folder, "failed", "a-huge.csv").exists()
+    assert Path(sftp_folder, "processed", "b-good.csv").exists()
+    assert rows(pg_db, f"SELECT order_id FROM {table} ORDER BY 1") == [("A-1",), ("A-2",)]
+    assert ledger_rows(pg_db, "hugeco") == [("a-huge.csv", "failed", 0), ("b-good.csv", "loaded", 2)]

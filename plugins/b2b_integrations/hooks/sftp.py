@@ -14,12 +14,12 @@ import logging
 import posixpath
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from b2b_integrations.sources.files import RemoteFile
+from b2b_integrations.sources.files import RemoteFile, tagged_name
 
 if TYPE_CHECKING:
     from paramiko import SFTPClient
@@ -61,8 +61,37 @@ class RemoteFolder:
             self.client.mkdir(target)
         return target
 
+    def exists(self, sub: str, name: str) -> bool:
+        """Whether ``sub/name`` exists under the folder."""
+        try:
+            self.client.stat(posixpath.join(self.path(sub), name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def free_name(
+        self, sub: str, name: str, tag: str, *, same_content: bool, companions: Sequence[str] = ()
+    ) -> str:
+        """A name in ``sub`` under which nothing is replaced: ``name`` if neither it nor ``name + c`` for
+        each companion suffix (a report stored beside it) exists, else ``name`` tagged before its extension.
+
+        With ``same_content`` the tag identifies the content (its sha256): a file already there under the
+        tagged name has the same bytes, and replacing it loses nothing. Otherwise (content unknown) a
+        counter is added until the name is free.
+        """
+        candidates = [name, tagged_name(name, tag)]
+        if not same_content:
+            candidates += (tagged_name(name, f"{tag}-{n}") for n in range(2, 1000))
+        for candidate in candidates:
+            if not any(self.exists(sub, candidate + suffix) for suffix in ("", *companions)):
+                return candidate
+        if same_content:
+            return candidates[-1]
+        raise FileExistsError(f"no free name for {name!r} in {self.path(sub)!r}")
+
     def move(self, name: str, sub: str, new_name: str | None = None) -> str:
-        """Move a file into a sub-folder, replacing a file of the same name there (a re-run's leftover)."""
+        """Move a file into a sub-folder under ``new_name`` (default: its own name); a file of that name
+        already there is replaced, so callers pick a free name first (:meth:`free_name`)."""
         target = posixpath.join(self.ensure_subfolder(sub), new_name or name)
         self.client.posix_rename(self.path(name), target)
         return target

@@ -35,7 +35,13 @@ from b2b_integrations.sinks.sql import (
     row_writes,
     write_in_transaction,
 )
-from b2b_integrations.sources.files import RemoteFile, ready_files, select_new, unsafe_name_reason
+from b2b_integrations.sources.files import (
+    RemoteFile,
+    ready_files,
+    select_new,
+    stand_in_name,
+    unsafe_name_reason,
+)
 from b2b_integrations.sources.prefetch import prefetched
 from b2b_integrations.staging import data_dir, safe_path_part
 from b2b_integrations.state import ledger
@@ -43,7 +49,8 @@ from b2b_integrations.state import ledger
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_QUARANTINE_SUFFIX = ".quarantine.csv"
+_REPORT_SUFFIX = ".error.txt"
 
 
 def _write_columnar_batch(
@@ -55,6 +62,18 @@ def _write_columnar_batch(
 
 class _FileFailed(Exception):
     """This file goes to the failed folder; the others go on."""
+
+
+class _AllRowsInvalid(_FileFailed):
+    """Every record was refused: the file fails, and its quarantine report goes with it."""
+
+
+def _refused_by_database(exc: BaseException) -> bool:
+    """Whether the database refused this file's data (DB-API ``DataError``/``IntegrityError``: a value
+    out of range or too long for its column, a NOT NULL column left empty, ...), as opposed to failing
+    itself (connection lost, ...). Matched by name: every DB-API driver has these classes, under its own
+    module."""
+    return any(cls.__name__ in ("DataError", "IntegrityError") for cls in type(exc).__mro__)
 
 
 @dataclass
@@ -73,11 +92,6 @@ class _RunSummary:
     rows_quarantined: int = 0
 
 
-def safe_report_name(name: str) -> str:
-    """A printable stand-in for a hostile file name, for the failed folder."""
-    return _SAFE.sub("_", name).replace("..", "_")[:200] or "unnamed"
-
-
 class SftpFileImportOperator(StepOperator):
     """
     Import every new file of a remote SFTP folder into a SQL table, one file at a time, oldest first.
@@ -86,9 +100,14 @@ class SftpFileImportOperator(StepOperator):
     validated; good rows are written to ``table`` and the file is recorded in the processed-file ledger in
     the same transaction. Only then is the file moved to ``processed_folder`` (or deleted). Bad records go
     to a quarantine CSV (row number, reason, raw record) in ``quarantine_folder``; a file that cannot be
-    parsed, or whose every record is bad, goes to ``failed_folder`` with an ``.error.txt`` report and the
-    task fails after the other files are done. Files whose size or modification time changes during
+    parsed, whose every record is bad, whose data the database refuses, or whose name is unusable goes to
+    ``failed_folder`` with an ``.error.txt`` report, and the task fails after the other files are done. A
+    failed file is tried again when it is sent again. Files whose size or modification time changes during
     ``settle_seconds`` are still being written and are left for the next run.
+
+    Nothing is replaced on the server: a name already taken in ``processed_folder``, ``failed_folder`` or
+    ``quarantine_folder`` gets the first 12 hex digits of the file's sha256 before its extension
+    (``orders.csv`` -> ``orders.3f2a9c1d4e5b.csv``); unusable names get a sanitised stand-in.
 
     :param sftp_conn_id: Airflow SFTP connection of the customer's server.
     :param folder: Remote folder to import from. (templated)
@@ -203,7 +222,7 @@ class SftpFileImportOperator(StepOperator):
                 todo = self._files_to_import(conn, hook.placeholder, remote, summary)
                 for index, remote_file in enumerate(todo, 1):
                     self.log.info(
-                        "File %d of %d: %s (%d bytes)", index, len(todo), remote_file.name, remote_file.size
+                        "File %d of %d: %r (%d bytes)", index, len(todo), remote_file.name, remote_file.size
                     )
                     # Local names never come from the server; the suffix is the format's (openpyxl checks it).
                     local = work / f"{index:06d}.{fmt.format}"
@@ -226,7 +245,7 @@ class SftpFileImportOperator(StepOperator):
         if summary.files_failed:
             raise FatalStepError(
                 f"{len(summary.files_failed)} file(s) failed and were moved to {self.failed_folder}/ with an "
-                f"error report: {'; '.join(summary.files_failed)}"
+                f"error report, the other files were imported: {'; '.join(summary.files_failed)}"
             )
         return {
             "files_loaded": summary.files_loaded,
@@ -283,16 +302,17 @@ class SftpFileImportOperator(StepOperator):
         name = remote_file.name
         reason = unsafe_name_reason(name)
         if reason is not None:
-            self._fail(conn, placeholder, remote, remote_file, "-", f"file name refused: {reason}", summary)
+            self._fail(conn, placeholder, remote, remote_file, None, f"file name refused: {reason}", summary)
             return
         sha256 = remote.download(name, local)
-        if ledger.has_content(conn, placeholder, self.customer_id, self.integration, self.flow, name, sha256):
-            # Loaded by an earlier try that stopped before moving it: finish the move, load nothing.
-            self.log.info("%s was already loaded (same content); finishing its move", name)
-            self._after_load(remote, name)
+        if ledger.was_loaded(conn, placeholder, self.customer_id, self.integration, self.flow, name, sha256):
+            # Loaded by an earlier try that stopped before moving it, or sent again unchanged: move it,
+            # load nothing.
+            target = self._after_load(remote, name, sha256)
+            self.log.info("%r was already loaded (same content); moved to %r, nothing loaded", name, target)
             summary.files_already_loaded += 1
             return
-        quarantine = local.with_suffix(".quarantine.csv")
+        quarantine = local.with_suffix(_QUARANTINE_SUFFIX)
         columnar = isinstance(sink, PostgresCopySink) and fast_path_blocker(fmt, schema) is None
         load = partial(
             self._load, conn, placeholder, local, remote_file, sha256, quarantine, sink, fmt, schema
@@ -302,20 +322,37 @@ class SftpFileImportOperator(StepOperator):
             try:
                 load(counts, columnar)
             except FastPathUnavailable as e:
-                self.log.info("%s: reading it record by record (%s)", name, e)
+                self.log.info(
+                    "%r: reading it record by record (%s)", name, _remote_terms(str(e), local, name)
+                )
                 counts = _FileCounts()
                 load(counts, columnar=False)
+        except _AllRowsInvalid as e:
+            self._fail(conn, placeholder, remote, remote_file, sha256, str(e), summary, counts, quarantine)
+            return
         except (FileParseError, _FileFailed) as e:
-            self._fail(conn, placeholder, remote, remote_file, sha256, str(e), summary, counts)
+            reason = _remote_terms(str(e), local, name)
+            self._fail(conn, placeholder, remote, remote_file, sha256, reason, summary, counts)
+            return
+        except Exception as e:
+            if not _refused_by_database(e):
+                raise  # the database or the server failed, not this file: the run fails and is retried
+            # Everything of this file was rolled back; the next file starts a fresh transaction.
+            reason = (
+                f"the database refused a value{_refused_column(e)} ({type(e).__name__}: {_first_line(e)})"
+            )
+            self._fail(conn, placeholder, remote, remote_file, sha256, reason, summary)
             return
         if counts.quarantined:
-            target = remote.upload(quarantine, self.quarantine_folder, f"{name}.quarantine.csv")
-            self.log.info("%s: %d bad rows quarantined to %s", name, counts.quarantined, target)
-        self._after_load(remote, name)
+            target = self._upload_quarantine(remote, name, sha256, quarantine)
+            self.log.info("%r: %d bad rows quarantined to %r", name, counts.quarantined, target)
+        target = self._after_load(remote, name, sha256)
         summary.files_loaded += 1
         summary.rows_loaded += counts.loaded
         summary.rows_quarantined += counts.quarantined
-        self.log.info("%s: %d rows loaded, %d quarantined", name, counts.loaded, counts.quarantined)
+        self.log.info(
+            "%r: %d rows loaded, %d quarantined; moved to %r", name, counts.loaded, counts.quarantined, target
+        )
 
     def _load(
         self,
@@ -344,7 +381,7 @@ class SftpFileImportOperator(StepOperator):
                     if columnar
                     else self._record_writes(local, name, fmt, schema, sink, writer, counts)
                 ),
-                progress=lambda done: self.log.info("%s: %d rows written", name, done),
+                progress=lambda done: self.log.info("%r: %d rows written", name, done),
                 before_commit=lambda cur: self._before_commit(cur, placeholder, remote_file, sha256, counts),
             )
 
@@ -408,8 +445,8 @@ class SftpFileImportOperator(StepOperator):
         self, cursor: Any, placeholder: str, remote_file: RemoteFile, sha256: str, counts: _FileCounts
     ) -> None:
         if counts.loaded == 0 and counts.quarantined > 0:
-            raise _FileFailed(f"all {counts.quarantined} records are invalid (see the quarantine report)")
-        ledger.record(cursor, placeholder, self._entry(remote_file, sha256, "loaded", counts, None))
+            raise _AllRowsInvalid(f"all {counts.quarantined} records are invalid")
+        ledger.record(cursor, placeholder, self._entry(remote_file, sha256, ledger.LOADED, counts, None))
 
     def _entry(
         self, remote_file: RemoteFile, sha256: str, status: str, counts: _FileCounts, detail: str | None
@@ -423,17 +460,26 @@ class SftpFileImportOperator(StepOperator):
             size_bytes=remote_file.size,
             mtime=remote_file.mtime,
             status=status,
-            rows_loaded=counts.loaded if status == "loaded" else 0,
+            rows_loaded=counts.loaded if status == ledger.LOADED else 0,
             rows_quarantined=counts.quarantined,
             detail=detail,
             processed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
-    def _after_load(self, remote: RemoteFolder, name: str) -> None:
+    def _after_load(self, remote: RemoteFolder, name: str, sha256: str) -> str:
+        """Delete the loaded file, or move it to the processed folder without replacing another version
+        of it there; return where it went."""
         if self.after_load == "delete":
             remote.delete(name)
-        else:
-            remote.move(name, self.processed_folder)
+            return "(deleted)"
+        stored = remote.free_name(self.processed_folder, name, sha256[:12], same_content=True)
+        return remote.move(name, self.processed_folder, stored)
+
+    def _upload_quarantine(self, remote: RemoteFolder, name: str, sha256: str, report: Path) -> str:
+        stored = remote.free_name(
+            self.quarantine_folder, name, sha256[:12], same_content=True, companions=(_QUARANTINE_SUFFIX,)
+        )
+        return remote.upload(report, self.quarantine_folder, stored + _QUARANTINE_SUFFIX)
 
     def _fail(
         self,
@@ -441,26 +487,69 @@ class SftpFileImportOperator(StepOperator):
         placeholder: str,
         remote: RemoteFolder,
         remote_file: RemoteFile,
-        sha256: str,
+        sha256: str | None,
         reason: str,
         summary: _RunSummary,
         counts: _FileCounts | None = None,
+        row_reasons: Path | None = None,
     ) -> None:
+        """Move the file to the failed folder with an error report (and the per-row reasons, when every row
+        was refused), record the failure, and go on with the other files. ``sha256`` None: not read."""
         name = remote_file.name
-        shown = safe_report_name(name)
-        message = f"customer {self.customer_id}, integration {self.integration}, file {shown}: {reason}"
+        if sha256 is None:  # refused by name: never read, so the name cannot carry the content's hash
+            stored = remote.free_name(
+                self.failed_folder,
+                stand_in_name(name),
+                datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ"),
+                same_content=False,
+                companions=(_REPORT_SUFFIX,),
+            )
+        else:
+            stored = remote.free_name(
+                self.failed_folder, name, sha256[:12], same_content=True, companions=(_REPORT_SUFFIX,)
+            )
+        if row_reasons is not None and sha256 is not None:
+            reason += f"; per-row reasons in {self._upload_quarantine(remote, name, sha256, row_reasons)}"
+        message = (
+            f"customer {self.customer_id}, integration {self.integration}, flow {self.flow}, "
+            f"file {name!r}: {reason}"
+        )
         self.log.error("%s", message)
         report = Path(tempfile.mkstemp(suffix=".txt", dir=self._work_root())[1])
         try:
             report.write_text(
-                f"{message}\n\nfile: {shown}\nsize: {remote_file.size} bytes\nsha256: {sha256}\n"
+                f"{message}\n\nfile: {name!r}\nstored as: {stored}\nsize: {remote_file.size} bytes\n"
+                f"sha256: {sha256 or ledger.NOT_READ}\n"
                 f"failed at: {datetime.now(UTC).isoformat(timespec='seconds')}\n",
                 encoding="utf-8",
             )
-            remote.upload(report, self.failed_folder, f"{shown}.error.txt")
+            remote.upload(report, self.failed_folder, stored + _REPORT_SUFFIX)
         finally:
             report.unlink(missing_ok=True)
-        remote.move(name, self.failed_folder, shown)
-        entry = self._entry(remote_file, sha256, "failed", counts or _FileCounts(), reason)
+        target = remote.move(name, self.failed_folder, stored)
+        entry = self._entry(
+            remote_file, sha256 or ledger.NOT_READ, ledger.FAILED, counts or _FileCounts(), reason
+        )
         ledger.record_now(conn, placeholder, entry)
-        summary.files_failed.append(f"{shown} ({reason})")
+        summary.files_failed.append(f"{name!r} ({reason}; moved to {target})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _refused_column(exc: BaseException) -> str:
+    """`` in column <name>`` when the driver says which (PostgreSQL: the error context of COPY/INSERT)."""
+    diag = getattr(exc, "diag", None)
+    column = getattr(diag, "column_name", None)
+    if not column:
+        found = re.search(r"\bcolumn (\w+)", getattr(diag, "context", None) or "")
+        column = found.group(1) if found else None
+    return f" in column {column}" if column else ""
+
+
+def _remote_terms(message: str, local: Path, name: str) -> str:
+    """``message`` (from a reader, which only knows the local work file) naming the remote file instead."""
+    message = message.removeprefix(f"{local.name}: ")
+    return message.replace(str(local), repr(name)).replace(local.name, repr(name))

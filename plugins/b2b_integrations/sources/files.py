@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import posixpath
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -35,6 +37,26 @@ def unsafe_name_reason(name: str) -> str | None:
     if len(name.encode("utf-8")) > 255:
         return "longer than 255 bytes"
     return None
+
+
+_NOT_PORTABLE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def tagged_name(name: str, tag: str) -> str:
+    """``name`` with ``.tag`` before its extension: ``orders.csv`` -> ``orders.<tag>.csv``."""
+    stem, ext = posixpath.splitext(name)
+    return f"{stem}.{tag}{ext}"
+
+
+def stand_in_name(name: str) -> str:
+    """A printable, portable name for a refused file name, for the failed folder.
+
+    Sanitising alone maps different names to one (``a\\nb.csv`` and ``a\\rb.csv`` both to ``a_b.csv``), and
+    one file would replace the other; the first 8 hex digits of the raw name's sha256 keep them apart.
+    """
+    shown = _NOT_PORTABLE.sub("_", name).replace("..", "_")[:200] or "unnamed"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return tagged_name(shown, digest).replace("..", "_")
 
 
 def matches(name: str, glob: str | None, regex: str | None) -> bool:
