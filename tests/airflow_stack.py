@@ -5,6 +5,11 @@
 dir) with this repository's dags/ and plugins/, the given include folder and extra environment (e.g.
 ``AIRFLOW_CONN_*`` connections). ``stop()`` ends them all and drops the database. ``token(user)`` logs in
 through the API server's ``/auth/token`` for tests of authenticated endpoints.
+
+The metadata database lives on the machine's PostgreSQL unless ``pg_url`` names another server (the fault
+suite's private cluster, tests/pg_cluster.py, which it stops and restarts). Fault tests also use
+``kill(component)`` / ``start_component(component)``, and ``restart_policy = "always"``, which makes
+``wait_for`` start a component again when it exited, as ``restart: always`` in docker-compose.yaml does.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ class AirflowStack:
     home: Path
     meta_db: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pg_url: str = PG
+    restart_policy: str = "never"  # "always": wait_for starts an exited component again
+    restarts: dict[str, int] = field(default_factory=dict)  # by restart_policy, per component
     _stopped: bool = False
 
     def token(self, username: str = "admin") -> str:
@@ -62,7 +70,7 @@ class AirflowStack:
         """Rows of a query on the metadata database."""
         import psycopg2
 
-        with psycopg2.connect(f"{PG}/{self.meta_db}") as conn, conn.cursor() as cur:
+        with psycopg2.connect(f"{self.pg_url}/{self.meta_db}") as conn, conn.cursor() as cur:
             cur.execute(query)
             return cur.fetchall() if cur.description else []
 
@@ -70,8 +78,12 @@ class AirflowStack:
         """Poll ``check()`` until it returns a truthy value; fail with the components' log tails."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
+            for name, proc in list(self.procs.items()):
                 if proc.poll() is not None:
+                    if self.restart_policy == "always":
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        self.start_component(name)
+                        continue
                     raise RuntimeError(
                         f"airflow {name} exited ({proc.returncode}):\n{self.log(name)[-3000:]}"
                     )
@@ -84,6 +96,23 @@ class AirflowStack:
             time.sleep(every)
         tails = "\n".join(f"--- {name}\n{self.log(name)[-2000:]}" for name in self.procs)
         raise TimeoutError(f"timed out waiting for {what}\n{tails}")
+
+    def start_component(self, component: str) -> subprocess.Popen[bytes]:
+        """Start one component (again); its output is appended to ``<home>/<component>.log``."""
+        port = self.url.rsplit(":", 1)[1]
+        args = [AIRFLOW, component] + (["--port", port] if component == "api-server" else [])
+        with (self.home / f"{component}.log").open("ab") as log:
+            self.procs[component] = subprocess.Popen(
+                args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self.procs[component]
+
+    def kill(self, component: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a component's process group and wait until it is gone; it stays down until
+        ``start_component`` (``wait_for`` does not count it as exited)."""
+        proc = self.procs.pop(component)
+        _signal_group(proc, sig)
+        proc.wait(timeout=60)
 
     def stop(self) -> None:
         if self._stopped:
@@ -98,7 +127,7 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
-        _admin(f'DROP DATABASE IF EXISTS "{self.meta_db}" WITH (FORCE)')
+        _admin(f'DROP DATABASE IF EXISTS "{self.meta_db}" WITH (FORCE)', self.pg_url)
         shutil.rmtree(self.home, ignore_errors=True)
 
 
@@ -109,10 +138,10 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def _admin(statement: str) -> None:
+def _admin(statement: str, pg_url: str = PG) -> None:
     import psycopg2
 
-    conn = psycopg2.connect(f"{PG}/postgres")
+    conn = psycopg2.connect(f"{pg_url}/postgres")
     conn.autocommit = True
     try:
         conn.cursor().execute(statement)
@@ -124,17 +153,22 @@ def start_airflow_stack(
     include_dir: Path,
     extra_env: dict[str, str] | None = None,
     components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor"),
+    pg_url: str = PG,
 ) -> AirflowStack:
+    """Start the components on a new metadata DB on ``pg_url`` (a ``postgresql://user@host:port`` base)."""
     home = Path(tempfile.mkdtemp(prefix="b2b-e2e-airflow-"))
     meta_db = f"b2b_e2e_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{meta_db}"')
+    _admin(f'CREATE DATABASE "{meta_db}"', pg_url)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "B2B_"))}
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{meta_db}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url.replace(
+                "postgresql://", "postgresql+psycopg2://", 1
+            )
+            + f"/{meta_db}",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -152,18 +186,14 @@ def start_airflow_stack(
             **(extra_env or {}),
         }
     )
-    stack = AirflowStack(url=f"http://127.0.0.1:{port}", env=env, home=home, meta_db=meta_db)
+    stack = AirflowStack(url=f"http://127.0.0.1:{port}", env=env, home=home, meta_db=meta_db, pg_url=pg_url)
     atexit.register(stack.stop)
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=False)
     if migrate.returncode != 0:
         stack.stop()
         raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-3000:]}")
     for component in components:
-        args = [AIRFLOW, component] + (["--port", str(port)] if component == "api-server" else [])
-        with (home / f"{component}.log").open("wb") as log:
-            stack.procs[component] = subprocess.Popen(
-                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        stack.start_component(component)
     if "api-server" in components:
         stack.wait_for(
             "the API server",

@@ -2,7 +2,9 @@
 
 ``start_sshd()`` generates a host key and a client key pair (ed25519, no passphrase) in a temp dir, writes a
 private ``sshd_config`` (public-key login only, ``internal-sftp``) and runs ``sshd -D -e`` as a subprocess
-until ``SshServer.stop()``. The login user is the user running the tests (root on CI).
+until ``SshServer.stop()``. The login user is the user running the tests (root on CI). ``crash()`` kills the
+listener and every session (the server is gone, connections drop, new ones are refused) and ``restart()``
+starts it again on the same port with the same keys, as a restarted server would come back.
 
 sshd's log (``-e`` sends it to stderr) goes to ``<tempdir>/sshd.log``, never to a pipe: nobody reads a pipe
 while the tests run, and a full one would block sshd.
@@ -90,6 +92,40 @@ class SshServer:
         while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
             time.sleep(0.02)
         return len(pids)
+
+    def crash(self) -> None:
+        """SIGKILL the sessions and the listener; nothing answers on the port until ``restart()``."""
+        self.kill_sessions()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+
+    def restart(self, timeout: float = START_TIMEOUT) -> None:
+        """Start sshd again on the same port and config (after ``crash()``), and wait until it listens."""
+        if self.proc.poll() is None:
+            raise RuntimeError("sshd is still running; crash() it first")
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [find_sshd(), "-D", "-e", "-f", str(self.tmpdir / "sshd_config")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        # The log already says "Server listening" from the first start: wait for a connection instead.
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited ({self.proc.returncode}) on restart; its log:\n{self.log()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"sshd did not listen again within {timeout:.0f}s:\n{self.log()}"
+                    ) from None
+                time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop the listener and all sessions, and remove the temp dir. Idempotent."""
