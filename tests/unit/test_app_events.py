@@ -258,9 +258,9 @@ def test_app_yaml_declares_the_outbox_poller_dag(tmp_path) -> None:
     (root / "app.yaml").write_text(
         "outbox:\n  connection: app_db\n  api_connection: b2b_api\n  table: events_outbox\n  columns: {id: seq}\n"
     )
-    dags, problems = build_dags(root)
-    assert problems == []
-    dag = dags[OUTBOX_DAG_ID]
+    result = build_dags(root)
+    assert result.problems == []
+    dag = result.dags[OUTBOX_DAG_ID]
     (task,) = dag.tasks
     assert (task.db_conn_id, task.api_conn_id, task.table, task.columns) == (
         "app_db",

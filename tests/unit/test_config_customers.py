@@ -198,3 +198,56 @@ def test_a_broken_file_falls_back_to_its_last_valid_copy_whole(tmp_path: Path) -
     project = load_project(include, last_valid=store)
     assert project.customers[0].integrations == {} and project.on_last_valid == {}
     assert any("does not load either" in w.message for w in project.warnings)
+
+
+def _sftp_template(**encoding: Any) -> dict[str, Any]:
+    from helpers import shipped_template
+
+    template = shipped_template("partner_orders_sftp")
+    template["config"]["encoding"] = {"type": "string", **encoding}
+    return template
+
+
+def _sftp_customer(**config: Any) -> dict[str, Any]:
+    return {
+        "id": "acme",
+        "name": "Acme",
+        "integrations": {
+            "partner_orders_sftp": {
+                "config": config,
+                "connections": {"partner_sftp": "acme_sftp", "app_db": "acme_db"},
+            }
+        },
+    }
+
+
+def test_option_blocks_with_references_are_checked_with_the_customers_values(tmp_path: Path) -> None:
+    """A ${config.*} inside a block no longer hides that block from validation (checked per customer)."""
+    project = load(tmp_path, _sftp_customer(encoding="no-such-codec"), partner_orders_sftp=_sftp_template())
+    key_path, message = only_problem(project)
+    assert key_path == "integrations.partner_orders_sftp.config.encoding"
+    assert "flow 'orders' step" in message and "config.encoding='no-such-codec'" in message
+    assert "unknown encoding 'no-such-codec'" in message
+    assert project.customers[0].integrations == {}
+    # The same customer with a codec that exists is fine.
+    assert (
+        load(
+            tmp_path / "ok", _sftp_customer(encoding="latin-1"), partner_orders_sftp=_sftp_template()
+        ).problems
+        == []
+    )
+
+
+def test_a_typo_beside_a_reference_is_reported_on_the_template(tmp_path: Path) -> None:
+    template = _sftp_template(default="utf-8")
+    step = next(s for s in template["flows"]["orders"]["steps"] if s["kind"] == "sftp_import")
+    step["format"]["bogus"] = 1
+    project = load(tmp_path, _sftp_customer(), partner_orders_sftp=template)
+    template_problems = [p for p in project.problems if p.file.endswith("partner_orders_sftp.yaml")]
+    assert len(template_problems) == 1, [str(p) for p in project.problems]
+    problem = template_problems[0]
+    assert problem.key_path.startswith("flows.orders.steps[") and problem.line is not None
+    assert (
+        "with the declared defaults" in problem.message
+        and "unknown format option(s) ['bogus']" in problem.message
+    )

@@ -10,9 +10,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from b2b_integrations.config.base import JINJA_MARKERS
 from b2b_integrations.config.models import CONN_ID_PATTERN, CustomerIntegration, IntegrationTemplate
-from b2b_integrations.config.references import CUSTOMER_FIELDS, iter_references
+from b2b_integrations.config.references import CUSTOMER_FIELDS, iter_references, resolve
 from b2b_integrations.config.steps import StepBase, TransformStep
 from b2b_integrations.config.triggers import (
     AssetTrigger,
@@ -55,6 +57,12 @@ def check_template(template: IntegrationTemplate, transform_prefixes: Iterable[s
             seen_ids.add(step.id)
             findings.extend(_check_step(template, step, step_path, prefixes))
     findings.extend(_asset_cycles(template))
+    if not findings:
+        # With the declared defaults, where every referenced variable has one: a mistake in the template
+        # itself (an unknown option beside a ${...}) is then reported once, on the template.
+        defaults = {key: var.default for key, var in template.config.items() if var.default is not None}
+        slots = {slot: slot for slot in template.connections}
+        findings.extend(_check_resolved_steps(template, defaults, slots, (), set()))
     return findings
 
 
@@ -198,7 +206,57 @@ def check_customer_integration(
             )
     findings.extend(_check_connections(base, settings, template))
     findings.extend(_check_flow_overrides(base, settings, template))
+    if not findings:  # resolving values already reported as wrong would only repeat those problems
+        config = {key: var.default for key, var in template.config.items()} | settings.config
+        findings.extend(
+            _check_resolved_steps(template, config, dict(settings.connections), base, set(settings.config))
+        )
     return findings
+
+
+def _check_resolved_steps(
+    template: IntegrationTemplate,
+    config: dict[str, Any],
+    connections: dict[str, str],
+    base: KeyPath,
+    customer_keys: set[str],
+) -> Iterator[Finding]:
+    """Check the option blocks that hold ``${config.*}`` or ``${connections.*}`` once filled in.
+
+    A step model skips its option checks while a block still holds a reference (the value is unknown), so
+    here each such step is validated again with the references resolved as the planner resolves them. A
+    step referencing a variable without a value is left alone (that is reported as a missing value).
+    ``base`` is the customer's ``integrations.<name>`` (empty: checking the template with its defaults);
+    the finding points at the customer's own value when exactly one of the step's references has one.
+    """
+    scopes = {"config": config, "connections": connections}
+    for flow_name, flow in template.flows.items():
+        for index, step in enumerate(flow.steps):
+            refs = [(scope, name) for _, scope, name in iter_references(step.step_options)]
+            if not any(scope in scopes for scope, _ in refs):
+                continue
+            if any(scope == "config" and config.get(name) is None for scope, name in refs):
+                continue
+            raw = step.model_dump(by_alias=True)
+            try:
+                type(step).model_validate(resolve(raw, scopes))
+            except ValidationError as e:
+                step_path: KeyPath = ("flows", flow_name, "steps", index)
+                used = sorted({name for scope, name in refs if scope == "config"})
+                for item in e.errors(include_url=False):
+                    where = ".".join(str(part) for part in item["loc"])
+                    what = item["msg"].removeprefix("Value error, ")
+                    detail = f"{where}: {what}" if where else what
+                    if not base:
+                        yield Finding(step_path, f"with the declared defaults: {detail}")
+                        continue
+                    values = ", ".join(f"config.{name}={config[name]!r}" for name in used)
+                    message = (
+                        f"flow {flow_name!r} step {step.id!r} is invalid with this customer's values"
+                        f"{f' ({values})' if values else ''}: {detail}"
+                    )
+                    own = [name for name in used if name in customer_keys]
+                    yield Finding((*base, "config", own[0]) if len(own) == 1 else base, message)
 
 
 def _check_connections(
