@@ -57,6 +57,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, crm: CrmServer) -> Iterator[
             "AIRFLOW_CONN_SHOPCO_WH": api,
             "AIRFLOW_CONN_SHOPCO_CB": json.dumps({"conn_type": "generic", "password": CALLBACK_SECRET}),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+            # The callback receiver is the demo CRM on loopback, which the address policy refuses unless
+            # the deployment allows it (tests/integration/test_inbound_hardening_e2e.py runs without this).
+            "B2B_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32",
         },
     )
     try:
