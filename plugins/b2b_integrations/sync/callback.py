@@ -67,7 +67,7 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 
 def pinned_target(
-    url: str, allowed: Sequence[IPNetwork], resolve: Resolve = resolve_host
+    url: str, allowed: Sequence[IPNetwork], resolve: Resolve | None = None
 ) -> tuple[str, str, dict[str, Any]]:
     """Where to send a callback: ``url`` with its host replaced by the checked address, the ``Host``
     header, and the request extensions (the TLS server name for https to a name).
@@ -77,16 +77,17 @@ def pinned_target(
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = literal_address(host)
-    if address is not None:
-        check_address(address, allowed)
+    literal = literal_address(host)
+    if literal is not None:
+        check_address(literal, allowed)
+        address = literal
     else:
-        address = check_resolved(host, resolve(host, port), allowed)
+        address = check_resolved(host, (resolve or resolve_host)(host, port), allowed)
     connect = f"[{address}]" if address.version == 6 else str(address)
     netloc = connect if parts.port is None else f"{connect}:{parts.port}"
     host_header = parts.netloc.rpartition("@")[2]
     extensions: dict[str, Any] = {}
-    if parts.scheme == "https" and literal_address(host) is None:
+    if parts.scheme == "https" and literal is None:
         extensions["sni_hostname"] = host
     return urlunsplit(parts._replace(netloc=netloc)), host_header, extensions
 
@@ -239,7 +240,6 @@ class SyncCallbackOperator(StepOperator):
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         import httpx
-
         from airflow.sdk.log import mask_secret
 
         target, host_header, extensions = pinned_target(url, allowed_networks())
