@@ -587,3 +587,51 @@ def test_a_file_the_database_refuses_fails_alone(
     assert Path(sftp_folder, "processed", "b-good.csv").exists()
     assert rows(pg_db, f"SELECT order_id FROM {table} ORDER BY 1") == [("A-1",), ("A-2",)]
     assert ledger_rows(pg_db, "hugeco") == [("a-huge.csv", "failed", 0), ("b-good.csv", "loaded", 2)]
+
+
+def test_a_run_stopped_after_its_commit_still_publishes_the_quarantine_report(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops right after the commit, as the quarantine report is put in place: the retry
+    finds the file already loaded, and the report of its bad row is still published."""
+    import paramiko
+
+    content = ORDERS_CSV + "A-3,not-a-date,SKU-3,2,new\n"
+    Path(sftp_folder, "mixed.csv").write_text(content)
+    table = table_name()
+    real_rename = paramiko.SFTPClient.posix_rename
+
+    def drop_at_the_report(self: paramiko.SFTPClient, old: str, new: str) -> None:
+        if new.endswith(".quarantine.csv"):
+            raise ConnectionResetError("connection dropped (test)")
+        real_rename(self, old, new)
+
+    monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", drop_at_the_report)
+    with pytest.raises(ConnectionResetError):
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="droppedco").execute({})  # type: ignore[arg-type]
+    monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", real_rename)
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]  # committed before the drop
+
+    retry = make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="droppedco").execute({})  # type: ignore[arg-type]
+    assert (retry["files_already_loaded"], retry["rows_loaded"]) == (1, 0)
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
+    assert Path(sftp_folder, "processed", "mixed.csv").read_text() == content
+    report = Path(sftp_folder, "quarantine", "mixed.csv.quarantine.csv").read_text()
+    assert "mixed.csv,3," in report and "order_date" in report
+    assert sorted(p.name for p in Path(sftp_folder, "quarantine").iterdir()) == ["mixed.csv.quarantine.csv"]
+
+
+def test_a_name_too_long_for_its_reports_is_refused_and_the_others_load(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    """240 bytes is a legal name, but ``.<name>.quarantine.csv.part`` would not be: refused, not a crash."""
+    long_name = "o" * 236 + ".csv"
+    Path(sftp_folder, long_name).write_text(ORDERS_CSV + "A-3,not-a-date,SKU-3,2,new\n")
+    Path(sftp_folder, "good.csv").write_text(ORDERS_CSV)
+    oldest_first(sftp_folder, long_name, "good.csv")
+    table = table_name()
+    with pytest.raises(AirflowFailException, match="file name refused: longer than 200 bytes"):
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="longco").execute({})  # type: ignore[arg-type]
+    assert Path(sftp_folder, "processed", "good.csv").exists()
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
+    assert Path(sftp_folder, "failed", stand_in_name(long_name)).exists()

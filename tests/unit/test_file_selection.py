@@ -28,7 +28,9 @@ from b2b_integrations.state import ledger
         ("bell\x07.csv", "contains control characters"),
         ("line\nbreak.csv", "contains control characters"),
         ("rtl\u202e.csv", "contains control characters"),
-        ("x" * 256, "longer than 255 bytes"),
+        ("x" * 200, None),
+        ("x" * 201, "longer than 200 bytes"),
+        ("ü" * 101, "longer than 200 bytes"),
     ],
 )
 def test_unsafe_names(name: str, reason: str | None) -> None:

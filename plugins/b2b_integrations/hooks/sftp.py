@@ -96,6 +96,13 @@ class RemoteFolder:
         self.client.posix_rename(self.path(name), target)
         return target
 
+    def rename(self, sub: str, name: str, new_name: str) -> str:
+        """Rename ``sub/name`` to ``sub/new_name`` (replacing it, so pick a free name first)."""
+        folder = self.path(sub)
+        target = posixpath.join(folder, new_name)
+        self.client.posix_rename(posixpath.join(folder, name), target)
+        return target
+
     def delete(self, name: str) -> None:
         self.client.remove(self.path(name))
 

@@ -307,7 +307,11 @@ class SftpFileImportOperator(StepOperator):
         sha256 = remote.download(name, local)
         if ledger.was_loaded(conn, placeholder, self.customer_id, self.integration, self.flow, name, sha256):
             # Loaded by an earlier try that stopped before moving it, or sent again unchanged: move it,
-            # load nothing.
+            # load nothing. A try that stopped right after its commit may also have left the quarantine
+            # report under its pending name.
+            if remote.exists(self.quarantine_folder, _pending_report(name, sha256)):
+                report = self._publish_quarantine(remote, name, sha256)
+                self.log.info("%r: quarantine report of the earlier load published to %r", name, report)
             target = self._after_load(remote, name, sha256)
             self.log.info("%r was already loaded (same content); moved to %r, nothing loaded", name, target)
             summary.files_already_loaded += 1
@@ -315,7 +319,7 @@ class SftpFileImportOperator(StepOperator):
         quarantine = local.with_suffix(_QUARANTINE_SUFFIX)
         columnar = isinstance(sink, PostgresCopySink) and fast_path_blocker(fmt, schema) is None
         load = partial(
-            self._load, conn, placeholder, local, remote_file, sha256, quarantine, sink, fmt, schema
+            self._load, conn, placeholder, remote, local, remote_file, sha256, quarantine, sink, fmt, schema
         )
         counts = _FileCounts()
         try:
@@ -344,7 +348,7 @@ class SftpFileImportOperator(StepOperator):
             self._fail(conn, placeholder, remote, remote_file, sha256, reason, summary)
             return
         if counts.quarantined:
-            target = self._upload_quarantine(remote, name, sha256, quarantine)
+            target = self._publish_quarantine(remote, name, sha256)
             self.log.info("%r: %d bad rows quarantined to %r", name, counts.quarantined, target)
         target = self._after_load(remote, name, sha256)
         summary.files_loaded += 1
@@ -358,6 +362,7 @@ class SftpFileImportOperator(StepOperator):
         self,
         conn: Any,
         placeholder: str,
+        remote: RemoteFolder,
         local: Path,
         remote_file: RemoteFile,
         sha256: str,
@@ -382,7 +387,9 @@ class SftpFileImportOperator(StepOperator):
                     else self._record_writes(local, name, fmt, schema, sink, writer, counts)
                 ),
                 progress=lambda done: self.log.info("%r: %d rows written", name, done),
-                before_commit=lambda cur: self._before_commit(cur, placeholder, remote_file, sha256, counts),
+                before_commit=lambda cur: self._before_commit(
+                    cur, placeholder, remote, remote_file, sha256, counts, qfile, quarantine
+                ),
             )
 
     def _record_writes(
@@ -442,10 +449,24 @@ class SftpFileImportOperator(StepOperator):
         return (*(clean[rule.name] for rule in schema.fields), *self._extra_values(name))
 
     def _before_commit(
-        self, cursor: Any, placeholder: str, remote_file: RemoteFile, sha256: str, counts: _FileCounts
+        self,
+        cursor: Any,
+        placeholder: str,
+        remote: RemoteFolder,
+        remote_file: RemoteFile,
+        sha256: str,
+        counts: _FileCounts,
+        qfile: Any,
+        quarantine: Path,
     ) -> None:
         if counts.loaded == 0 and counts.quarantined > 0:
             raise _AllRowsInvalid(f"all {counts.quarantined} records are invalid")
+        if counts.quarantined:
+            # On the server before the commit, under a name fixed by (name, sha256), and published after
+            # it: a run that stops in between leaves it for the next run to publish (the file is then
+            # "already loaded" and nothing would write the report again).
+            qfile.flush()
+            remote.upload(quarantine, self.quarantine_folder, _pending_report(remote_file.name, sha256))
         ledger.record(cursor, placeholder, self._entry(remote_file, sha256, ledger.LOADED, counts, None))
 
     def _entry(
@@ -475,11 +496,19 @@ class SftpFileImportOperator(StepOperator):
         stored = remote.free_name(self.processed_folder, name, sha256[:12], same_content=True)
         return remote.move(name, self.processed_folder, stored)
 
-    def _upload_quarantine(self, remote: RemoteFolder, name: str, sha256: str, report: Path) -> str:
+    def _quarantine_name(self, remote: RemoteFolder, name: str, sha256: str) -> str:
         stored = remote.free_name(
             self.quarantine_folder, name, sha256[:12], same_content=True, companions=(_QUARANTINE_SUFFIX,)
         )
-        return remote.upload(report, self.quarantine_folder, stored + _QUARANTINE_SUFFIX)
+        return stored + _QUARANTINE_SUFFIX
+
+    def _upload_quarantine(self, remote: RemoteFolder, name: str, sha256: str, report: Path) -> str:
+        return remote.upload(report, self.quarantine_folder, self._quarantine_name(remote, name, sha256))
+
+    def _publish_quarantine(self, remote: RemoteFolder, name: str, sha256: str) -> str:
+        """Give the report uploaded before the commit its final name; return its path."""
+        final = self._quarantine_name(remote, name, sha256)
+        return remote.rename(self.quarantine_folder, _pending_report(name, sha256), final)
 
     def _fail(
         self,
@@ -532,6 +561,11 @@ class SftpFileImportOperator(StepOperator):
         )
         ledger.record_now(conn, placeholder, entry)
         summary.files_failed.append(f"{name!r} ({reason}; moved to {target})")
+
+
+def _pending_report(name: str, sha256: str) -> str:
+    """Where a loaded file's quarantine report waits for the commit (hidden, like an upload's temp name)."""
+    return f".{name}.{sha256[:12]}.quarantine-pending"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,6 +20,11 @@ class RemoteFile:
     size: int
 
 
+MAX_NAME_BYTES = 200
+"""Longest name taken as is: the names the import derives from it on the server (``.<sha256 prefix>``,
+``.quarantine.csv``, an upload's temporary name) must still fit the usual 255-byte limit."""
+
+
 def unsafe_name_reason(name: str) -> str | None:
     """Why a server-supplied file name cannot be used as a local or remote path component, or None.
 
@@ -34,8 +39,8 @@ def unsafe_name_reason(name: str) -> str | None:
         return "contains '..'"
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         return "contains control characters"
-    if len(name.encode("utf-8")) > 255:
-        return "longer than 255 bytes"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"longer than {MAX_NAME_BYTES} bytes"
     return None
 
 
@@ -53,8 +58,9 @@ def stand_in_name(name: str) -> str:
 
     Sanitising alone maps different names to one (``a\\nb.csv`` and ``a\\rb.csv`` both to ``a_b.csv``), and
     one file would replace the other; the first 8 hex digits of the raw name's sha256 keep them apart.
+    The result is itself a usable name (cut short enough for the hash to fit under ``MAX_NAME_BYTES``).
     """
-    shown = _NOT_PORTABLE.sub("_", name).replace("..", "_")[:200] or "unnamed"
+    shown = _NOT_PORTABLE.sub("_", name).replace("..", "_")[: MAX_NAME_BYTES - 20] or "unnamed"
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return tagged_name(shown, digest).replace("..", "_")
 
