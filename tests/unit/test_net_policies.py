@@ -68,6 +68,22 @@ def test_ordinary_bodies_parse_as_json_does() -> None:
     assert parse_json(raw) == json.loads(raw)
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 2), "too_deep"),  # deep and unbalanced
+        (b"[1, 2" + b"[" * 10, "not_json"),  # unbalanced, shallow
+        (b"]" + b"[" * 100_000, "not_json"),  # json.loads stops at the first character
+        (b"[}" * 1000, "not_json"),
+        (b'["unterminated ' + b"[" * 100, "too_deep"),  # counted: refuse more, never less
+    ],
+)
+def test_malformed_bracket_sequences_never_reach_the_parser_too_deep(body: bytes, reason: str) -> None:
+    with pytest.raises(JsonRefused) as refused:
+        parse_json(body)
+    assert refused.value.reason == reason
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     value = {"s": "[" * 10_000, "t": '\\"{' * 1000}
     assert parse_json(json.dumps(value).encode()) == value

@@ -29,10 +29,11 @@ MAX_DEPTH = 64
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_INT_DIGITS = 19
 
-# Strings (skipped: brackets inside them do not nest) and the brackets outside them. The string pattern is
-# the unrolled-loop form, linear on long strings; an unterminated string leaves the quote unmatched and
-# the brackets after it counted, which can only over-count (refuse more), never less than json.loads nests.
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# JSON strings: brackets inside them do not nest. The unrolled-loop form is linear on long strings. An
+# unterminated string leaves its quote unmatched and the brackets after it counted, which can only count
+# more nesting (refuse more), never less than json.loads would recurse into.
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
@@ -73,18 +74,29 @@ def parse_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
 
 def check_depth(body: bytes, max_depth: int = MAX_DEPTH) -> None:
     """:raises JsonRefused: when arrays/objects nest deeper than ``max_depth`` (outside strings)."""
+    brackets = _STRINGS.sub(b"", body).translate(None, _NOT_BRACKETS)
+    # Fast path, all in C: each pass drops the innermost pairs, so a text that empties within max_depth
+    # passes nests no deeper than that. What is left (deep or unbalanced) is counted exactly.
+    nested = brackets.replace(b"{", b"[").replace(b"}", b"]")
+    for _ in range(max_depth):
+        shorter = nested.replace(b"[]", b"")
+        if shorter == nested:
+            break
+        nested = shorter
+    if not nested:
+        return
     depth = 0
-    for match in _TOKENS.finditer(body):
-        token = match.group()
-        if token in (b"[", b"{"):
+    for byte in brackets:
+        if byte in b"[{":
             depth += 1
             if depth > max_depth:
                 raise JsonRefused(
-                    "too_deep",
-                    f"the JSON nests deeper than {max_depth} levels of arrays/objects (at byte {match.start()})",
+                    "too_deep", f"the JSON nests deeper than {max_depth} levels of arrays/objects"
                 )
-        elif token in (b"]", b"}"):
+        else:
             depth -= 1
+            if depth < 0:  # a close with nothing open: json.loads stops here, no deeper
+                return
 
 
 def _refuse_constant(name: str) -> Any:
