@@ -162,7 +162,11 @@ def test_every_kind_of_broken_file_spares_every_other_dag(tmp_path: Path, airflo
         line = next((ln for ln in problems.splitlines() if f"customers/{where}" in ln and what in ln), None)
         assert line is not None, f"{name}: no problem line with {where!r} and {what!r} in:\n{problems}"
         assert f"customers/{name}.yaml: <document>: this customer's integrations keep running on" in problems
-    assert "integrations/other.yaml:" in problems and "flows.snapshot.steps[1]: Input tag 'lode'" in problems
+    assert (
+        "integrations/other.yaml:" in problems
+        and "flows.snapshot.steps[1].kind: unknown kind 'lode'; expected one of 'transform', 'load'"
+        in problems
+    )
     assert "integrations/other.yaml: <document>: its flows keep running on the last valid version" in problems
     assert "customers/iso_newcomer.yaml:5: integrations.sync.config.region: expected one of" in problems
 

@@ -71,13 +71,21 @@ def _flow(t: dict[str, Any]) -> dict[str, Any]:
             "flows.snapshot.trigger.schedule",
             "unknown schedule preset",
         ),
-        (lambda t: _flow(t).update(trigger={"type": "telepathy"}), "flows.snapshot.trigger", "telepathy"),
+        (
+            lambda t: _flow(t).update(trigger={"type": "telepathy"}),
+            "flows.snapshot.trigger.type",
+            "unknown type",
+        ),
         (
             lambda t: _flow(t)["steps"][1].pop("table"),
             "flows.snapshot.steps[1].table",
             "required key is missing",
         ),
-        (lambda t: _flow(t)["steps"][1].update(kind="teleport"), "flows.snapshot.steps[1]", "teleport"),
+        (
+            lambda t: _flow(t)["steps"][1].update(kind="teleport"),
+            "flows.snapshot.steps[1].kind",
+            "unknown kind 'teleport'",
+        ),
         (
             lambda t: _flow(t)["steps"][1].update(id="generate"),
             "flows.snapshot.steps[1].id",

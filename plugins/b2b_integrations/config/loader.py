@@ -297,6 +297,8 @@ def _findings_from_pydantic(error: ValidationError, data: Any) -> list[Finding]:
     findings = []
     for item in error.errors(include_url=False):
         path = _data_path(item["loc"], data)
+        if item["type"] == "union_tag_invalid":  # point at the kind/type key itself, and at its line
+            path = (*path, str(item.get("ctx", {}).get("discriminator", "")).strip("'"))
         findings.append(Finding(path, _describe(item)))
     return findings
 
@@ -336,6 +338,10 @@ def _describe(item: Any) -> str:
         )
     if kind == "missing":
         return "required key is missing"
+    if kind == "union_tag_invalid":
+        ctx = item.get("ctx", {})
+        key = str(ctx.get("discriminator", "")).strip("'")
+        return f"unknown {key} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
     if kind == "extra_forbidden":
         return "unknown key (check the spelling against the documented keys)"
     if kind.startswith("value_error"):
