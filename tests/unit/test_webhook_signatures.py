@@ -63,6 +63,7 @@ def test_standard_webhooks_header_names_are_case_insensitive_and_rotation_keeps_
         ("future", 401),
         ("missing_header", 401),
         ("bad_timestamp", 400),
+        ("huge_timestamp", 400),
         ("wrong_version", 401),
     ],
 )
@@ -80,6 +81,8 @@ def test_standard_webhooks_rejections(change: str, status: int) -> None:
         del headers["webhook-id"]
     elif change == "bad_timestamp":
         headers["webhook-timestamp"] = "yesterday"
+    elif change == "huge_timestamp":  # over Python's int-str limit: was a ValueError, a 500
+        headers["webhook-timestamp"] = "9" * 5000
     elif change == "wrong_version":
         headers["webhook-signature"] = headers["webhook-signature"].replace("v1,", "v2,")
     with pytest.raises(SignatureRejected) as caught:
@@ -109,6 +112,12 @@ def test_github_without_a_delivery_id_deduplicates_by_content() -> None:
         first.startswith("sha256:")
         and first == verify("github", "gh-secret", headers, BODY, now=NOW + 99).message_id
     )
+
+
+def test_a_stripe_timestamp_too_long_for_a_unix_time_is_rejected_not_an_error() -> None:
+    with pytest.raises(SignatureRejected) as caught:
+        verify("stripe", "sk", {"stripe-signature": "t=" + "1" * 5000 + ",v1=00"}, BODY, now=NOW)
+    assert caught.value.status == 400
 
 
 def test_stripe_signature_from_the_demo_sender() -> None:
