@@ -146,6 +146,17 @@ def test_an_event_from_the_integration_itself_is_not_sent_back(include: Path) ->
     [
         (b"not json", "application/json", 400),
         (json.dumps({"type": "invoice.paid"}).encode(), "application/json", 422),
+        # Year 1 at +01:00 is before year 1 in UTC: an OverflowError, which was a 500.
+        (
+            json.dumps(_event("pubacme", occurred_at="0001-01-01T00:00:00+01:00")).encode(),
+            "application/json",
+            422,
+        ),
+        (
+            b'{"type": "invoice.paid", "id": "e", "occurred_at": "2026-11-29T08:00:00Z", "data": {"n": NaN}}',
+            "application/json",
+            400,
+        ),
         (json.dumps(_event("pubacme")).encode(), "text/plain", 415),
     ],
 )
@@ -154,7 +165,7 @@ def test_bad_requests_store_nothing(include: Path, body: bytes, content_type: st
     answer = publish(body, content_type, AppEventRoutes(include), MetadataEventStore(), Limits())
     assert answer.status == status
     if status == 422:
-        assert any(e.startswith("event.id:") for e in answer.body["detail"])
+        assert any(e.startswith(("event.id:", "event.occurred_at:")) for e in answer.body["detail"])
     assert len(_messages("pubacme")) == before
 
 

@@ -101,7 +101,7 @@ def _parse_one(item: Any) -> AppEvent:
     else:
         try:
             instant = normalize_instant(occurred)
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:  # overflow: year 1 or 9999 moved to UTC
             errors.append(f"occurred_at: {occurred!r} is not an ISO-8601 time with a zone ({e})")
     if not isinstance(data, dict):
         errors.append(f"data: must be an object, got {type(data).__name__}")
