@@ -635,3 +635,27 @@ def test_a_name_too_long_for_its_reports_is_refused_and_the_others_load(
     assert Path(sftp_folder, "processed", "good.csv").exists()
     assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
     assert Path(sftp_folder, "failed", stand_in_name(long_name)).exists()
+
+
+def test_a_name_that_is_not_utf8_is_refused_and_the_others_load(
+    sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    """A latin-1 uploader's ``Bestellung-ü.csv``: the name's bytes are not UTF-8. The whole listing used to
+    fail on it, every run, so no file of the folder was ever imported."""
+    import os
+
+    raw = b"Bestellung-\xfc.csv"
+    Path(os.fsdecode(os.path.join(os.fsencode(sftp_folder), raw))).write_text(ORDERS_CSV)
+    Path(sftp_folder, "good.csv").write_text(ORDERS_CSV)
+    table = table_name()
+    with pytest.raises(
+        AirflowFailException, match=r"'Bestellung-\\udcfc.csv' \(file name refused: not valid UTF-8"
+    ):
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="latinco").execute({})  # type: ignore[arg-type]
+    assert Path(sftp_folder, "processed", "good.csv").exists()
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
+    failed = {os.fsencode(p.name) for p in Path(sftp_folder, "failed").iterdir()}
+    stand_in = stand_in_name(raw.decode("utf-8", "surrogateescape"))
+    assert failed == {stand_in.encode(), f"{stand_in}.error.txt".encode()}
+    assert Path(sftp_folder, "failed", stand_in).read_text() == ORDERS_CSV
+    assert ledger_rows(pg_db, "latinco") == [("Bestellung-\\xfc.csv", "failed", 0), ("good.csv", "loaded", 2)]

@@ -28,6 +28,7 @@ from b2b_integrations.state import ledger
         ("bell\x07.csv", "contains control characters"),
         ("line\nbreak.csv", "contains control characters"),
         ("rtl\u202e.csv", "contains control characters"),
+        (b"latin1-\xfc.csv".decode("utf-8", "surrogateescape"), "not valid UTF-8"),
         ("x" * 200, None),
         ("x" * 201, "longer than 200 bytes"),
         ("ü" * 101, "longer than 200 bytes"),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 _DOWNLOAD_BLOCK = 1024 * 1024
 _ASYNC_BLOCK = 256 * 1024
+_REGULAR_FILE = 1  # SFTP v3 FILEXFER_TYPE_REGULAR, as asyncssh reports it
 log = logging.getLogger(__name__)
 
 
@@ -42,10 +43,20 @@ class RemoteFolder:
         return posixpath.join(self.folder, name)
 
     def list_files(self) -> list[RemoteFile]:
-        """Regular files directly in the folder (sub-folders such as processed/ are not descended)."""
+        """Regular files directly in the folder (sub-folders such as processed/ are not descended).
+
+        A name that is not UTF-8 comes back with its bad bytes as surrogates (``surrogateescape``), so that
+        it can be refused by name and still be moved by its exact bytes.
+        """
+        try:
+            listing = self.client.listdir_attr(self.folder)
+        except UnicodeDecodeError:
+            # paramiko decodes names strictly, so one such name (a latin-1 uploader, say) fails the whole
+            # listing, and every file of the folder with it: list through asyncssh, which can return bytes.
+            return self.downloads.list_files(self.folder)
         return sorted(
             RemoteFile(mtime=int(a.st_mtime or 0), name=a.filename, size=int(a.st_size or 0))
-            for a in self.client.listdir_attr(self.folder)
+            for a in listing
             if a.st_mode is not None and stat.S_ISREG(a.st_mode)
         )
 
@@ -93,7 +104,7 @@ class RemoteFolder:
         """Move a file into a sub-folder under ``new_name`` (default: its own name); a file of that name
         already there is replaced, so callers pick a free name first (:meth:`free_name`)."""
         target = posixpath.join(self.ensure_subfolder(sub), new_name or name)
-        self.client.posix_rename(self.path(name), target)
+        self.client.posix_rename(_wire(self.path(name)), _wire(target))
         return target
 
     def rename(self, sub: str, name: str, new_name: str) -> str:
@@ -116,6 +127,11 @@ class RemoteFolder:
         return target
 
 
+def _wire(path: str) -> bytes:
+    """The path as the server has it, including a name listed with bytes that are not UTF-8."""
+    return path.encode("utf-8", "surrogateescape")
+
+
 class AsyncDownloads:
     """Downloads over ``SFTPHookAsync`` on a private event loop thread, one SSH session for all files.
 
@@ -136,9 +152,30 @@ class AsyncDownloads:
         """Stream ``remote_path`` to ``local``; return its sha256."""
         return asyncio.run_coroutine_threadsafe(self._download(remote_path, local), self._loop).result()
 
-    async def _download(self, remote_path: str, local: Path) -> str:
+    def list_files(self, folder: str) -> list[RemoteFile]:
+        """Regular files of ``folder``, names decoded with ``surrogateescape`` (never fails on a name)."""
+        return asyncio.run_coroutine_threadsafe(self._list_files(folder), self._loop).result()
+
+    async def _connected(self) -> Any:
         if self._sftp is None:  # connect on first use: most scheduled runs find nothing to download
             self._sftp = await self._session.enter_async_context(self._hook.get_managed_conn())
+        return self._sftp
+
+    async def _list_files(self, folder: str) -> list[RemoteFile]:
+        sftp = await self._connected()
+        entries = await sftp.readdir(_wire(folder))  # a bytes path: asyncssh returns the names undecoded
+        return sorted(
+            RemoteFile(
+                mtime=int(e.attrs.mtime or 0),
+                name=bytes(e.filename).decode("utf-8", "surrogateescape"),
+                size=int(e.attrs.size or 0),
+            )
+            for e in entries
+            if e.attrs.type == _REGULAR_FILE
+        )
+
+    async def _download(self, remote_path: str, local: Path) -> str:
+        await self._connected()
         digest = hashlib.sha256()
         with local.open("wb") as out:
             # Parallel block reads keep the link busy; the 1 MB reads bound memory.

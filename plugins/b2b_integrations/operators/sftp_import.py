@@ -476,7 +476,7 @@ class SftpFileImportOperator(StepOperator):
             customer_id=self.customer_id,
             integration=self.integration,
             flow=self.flow,
-            file_name=remote_file.name,
+            file_name=_storable(remote_file.name),
             sha256=sha256,
             size_bytes=remote_file.size,
             mtime=remote_file.mtime,
@@ -561,6 +561,11 @@ class SftpFileImportOperator(StepOperator):
         )
         ledger.record_now(conn, placeholder, entry)
         summary.files_failed.append(f"{name!r} ({reason}; moved to {target})")
+
+
+def _storable(name: str) -> str:
+    """``name`` as text a database takes: bytes that were not UTF-8 (kept as surrogates) as ``\\xff``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _pending_report(name: str, sha256: str) -> str:

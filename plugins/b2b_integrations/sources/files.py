@@ -37,6 +37,8 @@ def unsafe_name_reason(name: str) -> str | None:
         return "contains a path separator"
     if ".." in name:
         return "contains '..'"
+    if any("\udc80" <= ch <= "\udcff" for ch in name):  # bytes kept by surrogateescape
+        return "not valid UTF-8"
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         return "contains control characters"
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
