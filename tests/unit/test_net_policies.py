@@ -128,7 +128,10 @@ def test_ipv4_in_any_form_but_the_dotted_quad_is_refused(host: str) -> None:
         literal_address(host)
 
 
-@pytest.mark.parametrize("host", ["１２７.0.0.1", "exa mple.com", "a..b", "%31%32%37.0.0.1", "-x.com"])
+@pytest.mark.parametrize(
+    "host",
+    ["１２７.0.0.1", "exa mple.com", "a..b", "%31%32%37.0.0.1", "-x.com", "127.0.0.1\n", "x.example\n"],
+)
 def test_hosts_that_are_not_plain_names_are_refused(host: str) -> None:
     with pytest.raises(AddressRefused):
         literal_address(host)

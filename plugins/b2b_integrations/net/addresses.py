@@ -32,12 +32,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+# Used with fullmatch: "$" would also match before a trailing newline. ASCII classes, not \d (Unicode).
 _CANONICAL_IPV4 = re.compile(
-    r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 )
 # WHATWG URL's "ends in a number": a host whose last label is all digits or 0x-hex is read as IPv4.
-_NUMERIC_LABEL = re.compile(r"^(?:\d+|0[xX][0-9a-fA-F]*)$")
-_HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,11 @@ def literal_address(host: str) -> IPAddress | None:
         except ValueError:
             raise AddressRefused("the host is not a valid IPv6 address") from None
     bare = host[:-1] if host.endswith(".") else host
-    if _NUMERIC_LABEL.match(bare.rsplit(".", 1)[-1]):
-        if not _CANONICAL_IPV4.match(bare):
+    if _NUMERIC_LABEL.fullmatch(bare.rsplit(".", 1)[-1]):
+        if not _CANONICAL_IPV4.fullmatch(bare):
             raise AddressRefused("the host is IPv4 in a non-canonical form (write it as a dotted quad)")
         return ipaddress.IPv4Address(bare)
-    if not _HOST_NAME.match(bare) or ".." in bare:
+    if not _HOST_NAME.fullmatch(bare) or ".." in bare:
         raise AddressRefused("the host is not a valid host name")
     return None
 
