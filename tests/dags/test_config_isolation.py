@@ -69,6 +69,9 @@ def _reserialize(include: Path, last_valid: Path) -> None:
         "B2B_LAST_VALID_DIR": str(last_valid),
         # Airflow skips rewriting a DAG serialized less than 30 s ago; these passes follow each other.
         "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
+        # The subject is isolation, not parse speed: on a loaded CI machine the default 30 s import timeout
+        # would turn a slow parse into an import error of the factory file (every DAG stale).
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
     }
     env.pop("B2B_STRICT", None)
     done = subprocess.run(
