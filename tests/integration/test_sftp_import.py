@@ -659,3 +659,50 @@ def test_a_name_that_is_not_utf8_is_refused_and_the_others_load(
     assert failed == {stand_in.encode(), f"{stand_in}.error.txt".encode()}
     assert Path(sftp_folder, "failed", stand_in).read_text() == ORDERS_CSV
     assert ledger_rows(pg_db, "latinco") == [("Bestellung-\\xfc.csv", "failed", 0), ("good.csv", "loaded", 2)]
+
+
+def test_a_file_failed_by_a_wrong_customer_config_loads_after_the_fix_through_the_generated_dag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str, sshd: Any, sftp_folder: str, pg_db: str
+) -> None:
+    """The user's path: the customer's YAML has the wrong delimiter, the file fails; the YAML is fixed and
+    the same file sent again, unchanged; the next run of the generated DAG loads it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from helpers import REPO, shipped_template, write_include
+
+    def deploy(delimiter: str) -> Any:
+        customer = {
+            "id": "fixco",
+            "name": "Fix Co",
+            "integrations": {
+                "partner_orders_sftp": {
+                    "config": {"remote_folder": sftp_folder, "delimiter": delimiter},
+                    "connections": {"partner_sftp": "fixco_sftp", "app_db": "fixco_db"},
+                }
+            },
+        }
+        include = write_include(
+            tmp_path / "include",
+            {"partner_orders_sftp": shipped_template("partner_orders_sftp")},
+            {"fixco": customer},
+        )
+        monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        return bag.dags["fixco__partner_orders_sftp__orders"]
+
+    monkeypatch.setenv("AIRFLOW_CONN_FIXCO_SFTP", sshd.airflow_conn_json())
+    monkeypatch.setenv("AIRFLOW_CONN_FIXCO_DB", f"{PG}/{pg_db}")
+    content = "order_id;order_date;sku;quantity;unit_price;status\nF-1;2025-03-01;SKU-9;2;9.90;new\n"
+    Path(sftp_folder, "day1.csv").write_text(content)
+
+    assert deploy(",").test().state == "failed"  # every row is one unreadable column
+    assert Path(sftp_folder, "failed", "day1.csv").read_text() == content
+
+    Path(sftp_folder, "day1.csv").write_text(content)  # sent again, unchanged, after the config fix
+    assert deploy(";").test().state == "success"
+    assert rows(pg_db, "SELECT order_id, quantity FROM partner_orders WHERE customer_id = 'fixco'") == [
+        ("F-1", 2)
+    ]
+    assert Path(sftp_folder, "processed", "day1.csv").read_text() == content
+    assert ledger_rows(pg_db, "fixco") == [("day1.csv", "loaded", 1)]
