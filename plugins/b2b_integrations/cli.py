@@ -1,5 +1,5 @@
-"""Command line: ``python -m b2b_integrations validate include/``, ``schema``, ``replay`` and
-``replay-dead-letters``."""
+"""Command line: ``python -m b2b_integrations validate include/``, ``schema``, ``replay``,
+``replay-dead-letters`` and ``quarantine list|replay``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,47 @@ def _replay_dead_letters(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _quarantine_list(args: argparse.Namespace) -> int:
+    """Needs Airflow's metadata DB configuration (run it where ``airflow`` commands work)."""
+    from airflow.utils.session import create_session
+
+    from b2b_integrations.state.quarantine import describe, list_quarantined
+
+    with create_session() as session:
+        found = list_quarantined(session, args.customer, args.integration, args.flow)
+    for q in found:
+        status = f"replayed as {q.replayed_as}" if q.replayed_as else "quarantined"
+        print(
+            f"{q.integration}/{q.flow} {q.message_id} {status} at {q.entry.get('quarantined_at')} "
+            f"(run {q.entry.get('run_id')}): {describe(q.entry)}"
+        )
+    waiting = sum(1 for q in found if not q.replayed_as)
+    print(f"{len(found)} quarantined message(s), {waiting} not replayed", file=sys.stderr)
+    return 0
+
+
+def _quarantine_replay(args: argparse.Namespace) -> int:
+    """Needs Airflow's metadata DB configuration (run it where ``airflow`` commands work)."""
+    from airflow.utils.session import create_session
+
+    from b2b_integrations.state.quarantine import replay_quarantined
+
+    if not args.message_ids and not args.all:
+        print("error: name the message ids to replay, or --all", file=sys.stderr)
+        return 2
+    try:
+        with create_session() as session:
+            outcomes = replay_quarantined(
+                session, args.customer, args.integration, args.flow, args.message_ids or None
+            )
+    except LookupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for message_id, outcome in outcomes:
+        print(f"{message_id}: {outcome}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2b_integrations", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -102,5 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         help="integrations/ and customers/",
     )
     dead.set_defaults(func=_replay_dead_letters)
+    quarantine = commands.add_parser(
+        "quarantine", help="inbox messages set aside because they can never succeed: list or replay them"
+    ).add_subparsers(dest="action", required=True)
+    listing = quarantine.add_parser("list", help="a customer's quarantined messages, with their reasons")
+    listing.add_argument("customer")
+    listing.add_argument("integration", nargs="?")
+    listing.add_argument("flow", nargs="?")
+    listing.set_defaults(func=_quarantine_list)
+    requeue = quarantine.add_parser(
+        "replay", help="queue quarantined messages into their inbox again (once each)"
+    )
+    for name in ("customer", "integration", "flow"):
+        requeue.add_argument(name)
+    requeue.add_argument("message_ids", nargs="*", help="the messages to replay")
+    requeue.add_argument("--all", action="store_true", help="every message not replayed yet")
+    requeue.set_defaults(func=_quarantine_replay)
     args = parser.parse_args(argv)
     return int(args.func(args))

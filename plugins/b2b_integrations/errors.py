@@ -53,3 +53,39 @@ class FatalStepError(StepError):
 
 class RetriableStepError(StepError):
     """Transient failure (timeouts, 5xx, 429, locked files): Airflow's retries apply."""
+
+
+# Names of exception classes (anywhere in an exception's MRO) that mean "the infrastructure did not answer":
+# connection refused or reset, timeouts, a database that went away or is locked. Matched by name so this
+# module imports no driver: psycopg/psycopg2/sqlite3/SQLAlchemy ``OperationalError`` and
+# ``InterfaceError``, httpx ``TransportError``, requests ``ConnectionError``/``Timeout``.
+_TRANSIENT_NAMES = frozenset(
+    {
+        "ConnectionError",
+        "TimeoutError",
+        "Timeout",
+        "TransportError",
+        "OperationalError",
+        "InterfaceError",
+        "DisconnectionError",
+        "AirflowRuntimeError",
+        "ServerResponseError",
+    }
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a retry of the same work may succeed.
+
+    Used where one message or record fails a step: a transient error fails the task (Airflow retries it and
+    the inbox position stays), anything else is deterministic on that input and the message is quarantined.
+    ``RetriableStepError`` is transient and ``FatalStepError`` is not, whatever it wraps; errors from
+    Airflow's Execution API are transient (a poison value the API cannot return is recognised where it is
+    read, see ``StepOperator``). Everything else (``ValueError``, ``KeyError``, a customer transform's own
+    exceptions) is taken as a property of the input.
+    """
+    if isinstance(error, RetriableStepError):
+        return True
+    if isinstance(error, FatalStepError):
+        return False
+    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(error).__mro__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from functools import cached_property
@@ -292,3 +292,109 @@ def _rule_from_dict(position: int, spec: Any) -> FieldRule:
         except ValueError:
             raise ValueError(f"field {label}: allowed value {value!r} is not a valid {rule.type}") from None
     return FieldRule(**{**spec, "allowed": converted})
+
+
+# --------------------------------------------------------------------------- SQL column checks
+
+# Declared SQL type (lower case, without its size) -> field type; integers also carry their range.
+_SQL_FIELD_TYPES: dict[str, FieldType] = {
+    "varchar": "string",
+    "character varying": "string",
+    "char": "string",
+    "character": "string",
+    "nvarchar": "string",
+    "text": "string",
+    "smallint": "integer",
+    "int2": "integer",
+    "integer": "integer",
+    "int": "integer",
+    "int4": "integer",
+    "bigint": "integer",
+    "int8": "integer",
+    "real": "number",
+    "float": "number",
+    "float4": "number",
+    "float8": "number",
+    "double precision": "number",
+    "numeric": "number",
+    "decimal": "number",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "datetime",
+    "timestamptz": "datetime",
+    "timestamp with time zone": "datetime",
+    "timestamp without time zone": "datetime",
+    "datetime": "datetime",
+}
+_INTEGER_BITS = {"smallint": 16, "int2": 16, "integer": 32, "int": 32, "int4": 32, "bigint": 64, "int8": 64}
+_SQL_TYPE_PARTS = re.compile(r"\s*([A-Za-z][A-Za-z0-9 ]*?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*")
+
+RecordChecker = Callable[[dict[str, Any]], list[tuple[str, str]]]
+
+
+def _sql_value_check(name: str, sql_type: str, required: bool) -> FieldChecker | None:
+    """A checker for a value bound for a column of ``sql_type``, or None for types we do not know
+    (JSONB, UUID, ...: the database decides)."""
+    match = _SQL_TYPE_PARTS.fullmatch(sql_type)
+    base = match.group(1).lower() if match else ""
+    field_type = _SQL_FIELD_TYPES.get(base)
+    if field_type is None:
+        return _required_only(name) if required else None
+    size = int(match.group(2)) if match and match.group(2) else None
+    scale = int(match.group(3)) if match and match.group(3) else 0
+    rule = FieldRule(name, field_type, required, max_length=size if field_type == "string" and size else None)
+    check = _field_checker(rule)
+    bits = _INTEGER_BITS.get(base)
+    digits = size - scale if base in ("numeric", "decimal") and size else None
+
+    def checked(value: Any) -> tuple[Any, list[str] | None]:
+        if isinstance(value, dict | list | tuple | set):
+            return None, [f"field {name!r}: expected one {sql_type} value, got {type(value).__name__}"]
+        converted, reasons = check(value)
+        if reasons or converted is None:
+            return converted, reasons
+        if bits is not None and not -(2 ** (bits - 1)) <= converted < 2 ** (bits - 1):
+            return None, [f"field {name!r}: {converted} is out of range for {sql_type}"]
+        if digits is not None and abs(converted) >= 10**digits:
+            return None, [f"field {name!r}: {converted} has more than {digits} integer digits ({sql_type})"]
+        return converted, None
+
+    return checked
+
+
+def _required_only(name: str) -> FieldChecker:
+    def check(value: Any) -> tuple[Any, list[str] | None]:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None, [f"field {name!r} is required"]
+        return value, None
+
+    return check
+
+
+def sql_record_checker(columns: dict[str, str] | None, required: Sequence[str]) -> RecordChecker:
+    """Check one record bound for a SQL table: every ``required`` field (the load key) present and not
+    empty, and every value of a declared column (``columns``: column -> SQL type) convertible to its type,
+    within its length or range. Returns ``[(field, reason), ...]``; empty when the record is fine.
+
+    Built once per load; the loaded values are not changed (the database converts them as before).
+    """
+    checks: list[tuple[str, FieldChecker]] = []
+    for name, sql_type in (columns or {}).items():
+        check = _sql_value_check(name, sql_type, name in required)
+        if check is not None:
+            checks.append((name, check))
+    declared = set(columns or {})
+    checks.extend((name, _required_only(name)) for name in required if name not in declared)
+
+    def check_record(record: dict[str, Any]) -> list[tuple[str, str]]:
+        problems = []
+        for name, check in checks:
+            value = record.get(name)
+            if isinstance(value, float) and math.isnan(value):
+                value = None  # pandas' missing value
+            _, reasons = check(value)
+            problems.extend((name, reason) for reason in reasons or ())
+        return problems
+
+    return check_record

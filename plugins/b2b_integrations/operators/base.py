@@ -21,6 +21,9 @@ from b2b_integrations.staging import (
     write_records,
 )
 
+MESSAGE_ID = "_b2b_message_id"
+RECEIVED_AT = "_b2b_received_at"
+
 if TYPE_CHECKING:
     import jinja2
     import pandas as pd
@@ -92,6 +95,8 @@ class StepOperator(BaseOperator):
         """Last step only: the first step, whose result says up to which event this run got."""
         self.handled_events: list[str] = []  # message ids of the webhooks this run's input came from
         self.events_cursor: dict[str, Any] | None = None
+        self.quarantined: list[dict[str, Any]] = []
+        """Messages this step set aside (see :meth:`quarantine`); the last step stores them."""
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         params = context.get("params") or {}
@@ -112,6 +117,8 @@ class StepOperator(BaseOperator):
         if isinstance(result, dict) and self.events_cursor is not None:
             # Which events this run processed, and the position the last step commits when all went well.
             result = {**result, "webhook_events": self.handled_events, "webhook_cursor": self.events_cursor}
+        if isinstance(result, dict) and self.quarantined:
+            result = {**result, "quarantined": self.quarantined}
         if self.event_cursor_from is not None:
             self._advance_event_cursor(context, result)
         if isinstance(result, dict) and "path" in result:
@@ -123,6 +130,35 @@ class StepOperator(BaseOperator):
     def run_step(self, context: Context) -> Any:
         """Do the step's work; subclasses implement this instead of ``execute``."""
         raise NotImplementedError
+
+    def quarantine(
+        self,
+        message_id: str,
+        text: str,
+        *,
+        received_at: str | None = None,
+        field: str | None = None,
+        record: int | None = None,
+    ) -> None:
+        """Set aside an inbox message (or one record of it) that can never succeed as it is.
+
+        The rest of the batch goes on; the flow's last step stores the message with its reasons in the
+        inbox's quarantine (``state.quarantine``, listed and replayed with ``python -m b2b_integrations
+        quarantine``) and moves the inbox position past it.
+        """
+        from b2b_integrations.state.quarantine import reason
+
+        where = "".join(
+            [f", record {record}" if record is not None else "", f", field {field!r}" if field else ""]
+        )
+        self.log.warning("%s: message %s%s quarantined: %s", self.where, message_id, where, text)
+        self.quarantined.append(
+            {
+                "message_id": message_id,
+                "received_at": received_at,
+                "reason": reason(self.task_id, text, field=field, record=record),
+            }
+        )
 
     def input_refs(self, context: Context) -> list[dict[str, Any]] | None:
         """
@@ -159,6 +195,10 @@ class StepOperator(BaseOperator):
         webhook = self._webhook_records(context) if self.input_task_id is None else []
         if webhook:
             frames.append(pd.DataFrame.from_records(webhook))
+        elif self.handled_events and self.input_task_id is None:
+            # Every new message was quarantined: no records, but the run must go on to the last step,
+            # which stores them and moves the position past them.
+            frames.append(pd.DataFrame(columns=[MESSAGE_ID, RECEIVED_AT]))
         if not frames and self.event_inbox is not None and self.input_task_id is None:
             # Another run already took the events that triggered this one (or it was started by hand).
             raise AirflowSkipException("no new events on the inbox; nothing to do")
@@ -203,17 +243,49 @@ class StepOperator(BaseOperator):
         records: list[dict[str, Any]] = []
         store = context["asset_state_store"][inbox]
         for event in events:
-            payload = event["payload"] if "payload" in event else store.get(event["payload_key"])
+            payload = event["payload"] if "payload" in event else self._stored_body(store, event)
             if payload is None:
-                raise FatalStepError(
-                    f"the stored body of webhook {event['message_id']} is gone from the inbox's state store "
-                    f"(key {event['payload_key']!r}; expired by [state_store] retention?)"
+                continue  # quarantined by _stored_body
+            if (bad := _unportable(payload)) is not None:
+                field, problem = bad
+                self.quarantine(
+                    event["message_id"], problem, received_at=event.get("received_at"), field=field
                 )
+                continue
             items = payload if isinstance(payload, list) else [payload]
-            meta = {"_b2b_message_id": event["message_id"], "_b2b_received_at": event.get("received_at")}
+            meta = {MESSAGE_ID: event["message_id"], RECEIVED_AT: event.get("received_at")}
             for item in items:
                 records.append({**(item if isinstance(item, dict) else {"value": item}), **meta})
         return records
+
+    def _stored_body(self, store: Any, event: dict[str, Any]) -> Any:
+        """A large message's body from the inbox's state store; None (the message quarantined) when it can
+        never be read: gone, or a body the Execution API cannot return (NaN, Infinity, nesting deeper than
+        its JSON encoder allows: the API answers 500 for that key, every time)."""
+        key = event["payload_key"]
+        try:
+            payload = store.get(key)
+        except Exception as e:
+            if _api_status(e) != 500:
+                raise  # API unreachable, timeout, 502/503: a retry reads it
+            try:
+                store.get(EVENT_CURSOR_KEY)  # the API answers other reads: the fault is this body's
+            except Exception:
+                raise e from None
+            self.quarantine(
+                event["message_id"],
+                f"its stored body (state store key {key!r}) cannot be returned by Airflow's Execution API "
+                "(HTTP 500; e.g. NaN/Infinity or nesting too deep)",
+                received_at=event.get("received_at"),
+            )
+            return None
+        if payload is None:
+            self.quarantine(
+                event["message_id"],
+                f"its stored body is gone from the inbox's state store (key {key!r})",
+                received_at=event.get("received_at"),
+            )
+        return payload
 
     def _advance_event_cursor(self, context: Context, result: Any) -> None:
         """Last step of an event-driven flow: its work is done, so the run's events are consumed."""
@@ -223,9 +295,41 @@ class StepOperator(BaseOperator):
             else context["ti"].xcom_pull(task_ids=self.event_cursor_from)
         )
         cursor = first.get("webhook_cursor") if isinstance(first, dict) else None
+        store = context["asset_state_store"][self._inbox()]
+        self._store_quarantined(context, store, result)
         if cursor and cursor.get("timestamp"):
-            context["asset_state_store"][self._inbox()].set(EVENT_CURSOR_KEY, cursor)
+            store.set(EVENT_CURSOR_KEY, cursor)
             self.log.info("Inbox position moved to %s", cursor["timestamp"])
+
+    def _store_quarantined(self, context: Context, store: Any, result: Any) -> None:
+        """Every message this run's steps set aside, stored before the position moves past them."""
+        from b2b_integrations.state.quarantine import write_entries
+
+        found = list(self.quarantined)
+        for task_id in sorted(self.get_flat_relative_ids(upstream=True)):
+            upstream = context["ti"].xcom_pull(task_ids=task_id)
+            if isinstance(upstream, dict):
+                found.extend(upstream.get("quarantined") or [])
+        if not found:
+            return
+        ids = write_entries(
+            store,
+            found,
+            customer_id=self.customer_id,
+            integration=self.integration,
+            flow=self.flow,
+            dag_id=self.dag_id,
+            run_id=context["run_id"],
+        )
+        self.log.warning(
+            "%s: %d message(s) quarantined (python -m b2b_integrations quarantine list %s %s %s): %s",
+            self.where,
+            len(ids),
+            self.customer_id,
+            self.integration,
+            self.flow,
+            ", ".join(ids),
+        )
 
     def stage_output(self, context: Context, frame: pd.DataFrame) -> StagedRecords:
         """Stage records for the next step; the path is fixed per run and task, so retries overwrite."""
@@ -233,3 +337,39 @@ class StepOperator(BaseOperator):
         ref = write_records(frame, path)
         self.log.info("Staged %d rows for the next step", ref["rows"])
         return ref
+
+
+def _api_status(error: BaseException) -> int | None:
+    """The HTTP status of a failed Execution API call: in a worker the supervisor hands the task an
+    ``AirflowRuntimeError`` carrying it; under ``dag.test()`` the client's ``ServerResponseError``."""
+    detail = getattr(getattr(error, "error", None), "detail", None)
+    if isinstance(detail, dict) and isinstance(detail.get("status_code"), int):
+        return int(detail["status_code"])
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+_INT64 = 2**63
+
+
+def _unportable(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(field path, reason) of the first value records cannot carry between steps and into a database:
+    a non-finite number (JSON has none; a pub/sub body may still spell NaN) or an integer beyond 64 bits
+    (the staged records' JSON reader refuses it, and no SQL integer type holds it)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(body)", f"field {path or '(body)'!r}: {value} is not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        return path or "(body)", f"field {path or '(body)'!r}: integer {value} does not fit in 64 bits"
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for child_path, child in items:
+        if (found := _unportable(child, child_path)) is not None:
+            return found
+    return None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.hooks.sql import get_db_hook
-from b2b_integrations.operators.base import StepOperator
+from b2b_integrations.operators.base import MESSAGE_ID, RECEIVED_AT, StepOperator
 from b2b_integrations.sinks.sql import conflict_rule, prepare_target, write_rows
 
 if TYPE_CHECKING:
@@ -31,6 +31,12 @@ class SqlLoadOperator(StepOperator):
     Write the upstream step's records into ``table``. All rows go in one transaction, so a failed load
     leaves nothing half-written; ``upsert`` updates rows with the same key, so a retry or a re-run of the
     same period never duplicates rows. ``insert`` appends: use it only where duplicates are acceptable.
+
+    Each record is checked before the write: the key fields present and not empty, and each declared
+    column's value convertible to its SQL type (length, integer range). A record that fails is set aside
+    with its reasons and the others load: records of an inbox message are quarantined with the message
+    (``StepOperator.quarantine``), other records go to ``b2b_quarantine`` in the same transaction as the
+    rows. Our ``_b2b_*`` columns (message id, receive time) are never loaded.
 
     :param conn_id: Airflow connection of the target database (postgres, sqlite or mysql for upsert).
     :param table: Target table, optionally ``schema.table``. (templated)
@@ -82,11 +88,45 @@ class SqlLoadOperator(StepOperator):
             )
 
     def _fields(self, frame: pd.DataFrame) -> list[str]:
-        fields = list(self.columns) if self.columns else [str(c) for c in frame.columns]
+        fields = list(self.columns) if self.columns else [str(c) for c in frame.columns if not _ours(str(c))]
         missing = sorted({f for f in [*fields, *self.key] if f not in frame.columns})
-        if missing:
+        if missing and MESSAGE_ID not in frame.columns:
             raise FatalStepError(f"records lack field(s) {missing} needed by table {self.table}")
+        for name in missing:
+            # Inbox records: no message carried the field; each record is quarantined below for it.
+            frame[name] = None
         return fields
+
+    def _checked(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, int, list[str], Any]]]:
+        """The records that pass the checks; inbox records that fail are quarantined with their message,
+        the others returned as (source, record number, reasons, record) for ``b2b_quarantine``."""
+        from b2b_integrations.formats.validation import sql_record_checker
+
+        check = sql_record_checker(self.columns, self.key)
+        keep: list[bool] = []
+        rejected: list[tuple[str, int, list[str], Any]] = []
+        for number, record in enumerate(frame.to_dict(orient="records"), start=1):
+            problems = check(record)
+            keep.append(not problems)
+            if not problems:
+                continue
+            message_id = record.get(MESSAGE_ID)
+            if isinstance(message_id, str):
+                for field, reason in problems:
+                    self.quarantine(
+                        message_id,
+                        f"table {self.table}: {reason}",
+                        received_at=record.get(RECEIVED_AT),
+                        field=field,
+                        record=number,
+                    )
+            else:
+                data = {k: v for k, v in record.items() if not _ours(str(k))}
+                rejected.append((f"table {self.table}", number, [r for _, r in problems], data))
+                self.log.warning(
+                    "%s: record %d set aside: %s", self.where, number, "; ".join(r for _, r in problems)
+                )
+        return (frame if all(keep) else frame[keep]), rejected
 
     def run_step(self, context: Context) -> dict[str, Any]:
         self._check_arguments()
@@ -97,6 +137,7 @@ class SqlLoadOperator(StepOperator):
             self.log.info("No rows to load into %s", self.table)
             return {**self.stage_output(context, frame), "table": self.table, "rows_loaded": 0}
         fields = self._fields(frame)
+        frame, rejected = self._checked(frame)
         if self.mode == "upsert":
             duplicated = int(frame.duplicated(subset=self.key, keep="last").sum())
             if duplicated:
@@ -117,6 +158,16 @@ class SqlLoadOperator(StepOperator):
                 self.columns if self.create_table else None,
                 conflict_rule(self.conflict),
             )
+            before_commit = None
+            if rejected:
+                from b2b_integrations.state import cursors
+
+                cursors.ensure_tables(conn)
+                key = cursors.StepKey(self.customer_id, self.integration, self.flow, self.task_id)
+
+                def before_commit(cur: Any) -> None:
+                    cursors.quarantine_records(cur, hook.placeholder, key, context["run_id"], rejected)
+
             write_rows(
                 conn,
                 sink,
@@ -125,6 +176,17 @@ class SqlLoadOperator(StepOperator):
                 progress=lambda done: self.log.info(
                     "Loaded %d of %d rows into %s", done, len(rows), self.table
                 ),
+                before_commit=before_commit,
             )
         # The loaded rows are this step's output too, so a flow can continue (or trigger another) after a load.
-        return {**self.stage_output(context, frame), "table": self.table, "rows_loaded": len(rows)}
+        return {
+            **self.stage_output(context, frame),
+            "table": self.table,
+            "rows_loaded": len(rows),
+            "rows_quarantined": len(rejected) + len({q["message_id"] for q in self.quarantined}),
+        }
+
+
+def _ours(column: str) -> bool:
+    """Our own bookkeeping columns (``_b2b_message_id``, ``_b2b_received_at``), never loaded."""
+    return column.startswith("_b2b_")

@@ -1,0 +1,268 @@
+"""Poison messages never block an event-driven flow: generated DAGs run for real (dag.test() against the
+migrated metadata DB and its Execution API), loading into PostgreSQL. Messages are written to the inbox
+with the webhook event store directly, as the endpoint would, including bodies the endpoint now refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import PG, REPO, pg_rows, shipped_template, write_include
+
+pytestmark = pytest.mark.e2e
+
+TEMPLATE: dict[str, Any] = {
+    "name": "billing",
+    "connections": {"app_db": {"type": "postgres"}, "webhook_secret": {"type": "generic"}},
+    "config": {"currencies": {"type": "string", "default": "EUR"}},
+    "defaults": {"retries": 1, "retry_delay_seconds": 1, "retry_exponential_backoff": False},
+    "flows": {
+        "events": {
+            "trigger": {"type": "webhook", "signature": "standard_webhooks", "secret_connection": "webhook_secret"},
+            "steps": [
+                {
+                    "id": "normalise",
+                    "kind": "transform",
+                    "callable": "poison_transforms.invoices",
+                    "options": {"currencies": "${config.currencies}"},
+                },
+                {
+                    "id": "load",
+                    "kind": "load",
+                    "connection": "app_db",
+                    "table": "invoices",
+                    "key": ["id"],
+                    "create_table": True,
+                    "columns": {"id": "VARCHAR(40)", "status": "VARCHAR(20)", "amount_cents": "BIGINT", "currency": "VARCHAR(3)"},
+                },
+            ],
+        }
+    },
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Inbox:
+    customer_id: str
+    integration: str
+    flow: str
+    asset_uri: str
+
+
+def _deploy(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    customer_id: str,
+    db_url: str,
+    template: dict[str, Any] = TEMPLATE,
+    config: dict[str, Any] | None = None,
+) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    integration = template["name"]
+    customer = {
+        "id": customer_id,
+        "name": customer_id,
+        "integrations": {
+            integration: {
+                "config": config or {},
+                "connections": {"app_db": f"{customer_id}_db", "webhook_secret": f"{customer_id}_secret"},
+            }
+        },
+    }
+    include = write_include(tmp_path / "include", {integration: template}, {customer_id: customer})
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("B2B_TRANSFORM_PREFIXES", "b2b_integrations.transforms,poison_transforms")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{customer_id.upper()}_DB", db_url)
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    (flow,) = template["flows"]
+    return bag.dags[f"{customer_id}__{integration}__{flow}"]
+
+
+def _store(customer_id: str, integration: str, flow: str, messages: list[tuple[str, Any, bool]]) -> None:
+    """Each (message id, payload, inline) in its own asset event, in order; not inline = the body goes to
+    the inbox's state store, as the endpoint does for a large body."""
+    from b2b_integrations.webhooks.store import Message, MetadataEventStore
+
+    inbox = Inbox(customer_id, integration, flow, f"b2b://{customer_id}/{integration}/{flow}/inbox")
+    store = MetadataEventStore()
+    for message_id, payload, inline in messages:
+        body = json.dumps(payload).encode()  # json.dumps writes NaN as the sender's JSON did
+        assert store.store_many([Message(inbox, message_id, payload, body, inline)]) == [True]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "b2b_integrations", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO / "tests")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _listed(stdout: str) -> dict[str, str]:
+    """Message id -> its line of ``quarantine list`` (log lines of Airflow's own start-up left out)."""
+    return {line.split()[1]: line for line in stdout.splitlines() if line.startswith("billing")}
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def _invoice(invoice_id: str, currency: str = "EUR", amount: Any = 100) -> dict[str, Any]:
+    return {"invoice_id": invoice_id, "status": "paid", "amount_cents": amount, "currency": currency}
+
+
+def test_poison_messages_between_valid_ones_are_quarantined_and_replayed_once(
+    airflow_db: str, pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dag = _deploy(tmp_path, monkeypatch, "poisonco", f"{PG}/{pg_db}")
+    assert dag.test().state == "success"  # registers the DAG and its inbox; nothing to read yet
+    _store(
+        "poisonco",
+        "billing",
+        "events",
+        [
+            ("m1", _invoice("I1"), True),
+            ("m2-nan", {"invoice_id": "I2", "amount_cents": float("nan")}, False),  # API cannot return it
+            ("m3", _invoice("I3"), True),
+            ("m4-gbp", _invoice("I4", currency="GBP"), True),  # the customer's transform raises on it
+            ("m5-nokey", {"status": "paid", "amount_cents": 5, "currency": "EUR"}, True),  # no load key
+            ("m6-huge", _invoice("I6", amount=2**70), True),  # beyond 64 bits
+            ("m6-big", {**_invoice("I6", amount=2**40), "status": "s" * 21}, True),  # beyond VARCHAR(20)
+            ("m7", _invoice("I7"), True),
+        ],
+    )
+    run = dag.test()
+    assert run.state == "success", _states(run)
+    assert pg_rows(pg_db, "SELECT id, count(*) FROM invoices GROUP BY id ORDER BY id") == [
+        ("I1", 1),
+        ("I3", 1),
+        ("I7", 1),
+    ]
+
+    listed = _cli("quarantine", "list", "poisonco")
+    assert listed.returncode == 0, listed.stderr
+    lines = _listed(listed.stdout)
+    assert sorted(lines) == ["m2-nan", "m4-gbp", "m5-nokey", "m6-big", "m6-huge"], listed.stdout
+    assert (
+        "step normalise" in lines["m2-nan"]
+        and "cannot be returned by Airflow's Execution API" in lines["m2-nan"]
+    )
+    assert "step normalise" in lines["m4-gbp"] and "ValueError: unknown currency GBP" in lines["m4-gbp"]
+    assert "step load, record" in lines["m5-nokey"] and "field 'id' is required" in lines["m5-nokey"]
+    assert "field 'amount_cents'" in lines["m6-huge"] and "does not fit in 64 bits" in lines["m6-huge"]
+    assert "step load, record" in lines["m6-big"] and "field 'status'" in lines["m6-big"]
+    assert all(line.startswith("billing/events ") and " quarantined at " in line for line in lines.values())
+
+    # The position moved past every message: the next run finds nothing new.
+    idle = dag.test()
+    assert idle.state == "success" and set(_states(idle).values()) == {"skipped"}
+
+    # The customer starts billing in GBP; the operator replays the message that failed for it.
+    dag = _deploy(tmp_path, monkeypatch, "poisonco", f"{PG}/{pg_db}", config={"currencies": "EUR,GBP"})
+    replayed = _cli("quarantine", "replay", "poisonco", "billing", "events", "m4-gbp")
+    assert replayed.returncode == 0, replayed.stderr
+    assert any(
+        line.startswith("m4-gbp: queued again as m4-gbp#replay-") for line in replayed.stdout.splitlines()
+    )
+    again = _cli("quarantine", "replay", "poisonco", "billing", "events", "m4-gbp")
+    assert again.returncode == 0 and "already replayed as m4-gbp#replay-" in again.stdout, again.stdout
+    assert dag.test().state == "success"
+    assert pg_rows(
+        pg_db, "SELECT id, currency, count(*) FROM invoices GROUP BY id, currency ORDER BY id"
+    ) == [
+        ("I1", "EUR", 1),
+        ("I3", "EUR", 1),
+        ("I4", "GBP", 1),
+        ("I7", "EUR", 1),
+    ]
+    after = _cli("quarantine", "list", "poisonco", "billing", "events")
+    assert "m4-gbp replayed as m4-gbp#replay-" in after.stdout, after.stdout
+    assert "#replay-" not in after.stdout.split("m4-gbp replayed as")[0]  # the replay was not quarantined
+
+    unknown = _cli("quarantine", "replay", "poisonco", "billing", "events", "m1")
+    assert unknown.returncode == 1 and "not quarantined" in unknown.stderr
+
+
+def test_an_unreachable_database_keeps_the_position_and_the_next_run_loads_everything_once_past_a_poison(
+    airflow_db: str, pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from servers import free_port
+
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/{pg_db}"  # nothing listens there
+    dag = _deploy(tmp_path, monkeypatch, "downco", down)
+    assert dag.test().state == "success"
+    _store(
+        "downco",
+        "billing",
+        "events",
+        [
+            ("d1", _invoice("D1"), True),
+            ("d-gbp", _invoice("D9", currency="GBP"), True),
+            ("d2", _invoice("D2"), True),
+        ],
+    )
+    failed = dag.test()
+    assert failed.state == "failed"
+    load = next(ti for ti in failed.get_task_instances() if ti.task_id == "load")
+    assert load.state == "failed" and load.try_number == 2  # retried: a transient failure
+    # Nothing is quarantined by a run whose work did not commit: the next run sees the same messages.
+    assert _listed(_cli("quarantine", "list", "downco").stdout) == {}
+
+    monkeypatch.setenv("AIRFLOW_CONN_DOWNCO_DB", f"{PG}/{pg_db}")
+    assert dag.test().state == "success"
+    assert pg_rows(pg_db, "SELECT id, count(*) FROM invoices WHERE id LIKE 'D%' GROUP BY id ORDER BY id") == [
+        ("D1", 1),
+        ("D2", 1),
+    ]
+    listed = _cli("quarantine", "list", "downco")
+    assert listed.returncode == 0 and list(_listed(listed.stdout)) == ["d-gbp"], listed.stdout
+
+
+def test_one_malformed_payload_alone_or_in_a_batch_is_quarantined_never_a_null_key_row(
+    airflow_db: str, pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped billing_webhooks template; its table without a primary key, as a customer's table may
+    be, so nothing but the load step stands between a record without an id and a NULL key row."""
+    import psycopg2
+
+    with psycopg2.connect(f"{PG}/{pg_db}") as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE invoice_events (id VARCHAR(40), status VARCHAR(20), amount_cents BIGINT, currency VARCHAR(3))"
+        )
+    template = shipped_template("billing_webhooks")
+    template["defaults"] = {"retries": 0}
+    template["flows"]["invoice_events"]["steps"][1]["mode"] = "insert"
+    dag = _deploy(tmp_path, monkeypatch, "nullco", f"{PG}/{pg_db}", template=template)
+    assert dag.test().state == "success"
+
+    malformed = {"status": "paid", "amount_cents": 1, "currency": "EUR"}  # no invoice_id
+    _store("nullco", "billing_webhooks", "invoice_events", [("alone", malformed, True)])
+    assert dag.test().state == "success"  # the transform fails on it alone: quarantined, not a failed step
+    _store(
+        "nullco",
+        "billing_webhooks",
+        "invoice_events",
+        [("good", _invoice("N1"), True), ("bad", malformed, True)],
+    )
+    assert dag.test().state == "success"
+    assert pg_rows(pg_db, "SELECT id FROM invoice_events") == [("N1",)]
+    listed = _cli("quarantine", "list", "nullco", "billing_webhooks")
+    lines = _listed(listed.stdout)
+    assert sorted(lines) == ["alone", "bad"], listed.stdout
+    assert "step normalise" in lines["alone"] and "lack field(s) ['id']" in lines["alone"]
+    # In a batch the transform gets the column (the other message has it), so the load's record check
+    # is what keeps the NULL key out.
+    assert (
+        "step load_invoices, record 2, field 'id': table invoice_events: field 'id' is required"
+        in lines["bad"]
+    )
