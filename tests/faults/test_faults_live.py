@@ -7,16 +7,18 @@ Scenarios leave the deployment running and healthy, whatever order they run in.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 from collections import Counter
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fault_deployment import WEBHOOK_CUSTOMERS, Deployment, report, signed_webhook
+from fault_deployment import WEBHOOK_CUSTOMERS, Deployment, report, signed_body, signed_webhook
 
 pytestmark = pytest.mark.e2e
 
@@ -51,11 +53,16 @@ def _settled(d: Deployment, dag_ids: Any) -> bool:
     )
 
 
-def _deliver_once(d: Deployment, customer: str, invoice: str) -> None:
-    """One webhook to ``customer`` (with a sender's retries); wait until its row is loaded, once."""
+def _send(d: Deployment, customer: str, invoice: str) -> str:
+    """One webhook to ``customer``, stored (202); returns the invoice id for :func:`_wait_loaded`."""
     body, headers = signed_webhook(customer, invoice)
     response = httpx.post(d.webhook_url(customer), content=body, headers=headers, timeout=30)
     assert response.status_code == 202, response.text
+    return invoice
+
+
+def _wait_loaded(d: Deployment, customer: str, invoice: str) -> None:
+    """Wait until ``invoice`` is in ``customer``'s table exactly once."""
     d.stack.wait_for(
         f"{customer}'s invoice {invoice} to be loaded",
         lambda: _loaded_ids(d, customer, invoice) == Counter({invoice: 1}),
@@ -226,7 +233,7 @@ def test_sftp_server_killed_mid_download(deployment: Deployment) -> None:
         state_1 = d.wait_run_finished(FILES_DAG, run_1, timeout=180)
         assert crashed.is_set(), "the server was not crashed during the run"
         # Another customer is not affected by gamma's server being down.
-        _deliver_once(d, "alpha", f"SFTPDOWN-{tag}")
+        other = _send(d, "alpha", f"SFTPDOWN-{tag}")
         assert state_1 == "failed"
         assert (d.files_folder / big_name).exists() and not (d.files_folder / "processed" / big_name).exists()
         ledger = d.app_rows(
@@ -247,6 +254,7 @@ def test_sftp_server_killed_mid_download(deployment: Deployment) -> None:
     d.trigger(FILES_DAG, run_2)
     assert d.wait_run_finished(FILES_DAG, run_2, timeout=180) == "success"
     recovered_at = time.monotonic()
+    _wait_loaded(d, "alpha", other)
     expected = Counter(line.split(",")[0] for text in (big, small) for line in text.splitlines()[1:])
     loaded = Counter(
         o
@@ -283,74 +291,87 @@ def _stale_dags(d: Deployment) -> set[str]:
     return {i for (i,) in d.stack.sql(f"SELECT dag_id FROM dag WHERE is_stale AND dag_id IN ({names})")}
 
 
+class _StaleWatch:
+    """Samples ``dag.is_stale`` of the suite's DAGs every 0.3 s in a thread, remembering any stale one."""
+
+    def __init__(self, d: Deployment) -> None:
+        self.d = d
+        self.seen: set[str] = set()
+        self.samples = 0
+        self._running = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while self._running.is_set():
+            try:
+                self.seen.update(_stale_dags(self.d))
+                self.samples += 1
+            except Exception:  # noqa: BLE001, S112 - a sample lost to a busy database is taken again
+                continue
+            finally:
+                time.sleep(0.3)
+
+    def __enter__(self) -> _StaleWatch:
+        self._running.set()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running.clear()
+        self._thread.join(timeout=30)
+
+
 def test_dag_processor_killed_and_restarted(deployment: Deployment) -> None:
     """SIGKILL the dag-processor: DAGs stay active, runs go on without it and after its restart."""
     d, stack = deployment, deployment.stack
     tag = uuid.uuid4().hex[:6]
     assert _stale_dags(d) == set()
-    seen_stale: set[str] = set()
-    samples = count()
-    watching = threading.Event()
-    watching.set()
-
-    def watch() -> None:
-        while watching.is_set():
-            try:
-                seen_stale.update(_stale_dags(d))
-                next(samples)
-            except Exception:  # noqa: BLE001, S112 - a sample lost to a busy database is retried
-                continue
-            time.sleep(0.3)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        stack.kill("dag-processor")
-        killed_at = time.monotonic()
-        # Without a dag-processor: an event-driven run and a triggered run still happen.
-        _deliver_once(d, "beta", f"NOPROC-{tag}")
-        run_down = f"faults_noproc_{tag}"
-        d.trigger(FILES_DAG, run_down)
-        assert d.wait_run_finished(FILES_DAG, run_down) == "success"
-        stack.start_component("dag-processor")
+    with _StaleWatch(d) as watch:
+        try:
+            stack.kill("dag-processor")
+            killed_at = time.monotonic()
+            # Without a dag-processor: an event-driven run and a triggered run still happen.
+            invoice = _send(d, "beta", f"NOPROC-{tag}")
+            run_down = f"faults_noproc_{tag}"
+            d.trigger(FILES_DAG, run_down)
+            _wait_loaded(d, "beta", invoice)
+            assert d.wait_run_finished(FILES_DAG, run_down) == "success"
+        finally:
+            restart_ts = stack.sql("SELECT now()")[0][0]
+            stack.start_component("dag-processor")
         restarted_at = time.monotonic()
-        restart_ts = stack.sql("SELECT now()")[0][0]
         stack.wait_for(
             "every DAG parsed again by the new dag-processor",
-            lambda: (
-                stack.sql(
-                    "SELECT count(*) FROM dag WHERE dag_id IN ("
-                    + ", ".join(f"'{i}'" for i in ALL_DAGS)
-                    + f") AND last_parsed_time > '{restart_ts.isoformat()}'"
-                )[0][0]
-                == len(ALL_DAGS)
-            ),
+            lambda: _parsed_since(d, restart_ts) == len(ALL_DAGS),
             timeout=120,
         )
         parsed_at = time.monotonic()
-        _deliver_once(d, "alpha", f"NEWPROC-{tag}")
+        invoice = _send(d, "alpha", f"NEWPROC-{tag}")
         run_up = f"faults_newproc_{tag}"
         d.trigger(FILES_DAG, run_up)
+        _wait_loaded(d, "alpha", invoice)
         assert d.wait_run_finished(FILES_DAG, run_up) == "success"
-    finally:
-        watching.clear()
-        watcher.join(timeout=30)
-        if "dag-processor" not in stack.procs:
-            stack.start_component("dag-processor")
-    assert seen_stale == set(), f"DAGs marked stale around the dag-processor restart: {seen_stale}"
+    assert watch.seen == set(), f"DAGs marked stale around the dag-processor restart: {watch.seen}"
     assert _stale_dags(d) == set()
     report(
         "dag_processor_sigkill",
         messages_sent=2,
         loaded=2,
         triggered_runs_succeeded=2,
-        stale_samples=next(samples),
-        dags_seen_stale=len(seen_stale),
+        stale_samples=watch.samples,
+        dags_seen_stale=len(watch.seen),
         faults_injected=1,
         faults_survived=1,
         down_seconds=round(restarted_at - killed_at, 1),
         reparsed_after_restart_seconds=round(parsed_at - restarted_at, 1),
     )
+
+
+def _parsed_since(d: Deployment, since: Any) -> int:
+    names = ", ".join(f"'{i}'" for i in ALL_DAGS)
+    return d.stack.sql(
+        f"SELECT count(*) FROM dag WHERE dag_id IN ({names}) AND last_parsed_time > '{since.isoformat()}'"
+    )[0][0]
 
 
 def _sensor_waiting_in_triggerer(d: Deployment, run_id: str) -> bool:
@@ -399,7 +420,7 @@ def test_triggerer_killed_while_a_flow_waits(deployment: Deployment) -> None:
         drop("during-1")
         drop("during-2")
         # A webhook customer does not need the triggerer.
-        _deliver_once(d, "alpha", f"NOTRIG-{tag}")
+        _wait_loaded(d, "alpha", _send(d, "alpha", f"NOTRIG-{tag}"))
     finally:
         stack.start_component("triggerer")
     restarted_at = time.monotonic()
@@ -425,4 +446,165 @@ def test_triggerer_killed_while_a_flow_waits(deployment: Deployment) -> None:
         faults_survived=1,
         down_seconds=round(restarted_at - killed_at, 1),
         waiting_run_finished_after_restart_seconds=round(resumed_at - restarted_at, 1),
+    )
+
+
+PROBLEMS_FILE = "b2b_config_problems.py"
+FACTORY_FILE = "b2b_integrations_dags.py"
+# A newcomer whose file never was valid (a typo in a key, line 3) and beta's file broken by an edit (YAML).
+NEWCOMER_BROKEN = (
+    "id: zeta\nname: Zeta\nintegrashuns: {}\nintegrations:\n  fault_webhooks:\n"
+    "    connections: {webhook_secret: zeta_secret, app_db: zeta_db}\n"
+)
+BETA_BROKEN = (
+    "id: beta\nname: Beta\nintegrations:\n  fault_webhooks: {connections: {webhook_secret: beta_secret\n"
+)
+
+
+def _import_errors(d: Deployment) -> dict[str, str]:
+    return {Path(f).name: trace for f, trace in d.stack.sql("SELECT filename, stacktrace FROM import_error")}
+
+
+def test_a_broken_customer_file_dropped_into_the_running_deployment(deployment: Deployment) -> None:
+    """A new customer's broken file and a broken edit of beta's file: every DAG stays active and runs (beta
+    on its last valid version), and the problems show as an import error naming file, line and key path."""
+    d, stack = deployment, deployment.stack
+    tag = uuid.uuid4().hex[:6]
+    customers = d.include / "customers"
+    beta_file = customers / "beta.yaml"
+    beta_valid = beta_file.read_text()
+    assert _stale_dags(d) == set()
+    with _StaleWatch(d) as watch:
+        try:
+            dropped_at = time.monotonic()
+            (customers / "zeta.yaml").write_text(NEWCOMER_BROKEN)
+            beta_file.write_text(BETA_BROKEN)
+            errors = stack.wait_for(
+                "the config problems as an import error",
+                lambda: (
+                    (e := _import_errors(d))
+                    and any("zeta.yaml" in t and "beta.yaml" in t for t in e.values())
+                    and e
+                ),
+                timeout=120,
+            )
+            visible_at = time.monotonic()
+            # On the DAG-less problems file: an import error on the factory file would make every DAG stale.
+            assert set(errors) == {PROBLEMS_FILE}, f"import errors on {sorted(errors)}"
+            problems = errors[PROBLEMS_FILE]
+            zeta_line = next((ln for ln in problems.splitlines() if "customers/zeta.yaml:3" in ln), "")
+            assert "integrashuns: unknown key" in zeta_line, problems
+            assert any(
+                "customers/beta.yaml:" in ln and "invalid YAML" in ln for ln in problems.splitlines()
+            ), problems
+            # Runs go on meanwhile: beta on its last valid version, the others as before.
+            since = stack.sql("SELECT now()")[0][0]
+            stack.wait_for("a parse with the broken files", lambda: _parsed_since(d, since) == len(ALL_DAGS))
+            reparsed_at = time.monotonic()
+            sent = {c: _send(d, c, f"BROKEN-{c}-{tag}") for c in WEBHOOK_CUSTOMERS}
+            run_id = f"faults_broken_{tag}"
+            d.trigger(FILES_DAG, run_id)
+            for customer, invoice in sent.items():
+                _wait_loaded(d, customer, invoice)
+            assert d.wait_run_finished(FILES_DAG, run_id) == "success"
+            schedulable = stack.sql(
+                "SELECT count(*) FROM dag WHERE NOT is_paused AND NOT is_stale AND NOT has_import_errors "
+                "AND dag_id IN (" + ", ".join(f"'{i}'" for i in ALL_DAGS) + ")"
+            )[0][0]
+            ran_at = time.monotonic()
+        finally:
+            (customers / "zeta.yaml").unlink(missing_ok=True)
+            beta_file.write_text(beta_valid)
+        fixed_at = time.monotonic()
+        stack.wait_for(
+            "the problems to clear once the files are fixed",
+            lambda: PROBLEMS_FILE not in _import_errors(d),
+            timeout=120,
+        )
+    cleared_at = time.monotonic()
+    assert watch.seen == set(), f"DAGs marked stale while a customer file was broken: {watch.seen}"
+    assert schedulable == len(ALL_DAGS)
+    report(
+        "broken_customer_file",
+        broken_files=2,
+        messages_sent=2,
+        loaded=2,
+        triggered_runs_succeeded=1,
+        dags_active=schedulable,
+        dags_seen_stale=len(watch.seen),
+        stale_samples=watch.samples,
+        faults_injected=2,
+        faults_survived=2,
+        problem_visible_after_seconds=round(visible_at - dropped_at, 1),
+        reparsed_after_seconds=round(reparsed_at - dropped_at, 1),
+        runs_done_after_seconds=round(ran_at - dropped_at, 1),
+        problem_cleared_after_fix_seconds=round(cleared_at - fixed_at, 1),
+    )
+
+
+POISON = {
+    "nan": b'{"invoice_id": "POISON-nan", "amount_cents": NaN}',
+    "huge_integer": b'{"invoice_id": "POISON-int", "amount_cents": ' + b"9" * 5000 + b"}",
+    "deep_nesting": b'{"invoice_id": "POISON-deep", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    "missing_key": b'{"status": "paid", "amount_cents": 1, "currency": "EUR"}',
+}
+
+
+def test_poison_webhooks_are_refused_and_later_ones_still_load(deployment: Deployment) -> None:
+    """Poison bodies, correctly signed, between valid webhooks: each gets a 4xx with a reason and is not
+    stored; the valid ones before and after are loaded once; no consumer run fails."""
+    d, stack = deployment, deployment.stack
+    tag = uuid.uuid4().hex[:6]
+    failed_before = {dag: d.dag_states(dag).get("failed", 0) for dag in WEBHOOK_DAGS.values()}
+    valid: dict[str, list[str]] = {c: [] for c in WEBHOOK_CUSTOMERS}
+    answers: dict[str, tuple[int, dict[str, Any]]] = {}
+    poison_ids: list[str] = []
+    with httpx.Client(timeout=60) as client:
+
+        def send_valid(customer: str, n: int) -> None:
+            for _ in range(n):
+                invoice = f"POISONRUN-{tag}-{customer}-{len(valid[customer]):03d}"
+                body, headers = signed_webhook(customer, invoice)
+                assert client.post(d.webhook_url(customer), content=body, headers=headers).status_code == 202
+                valid[customer].append(invoice)
+
+        for customer in WEBHOOK_CUSTOMERS:
+            send_valid(customer, 3)
+        for case, body in POISON.items():
+            message_id = f"{tag}-poison-{case}"
+            poison_ids.append(message_id)
+            headers = signed_body("alpha", body, message_id)
+            response = client.post(d.webhook_url("alpha"), content=body, headers=headers)
+            try:
+                answers[case] = (response.status_code, response.json())
+            except ValueError:
+                answers[case] = (response.status_code, {"not_json": response.text[:200]})
+            send_valid("alpha", 1)
+        send_valid("beta", 3)
+    for case, (status, body) in answers.items():
+        assert 400 <= status < 500, (case, status, body)
+        assert body.get("reason") or body.get("detail"), (case, body)
+        assert len(json.dumps(body)) < 2000, (case, "the answer echoes the body")
+    for customer in WEBHOOK_CUSTOMERS:
+        stack.wait_for(
+            f"{customer}'s valid webhooks loaded",
+            lambda c=customer: sum(_loaded_ids(d, c, f"POISONRUN-{tag}").values()) >= len(valid[c]),
+            timeout=180,
+        )
+    stack.wait_for("the consumer runs to settle", lambda: _settled(d, WEBHOOK_DAGS.values()), timeout=180)
+    for customer in WEBHOOK_CUSTOMERS:
+        assert _loaded_ids(d, customer, f"POISONRUN-{tag}") == Counter(valid[customer]), customer
+    assert _stored_ids(d, "alpha", f"{tag}-poison-") == Counter(), "a poison message was stored"
+    assert _loaded_ids(d, "alpha", "POISON-") == Counter()
+    failed_after = {dag: d.dag_states(dag).get("failed", 0) for dag in WEBHOOK_DAGS.values()}
+    assert failed_after == failed_before
+    report(
+        "poison_webhooks",
+        poison_sent=len(POISON),
+        poison_answers={case: status for case, (status, _) in answers.items()},
+        valid_sent=sum(map(len, valid.values())),
+        valid_acknowledged=sum(map(len, valid.values())),
+        valid_loaded=sum(sum(_loaded_ids(d, c, f"POISONRUN-{tag}").values()) for c in WEBHOOK_CUSTOMERS),
+        poison_stored=0,
+        failed_consumer_runs=sum(failed_after.values()) - sum(failed_before.values()),
     )
