@@ -313,7 +313,7 @@ class SftpFileImportOperator(StepOperator):
                 report = self._publish_quarantine(remote, name, sha256)
                 self.log.info("%r: quarantine report of the earlier load published to %r", name, report)
             target = self._after_load(remote, name, sha256)
-            self.log.info("%r was already loaded (same content); moved to %r, nothing loaded", name, target)
+            self.log.info("%r was already loaded (same content), nothing loaded; %s", name, target)
             summary.files_already_loaded += 1
             return
         quarantine = local.with_suffix(_QUARANTINE_SUFFIX)
@@ -355,7 +355,7 @@ class SftpFileImportOperator(StepOperator):
         summary.rows_loaded += counts.loaded
         summary.rows_quarantined += counts.quarantined
         self.log.info(
-            "%r: %d rows loaded, %d quarantined; moved to %r", name, counts.loaded, counts.quarantined, target
+            "%r: %d rows loaded, %d quarantined; %s", name, counts.loaded, counts.quarantined, target
         )
 
     def _load(
@@ -489,12 +489,12 @@ class SftpFileImportOperator(StepOperator):
 
     def _after_load(self, remote: RemoteFolder, name: str, sha256: str) -> str:
         """Delete the loaded file, or move it to the processed folder without replacing another version
-        of it there; return where it went."""
+        of it there; say which, for the log."""
         if self.after_load == "delete":
             remote.delete(name)
-            return "(deleted)"
+            return "deleted"
         stored = remote.free_name(self.processed_folder, name, sha256[:12], same_content=True)
-        return remote.move(name, self.processed_folder, stored)
+        return f"moved to {remote.move(name, self.processed_folder, stored)!r}"
 
     def _quarantine_name(self, remote: RemoteFolder, name: str, sha256: str) -> str:
         stored = remote.free_name(
