@@ -78,12 +78,10 @@ class AirflowStack:
         """Poll ``check()`` until it returns a truthy value; fail with the components' log tails."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for name, proc in list(self.procs.items()):
+            if self.restart_policy == "always":
+                self.revive()
+            for name, proc in self.procs.items():
                 if proc.poll() is not None:
-                    if self.restart_policy == "always":
-                        self.restarts[name] = self.restarts.get(name, 0) + 1
-                        self.start_component(name)
-                        continue
                     raise RuntimeError(
                         f"airflow {name} exited ({proc.returncode}):\n{self.log(name)[-3000:]}"
                     )
@@ -106,6 +104,14 @@ class AirflowStack:
                 args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         return self.procs[component]
+
+    def revive(self) -> list[str]:
+        """Start every component that exited again (counted in ``restarts``); their names."""
+        exited = [name for name, proc in self.procs.items() if proc.poll() is not None]
+        for name in exited:
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.start_component(name)
+        return exited
 
     def kill(self, component: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to a component's process group and wait until it is gone; it stays down until
