@@ -266,3 +266,57 @@ def test_one_malformed_payload_alone_or_in_a_batch_is_quarantined_never_a_null_k
         "step load_invoices, record 2, field 'id': table invoice_events: field 'id' is required"
         in lines["bad"]
     )
+
+
+def test_an_event_the_execution_api_cannot_return_is_skipped_and_its_messages_replayed_one_by_one(
+    airflow_db: str, pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nested 500 deep, a message is stored, but Airflow's Execution API cannot return the asset event
+    holding it (its response model's recursion limit): every read of a range including that event fails,
+    and the other message stored in the same event with it is unknown to the task."""
+    from b2b_integrations.webhooks.store import Message, MetadataEventStore
+
+    dag = _deploy(tmp_path, monkeypatch, "deepco", f"{PG}/{pg_db}")
+    assert dag.test().state == "success"
+    deep: Any = 1
+    for _ in range(500):
+        deep = {"a": deep}
+    _store("deepco", "billing", "events", [("x1", _invoice("X1"), True)])
+    inbox = Inbox("deepco", "billing", "events", "b2b://deepco/billing/events/inbox")
+    together = [  # one request's messages share one asset event
+        Message(inbox, "x2", _invoice("X2"), b"{}"),
+        Message(inbox, "x2-deep", {**_invoice("X9"), "deep": deep}, b"{}"),
+    ]
+    assert MetadataEventStore().store_many(together) == [True, True]
+    _store("deepco", "billing", "events", [("x3", _invoice("X3"), True)])
+
+    run = dag.test()
+    assert run.state == "success", _states(run)
+    assert pg_rows(pg_db, "SELECT id, count(*) FROM invoices WHERE id LIKE 'X%' GROUP BY id ORDER BY id") == [
+        ("X1", 1),
+        ("X3", 1),
+    ]
+    (entry,) = _listed(_cli("quarantine", "list", "deepco").stdout).items()
+    assert entry[0].startswith("event@") and "cannot be returned by Airflow's Execution API" in entry[1]
+    idle = dag.test()
+    assert idle.state == "success" and set(_states(idle).values()) == {"skipped"}
+
+    replayed = _cli("quarantine", "replay", "deepco", "billing", "events", "--all")
+    assert replayed.returncode == 0, replayed.stderr
+    assert (
+        f"{entry[0]}: queued again as x2#replay-" in replayed.stdout
+        and ", x2-deep#replay-" in replayed.stdout
+    )
+    assert dag.test().state == "success"
+    assert pg_rows(pg_db, "SELECT id, count(*) FROM invoices WHERE id LIKE 'X%' GROUP BY id ORDER BY id") == [
+        ("X1", 1),
+        ("X2", 1),
+        ("X3", 1),
+    ]
+    # The deep message, queued alone, is set aside alone this time.
+    waiting = [
+        line
+        for line in _listed(_cli("quarantine", "list", "deepco").stdout).values()
+        if " quarantined at " in line
+    ]
+    assert len(waiting) == 1 and waiting[0].split()[1].startswith("event@"), waiting

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -110,6 +111,8 @@ class StepOperator(BaseOperator):
         return f"customer {self.customer_id}, integration {self.integration}, flow {self.flow}, step {self.task_id}"
 
     def execute(self, context: Context) -> Any:
+        # Per-run state starts empty even when the operator object runs again in one process (dag.test()).
+        self.handled_events, self.quarantined, self.events_cursor = [], [], None
         try:
             result = self.run_step(context)
         except FatalStepError as e:
@@ -223,22 +226,35 @@ class StepOperator(BaseOperator):
         inbox = self._inbox()
         cursor = context["asset_state_store"][inbox].get(EVENT_CURSOR_KEY)
         accessor = context["inlet_events"][inbox]
-        if cursor:
-            accessor = accessor.after(cursor["timestamp"])  # inclusive: the ids seen at it are skipped below
+        # inclusive: the ids seen at the position's timestamp are skipped below
+        fetched, unreadable = self._read_inbox(accessor, cursor["timestamp"] if cursor else None)
         seen = set(cursor["ids"]) if cursor else set()
-        fetched = [(e, message) for e in accessor for message in inbox_messages(e)]
         fresh = [(e, m) for e, m in fetched if m["message_id"] not in seen]
         newest = max((e.timestamp for e, _ in fetched), default=None)
         self.events_cursor = cursor
         if newest is not None:
             at_newest = [m["message_id"] for e, m in fetched if e.timestamp == newest]
             self.events_cursor = {"timestamp": newest.isoformat(), "ids": at_newest}
+        if unreadable and (newest is None or max(unreadable) >= newest):
+            # Past the unreadable event: its messages' ids are unknown, so the position skips its instant.
+            self.events_cursor = {"timestamp": (max(unreadable) + _MICROSECOND).isoformat(), "ids": []}
+        for at in unreadable:
+            self.handled_events.append(unreadable_event_id(at))
+            self.quarantine(
+                unreadable_event_id(at),
+                f"the inbox event recorded at {at.isoformat()} cannot be returned by Airflow's Execution API "
+                "(HTTP 500: a message in it has NaN/Infinity or nesting too deep); its messages are unknown "
+                "to the task ('quarantine replay' queues them again one by one)",
+                received_at=at.isoformat(),
+            )
         events = [m for _, m in fresh]
+        if not events and unreadable:
+            return []
         if not events:
             self.events_cursor = self.events_cursor or {"timestamp": None, "ids": []}
             self.log.info("No new webhook events on the inbox")
             return []
-        self.handled_events = [e["message_id"] for e in events]
+        self.handled_events = [*self.handled_events, *(e["message_id"] for e in events)]
         self.log.info("Handling %d webhook event(s): %s", len(events), ", ".join(self.handled_events))
         records: list[dict[str, Any]] = []
         store = context["asset_state_store"][inbox]
@@ -257,6 +273,43 @@ class StepOperator(BaseOperator):
             for item in items:
                 records.append({**(item if isinstance(item, dict) else {"value": item}), **meta})
         return records
+
+    def _read_inbox(self, accessor: Any, after: str | None) -> tuple[list[tuple[Any, Any]], list[datetime]]:
+        """(event, message) pairs on the inbox from ``after`` (inclusive), and the instants of events the
+        Execution API cannot return.
+
+        The API answers a range of events as one response, so one event it cannot serialise (a message
+        nested too deep, a NaN) fails every read that includes it, and the position could never pass it.
+        Such an event is found by halving the time window (about 50 reads, only when a read failed with
+        500 while other reads work); the events before it are read, its instant is reported, and reading
+        goes on just after it.
+        """
+        found: list[tuple[Any, Any]] = []
+        unreadable: list[datetime] = []
+        low = after
+        while True:
+            try:
+                return [*found, *_window(accessor, low, None)], unreadable
+            except Exception as e:
+                if _api_status(e) != 500:
+                    raise
+                error = e
+            start = datetime.fromisoformat(low) if low else datetime(2000, 1, 1, tzinfo=UTC)
+            good, bad = start - _MICROSECOND, datetime.now(UTC) + timedelta(days=1)
+            readable: list[tuple[Any, Any]] = []
+            if _try_window(accessor, low, bad) is not None:
+                raise error  # the failing read is not about one event in the window: not ours to skip
+            while bad - good > _MICROSECOND:
+                middle = good + (bad - good) // 2
+                events = _try_window(accessor, low, middle)
+                if events is None:
+                    bad = middle
+                else:
+                    good, readable = middle, events
+            self.log.warning("%s: the inbox event at %s cannot be read; reading past it", self.where, bad)
+            found.extend(readable)
+            unreadable.append(bad)
+            low = (bad + _MICROSECOND).isoformat()
 
     def _stored_body(self, store: Any, event: dict[str, Any]) -> Any:
         """A large message's body from the inbox's state store; None (the message quarantined) when it can
@@ -351,6 +404,28 @@ def _api_status(error: BaseException) -> int | None:
 
 
 _INT64 = 2**63
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def unreadable_event_id(at: datetime) -> str:
+    """The quarantine id of an inbox event the Execution API cannot return (its message ids are unknown)."""
+    return f"event@{at.isoformat()}"
+
+
+def _window(accessor: Any, after: str | None, before: datetime | None) -> list[tuple[Any, Any]]:
+    accessor.after(after)
+    accessor.before(before.isoformat() if before is not None else None)
+    return [(e, message) for e in accessor for message in inbox_messages(e)]
+
+
+def _try_window(accessor: Any, after: str | None, before: datetime) -> list[tuple[Any, Any]] | None:
+    """The window's events, or None when the API answers 500 for it (other failures raise)."""
+    try:
+        return _window(accessor, after, before)
+    except Exception as e:
+        if _api_status(e) != 500:
+            raise
+        return None
 
 
 def _unportable(value: Any, path: str = "") -> tuple[str, str] | None:

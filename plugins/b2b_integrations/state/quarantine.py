@@ -31,6 +31,7 @@ from typing import Any
 
 KEY_PREFIX = "b2b_quarantine:"
 REPLAY_MARK = "#replay-"
+UNREADABLE_PREFIX = "event@"  # see operators.base.unreadable_event_id
 
 
 def entry_key(message_id: str) -> str:
@@ -193,29 +194,36 @@ def replay_quarantined(
         if entry.get("replayed_as"):
             outcomes.append((message_id, f"already replayed as {entry['replayed_as']}"))
             continue
-        original = _original_message(session, customer_id, integration, flow, asset, message_id)
         now = datetime.now(UTC)
-        again = {
-            **original,
-            "message_id": f"{message_id.split(REPLAY_MARK)[0]}{REPLAY_MARK}{now:%Y%m%dT%H%M%S%f}",
-            "replay_of": message_id,
-        }
-        _record_inbox_event(session, asset, again)
+        new_ids = []
+        # Each message in an event of its own: a message that fails again is then set aside alone.
+        for original in _original_messages(session, customer_id, integration, flow, asset, message_id):
+            base_id = original.pop("message_id").split(REPLAY_MARK)[0]
+            again = {
+                **original,
+                "message_id": f"{base_id}{REPLAY_MARK}{now:%Y%m%dT%H%M%S%f}",
+                "replay_of": message_id,
+            }
+            _record_inbox_event(session, asset, again)
+            new_ids.append(again["message_id"])
+        replayed_as = ", ".join(new_ids)
         row.value = json.dumps(
-            {**entry, "replayed_as": again["message_id"], "replayed_at": now.isoformat(timespec="seconds")}
+            {**entry, "replayed_as": replayed_as, "replayed_at": now.isoformat(timespec="seconds")}
         )
-        outcomes.append((message_id, f"queued again as {again['message_id']}"))
+        outcomes.append((message_id, f"queued again as {replayed_as}"))
     session.flush()
     return outcomes
 
 
-def _original_message(
+def _original_messages(
     session: Any, customer_id: str, integration: str, flow: str, asset: Any, message_id: str
-) -> dict[str, Any]:
-    """The stored inbox message (payload or payload key) a quarantined id stands for.
+) -> list[dict[str, Any]]:
+    """The stored inbox message(s) (id, payload or payload key, receive time) a quarantined id stands for.
 
     A replayed message carries ``<original id>#replay-<time>``; its body is the original's. A webhook or
-    app event is found through its receipt; a pub/sub message's id names its asset event.
+    app event is found through its receipt; a pub/sub message's id names its asset event;
+    ``event@<instant>`` (an event the Execution API could not return) stands for every message of the
+    inbox's events at that instant.
     """
     import sqlalchemy as sa
     from airflow.models.asset import AssetEvent
@@ -223,6 +231,21 @@ def _original_message(
     from b2b_integrations.operators.base import inbox_messages
     from b2b_integrations.webhooks.store import RECEIPTS
 
+    def stored(message: dict[str, Any]) -> dict[str, Any]:
+        keep = ("message_id", "payload", "payload_key", "received_at")
+        return {k: v for k, v in message.items() if k in keep}
+
+    if message_id.startswith(UNREADABLE_PREFIX):
+        at = datetime.fromisoformat(message_id.removeprefix(UNREADABLE_PREFIX))
+        events = session.scalars(
+            sa.select(AssetEvent)
+            .where(AssetEvent.asset_id == asset.id, AssetEvent.timestamp == at)
+            .order_by(AssetEvent.id)
+        ).all()
+        found = [stored(m) for event in events for m in inbox_messages(event)]
+        if not found:
+            raise LookupError(f"no inbox event at {at.isoformat()} any more")
+        return found
     base_id = message_id.split(REPLAY_MARK)[0]
     event_id: int | None = None
     receipt = session.execute(
@@ -242,7 +265,7 @@ def _original_message(
         raise LookupError(f"the original of message {message_id!r} is no longer in the inbox")
     for message in inbox_messages(event):
         if message["message_id"] == base_id:
-            return {k: v for k, v in message.items() if k in ("payload", "payload_key", "received_at")}
+            return [stored(message)]
     raise LookupError(f"message {base_id!r} is not in its asset event {event.id}")
 
 
