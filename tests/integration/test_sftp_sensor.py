@@ -136,3 +136,24 @@ def test_trigger_reports_a_missing_folder_as_an_error(sftp_conn: str, sftp_folde
     )
     event = asyncio.run(_first_event(trigger))
     assert event["status"] == "error" and "nope" in event["message"]
+
+
+def test_a_name_that_is_not_utf8_neither_stops_the_trigger_nor_the_sensor(
+    sftp_conn: str, sftp_folder: str
+) -> None:
+    """The listing used to fail on such a name (strict decoding), and with it every file of the folder."""
+    import os
+
+    os.close(os.open(os.path.join(os.fsencode(sftp_folder), b"caf\xe9.csv"), os.O_CREAT | os.O_WRONLY))
+    Path(sftp_folder, "fresh.csv").write_text("id\n1\n")
+    trigger = SftpNewFilesTrigger(
+        sftp_conn_id=sftp_conn, folder=sftp_folder, pattern="*.csv", regex=None, done=[], poke_interval=0.2
+    )
+    event = asyncio.run(_first_event(trigger))
+    assert event["status"] == "success"
+    assert sorted(event["files"]) == ["caf\\xe9.csv", "fresh.csv"]
+    event["files"][0].encode("utf-8")  # storable: no lone surrogate left
+    waiter = sensor(sftp_conn, sftp_folder)
+    assert waiter.poke({}) is False  # first look
+    result = waiter.poke({})
+    assert sorted(result.xcom_value) == ["caf\\xe9.csv", "fresh.csv"]

@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
 from b2b_integrations.hooks.sftp import open_remote_folder
-from b2b_integrations.sources.files import RemoteFile, ready_files
+from b2b_integrations.sources.files import RemoteFile, json_safe_name, ready_files
 from b2b_integrations.state import ledger
 from b2b_integrations.triggers.sftp import SftpNewFilesTrigger
 
@@ -86,8 +86,9 @@ class SftpNewFilesSensor(BaseSensorOperator):
         ready = ready_files(listing, self._previous, self.pattern, self.regex, self._done())
         self._previous = {f.name: f for f in listing}
         if ready:
-            self.log.info("%d new file(s) ready in %s: %s", len(ready), self.folder, [f.name for f in ready])
-            return PokeReturnValue(is_done=True, xcom_value=[f.name for f in ready])
+            names = [json_safe_name(f.name) for f in ready]  # XCom is JSON in the metadata DB
+            self.log.info("%d new file(s) ready in %s: %s", len(ready), self.folder, names)
+            return PokeReturnValue(is_done=True, xcom_value=names)
         return False
 
     def execute(self, context: Context) -> Any:

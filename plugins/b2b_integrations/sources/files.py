@@ -49,6 +49,12 @@ def unsafe_name_reason(name: str) -> str | None:
 _NOT_PORTABLE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def json_safe_name(name: str) -> str:
+    """``name`` as text every JSON store takes (XCom, trigger events in PostgreSQL): bytes that were not
+    UTF-8, kept as lone surrogates by ``surrogateescape``, are written ``\\xNN`` instead."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def tagged_name(name: str, tag: str) -> str:
     """``name`` with ``.tag`` before its extension: ``orders.csv`` -> ``orders.<tag>.csv``."""
     stem, ext = posixpath.splitext(name)

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from b2b_integrations.sources.files import RemoteFile, ready_files
+from b2b_integrations.sources.files import RemoteFile, json_safe_name, ready_files
 
 _REGULAR_FILE = 1  # SFTP v3 FILEXFER_TYPE_REGULAR, as asyncssh reports it
 
@@ -57,9 +57,15 @@ class SftpNewFilesTrigger(BaseTrigger):
 
         hook = SFTPHookAsync(sftp_conn_id=self.sftp_conn_id)
         async with hook.get_managed_conn() as sftp:
-            names = await sftp.readdir(self.folder)
+            # A bytes path makes asyncssh return names undecoded: one name that is not UTF-8 must not stop
+            # the listing (and so every file of the folder); it is decoded as the import decodes it.
+            names = await sftp.readdir(self.folder.encode("utf-8", "surrogateescape"))
         return [
-            RemoteFile(mtime=int(n.attrs.mtime or 0), name=str(n.filename), size=int(n.attrs.size or 0))
+            RemoteFile(
+                mtime=int(n.attrs.mtime or 0),
+                name=bytes(n.filename).decode("utf-8", "surrogateescape"),
+                size=int(n.attrs.size or 0),
+            )
             for n in names
             if n.attrs.type == _REGULAR_FILE
         ]
@@ -77,7 +83,9 @@ class SftpNewFilesTrigger(BaseTrigger):
                 return
             ready = ready_files(listing, previous, self.pattern, self.regex, done)
             if ready:
-                yield TriggerEvent({"status": "success", "files": [f.name for f in ready]})
+                # The import lists the folder again and refuses a name that is not UTF-8 itself; the event only
+                # has to carry it, and must be JSON the metadata DB can store.
+                yield TriggerEvent({"status": "success", "files": [json_safe_name(f.name) for f in ready]})
                 return
             previous = {f.name: f for f in listing}
             await asyncio.sleep(self.poke_interval)
