@@ -10,17 +10,24 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def _lineage(frame: pd.DataFrame) -> list[str]:
+    """Our ``_b2b_*`` columns (which inbox message a record came from). Kept by these transforms, so the
+    transform step can run an inbox batch in one call and later steps can name each record's message."""
+    return [str(c) for c in frame.columns if str(c).startswith("_b2b_")]
+
+
 def select_columns(
     frame: pd.DataFrame, *, columns: list[str] | None = None, rename: dict[str, str] | None = None
 ) -> pd.DataFrame:
-    """Rename columns (old -> new), then keep ``columns`` (new names) in that order."""
+    """Rename columns (old -> new), then keep ``columns`` (new names) in that order (and ``_b2b_*``)."""
     out = frame.rename(columns=rename or {})
     if columns is None:
         return out
     missing = [c for c in columns if c not in out.columns]
     if missing:
-        raise FatalStepError(f"records lack field(s) {missing}; present: {sorted(map(str, out.columns))}")
-    return out[columns]
+        present = sorted(c for c in map(str, out.columns) if not c.startswith("_b2b_"))
+        raise FatalStepError(f"records lack field(s) {missing}; present: {present}")
+    return out[[*columns, *(c for c in _lineage(out) if c not in columns)]]
 
 
 def map_fields(
@@ -39,13 +46,14 @@ def map_fields(
     from b2b_integrations.events.routes import matches
 
     records = frame.to_dict(orient="records")
+    lineage = [c for c in _lineage(frame) if c not in fields and c not in (constants or {})]
     rows = []
     for record in records:
         if only and not matches(only, record):
             continue
         row = {column: _path(record, path) for column, path in fields.items()}
-        rows.append({**row, **(constants or {})})
-    return pd.DataFrame(rows, columns=[*fields, *(constants or {})])
+        rows.append({**row, **(constants or {}), **{c: record[c] for c in lineage}})
+    return pd.DataFrame(rows, columns=[*fields, *(constants or {}), *lineage])
 
 
 def _path(record: Any, dotted: str) -> Any:
