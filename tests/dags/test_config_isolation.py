@@ -123,7 +123,27 @@ def _import_errors() -> dict[str, str]:
     return {filename: stacktrace for filename, stacktrace in rows}
 
 
-def test_every_kind_of_broken_file_spares_every_other_dag(tmp_path: Path, airflow_db: str) -> None:
+def _task_parse_labels(
+    include: Path, last_valid: Path, dag_ids: set[str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """What a task process of each DAG builds (Airflow's parsing context set to that DAG): the label."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("B2B_LAST_VALID_DIR", str(last_valid))
+    labels = {}
+    for dag_id in sorted(dag_ids):
+        monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", dag_id)
+        bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+        assert set(bag.dags) <= {dag_id} and bag.import_errors == {}
+        labels[dag_id] = bag.dags[dag_id].params["label"] if dag_id in bag.dags else None
+    monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID")
+    return labels
+
+
+def test_every_kind_of_broken_file_spares_every_other_dag(
+    tmp_path: Path, airflow_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     last_valid = tmp_path / "last_valid"
     customers: dict[str, Any] = {name: _customer(name) for name in (*HEALTHY, *BROKEN)}
     customers[TEMPLATE_USER] = _customer(TEMPLATE_USER, "other")
@@ -157,6 +177,10 @@ def test_every_kind_of_broken_file_spares_every_other_dag(tmp_path: Path, airflo
     assert all(d["schedulable"] for d in after.values())
     assert after["iso_ok_two__sync__snapshot"]["label"] == "v2"
     assert after["iso_wrong_type__sync__snapshot"]["label"] == "v1"  # the last valid version runs
+    # A task of each DAG builds it from the same files as the DAG the DB holds (last valid copies included).
+    assert _task_parse_labels(include, last_valid, expected, monkeypatch) == {
+        dag_id: d["label"] for dag_id, d in after.items()
+    }
 
     errors = _import_errors()
     assert FACTORY_FILE not in errors

@@ -10,11 +10,13 @@ integrations.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from b2b_integrations.config.base import IDENT_PATTERN
@@ -78,20 +80,102 @@ def load_project(
     include_dir: str | os.PathLike[str],
     transform_prefixes: Iterable[str] | None = None,
     last_valid: LastValidStore | None = None,
+    customer_filter: Callable[[str], bool] | None = None,
 ) -> Project:
     """Load and check ``include_dir/integrations/*.yaml`` and ``include_dir/customers/*.yaml``.
 
     With ``last_valid``, a file with a problem is replaced by its last valid copy (if that copy still
     loads cleanly); the file's problems are reported all the same, with a note saying so.
+    ``customer_filter`` (customer file name -> bool) loads only some customers (a shard of them); every
+    template is still loaded, so what a loaded customer gets does not depend on the filter.
     """
     root = Path(include_dir)
-    prefixes = tuple(transform_prefixes) if transform_prefixes is not None else transform_prefixes_from_env()
     project = Project(include_dir=root)
     if not root.is_dir():
         project.problems.append(Problem(str(root), "", "include folder does not exist"))
         return project
+    customers = _yaml_files(root / CUSTOMERS_DIR)
+    if customer_filter is not None:
+        customers = [path for path in customers if customer_filter(path.stem)]
+    _load_files(
+        project, _yaml_files(root / TEMPLATES_DIR), customers, _prefixes(transform_prefixes), last_valid
+    )
+    _load_app(project)
+    return project
+
+
+def load_customer_project(
+    include_dir: str | os.PathLike[str],
+    customer_id: str,
+    transform_prefixes: Iterable[str] | None = None,
+    last_valid: LastValidStore | None = None,
+) -> Project:
+    """What :func:`load_project` gives for one customer, reading only that customer's file (and its last
+    valid copy) and the templates they name: what a task process needs, at a cost independent of how many
+    customers there are.
+
+    The customer's DAGs come out identical to those of a full load: a customer file is checked only
+    against the templates its integrations name, so loading just those (from the current file *and* from
+    its last valid copy, which may name others) decides its problems, its fallback and its integrations
+    the same way. Only the list of known templates in an "unknown integration" message is shorter.
+    """
+    root = Path(include_dir)
+    project = Project(include_dir=root)
+    if not re.fullmatch(IDENT_PATTERN, customer_id) or not root.is_dir():
+        return project
+    customers = _named_files(root / CUSTOMERS_DIR, [customer_id])
+    names: set[str] = set()
+    for path in customers:
+        names |= _integration_names(path)
+        copy = last_valid.get(CUSTOMERS_DIR, path.stem) if last_valid is not None else None
+        if copy is not None:
+            names |= _integration_names(copy.path)
+    templates = _named_files(root / TEMPLATES_DIR, names)
+    _load_files(project, templates, customers, _prefixes(transform_prefixes), last_valid)
+    return project
+
+
+def load_app_settings(include_dir: str | os.PathLike[str]) -> Project:
+    """Only ``app.yaml`` (our app's own DAGs), for a task of one of those DAGs."""
+    project = Project(include_dir=Path(include_dir))
+    _load_app(project)
+    return project
+
+
+def _prefixes(transform_prefixes: Iterable[str] | None) -> tuple[str, ...]:
+    return tuple(transform_prefixes) if transform_prefixes is not None else transform_prefixes_from_env()
+
+
+def _named_files(folder: Path, names: Iterable[str]) -> list[Path]:
+    """The files ``folder/<name>.yaml|.yml`` that exist, in the order :func:`_yaml_files` lists them."""
+    found = (folder / f"{name}{suffix}" for name in names for suffix in _YAML_SUFFIXES)
+    return sorted(path for path in found if not path.name.startswith(".") and path.is_file())
+
+
+def _integration_names(path: Path) -> set[str]:
+    """The integration keys a customer file names, read leniently: a file that cannot be read names none
+    (the full load reports it; here it only decides which templates to read)."""
+    try:
+        data = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError, ValueError):
+        return set()
+    integrations = data.get("integrations") if isinstance(data, dict) else None
+    if not isinstance(integrations, dict):
+        return set()
+    return {name for name in integrations if isinstance(name, str) and re.fullmatch(IDENT_PATTERN, name)}
+
+
+def _load_files(
+    project: Project,
+    template_paths: list[Path],
+    customer_paths: list[Path],
+    prefixes: tuple[str, ...],
+    last_valid: LastValidStore | None,
+) -> None:
+    """The one loading routine behind every entry point: templates first, then customers against them."""
+    root = project.include_dir
     broken_templates: dict[str, str] = {}
-    for path in _yaml_files(root / TEMPLATES_DIR):
+    for path in template_paths:
         project.files_checked += 1
         file = _display(path, root)
         before = len(project.problems)
@@ -108,7 +192,7 @@ def load_project(
             project.templates[fallback.name] = fallback
         else:
             broken_templates[path.stem] = file
-    for path in _yaml_files(root / CUSTOMERS_DIR):
+    for path in customer_paths:
         project.files_checked += 1
         file = _display(path, root)
         before = len(project.problems)
@@ -124,13 +208,16 @@ def load_project(
         instance = fallback or instance
         if instance is not None:
             project.customers.append(instance)
+
+
+def _load_app(project: Project) -> None:
+    root = project.include_dir
     app_file = root / APP_FILE
     if app_file.is_file():
         project.files_checked += 1
         doc = _read(app_file, _display(app_file, root), project)
         if doc is not None and not doc.duplicate_keys:
             project.app = _Reporter(doc, _display(app_file, root), project).validate(AppSettings, doc.data)
-    return project
 
 
 def _from_last_valid(

@@ -28,6 +28,8 @@ PARAM_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 # Each sync call is a run; one at a time would queue every caller behind the one before (templates may
 # still set max_active_runs, e.g. 1 when calls must reach the third party in order).
 SYNC_MAX_ACTIVE_RUNS = 16
+# Airflow's conventional default connection per pub/sub broker, when a template names no slot.
+DEFAULT_BROKER_CONN_IDS = {"redis": "redis_default", "rabbitmq": "amqp_default"}
 SYNC_CALLBACK_OPERATOR = "b2b_integrations.sync.callback.SyncCallbackOperator"
 
 
@@ -73,14 +75,15 @@ def infer_pattern(flow: Flow) -> Pattern:
     return Pattern.CUSTOM
 
 
-def plan_project(project: Project) -> list[DagPlan]:
-    """Every DAG of every enabled customer integration flow, in a stable order."""
+def plan_project(project: Project, integration: str | None = None) -> list[DagPlan]:
+    """Every DAG of every enabled customer integration flow (of ``integration`` only, when given), in a
+    stable order."""
     plans: list[DagPlan] = []
     for instance in project.customers:
         if not instance.customer.enabled:
             continue
         for name, settings in instance.integrations.items():
-            if settings.enabled:
+            if settings.enabled and integration in (None, name):
                 plans.extend(plan_integration(instance, name, settings, project.templates[name]))
     return plans
 
@@ -141,7 +144,10 @@ def _plan_flow(
         slot = flow.trigger.connection
         watch = PubSubWatch(
             channel=resolve(flow.trigger.channel, scopes),
-            redis_conn_id=(settings.connections.get(slot) if slot else None) or "redis_default",
+            conn_id=(settings.connections.get(slot) if slot else None)
+            or DEFAULT_BROKER_CONN_IDS[flow.trigger.broker],
+            broker=flow.trigger.broker,
+            prefetch=flow.trigger.prefetch,
         )
         schedule_asset = replace(schedule_asset, watch=watch)
     run_defaults = flow.defaults or template.defaults
