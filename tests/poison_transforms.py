@@ -17,3 +17,13 @@ def invoices(frame: Any, *, currencies: str) -> Any:
         raise ValueError(f"unknown currency {', '.join(unknown)} (accepted: {currencies})")
     ours = [c for c in frame.columns if str(c).startswith("_b2b_")]
     return frame.rename(columns={"invoice_id": "id"}).reindex(columns=[*COLUMNS, *ours])
+
+
+def orders(frame: Any) -> list[dict[str, Any]]:
+    """A scheduled flow's records: the second lacks its key, the third's quantity is not a number."""
+    return [
+        {"order_id": "O1", "qty": 1},
+        {"order_id": None, "qty": 2},
+        {"order_id": "O3", "qty": "three"},
+        {"order_id": "O4", "qty": 4},
+    ]

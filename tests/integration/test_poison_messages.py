@@ -320,3 +320,36 @@ def test_an_event_the_execution_api_cannot_return_is_skipped_and_its_messages_re
         if " quarantined at " in line
     ]
     assert len(waiting) == 1 and waiting[0].split()[1].startswith("event@"), waiting
+
+
+def test_a_scheduled_load_sets_bad_records_aside_in_its_transaction_and_loads_the_others(
+    airflow_db: str, pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No inbox, so no message to quarantine: the records go to b2b_quarantine with the loaded rows."""
+    template = {
+        "name": "orders",
+        "connections": {"app_db": {"type": "postgres"}, "webhook_secret": {"type": "generic"}},
+        "defaults": {"retries": 0},
+        "flows": {
+            "nightly": {
+                "trigger": {"type": "manual"},
+                "steps": [
+                    {"id": "make", "kind": "transform", "callable": "poison_transforms.orders"},
+                    {"id": "load", "kind": "load", "connection": "app_db", "table": "orders", "key": ["order_id"],
+                     "create_table": True, "columns": {"order_id": "VARCHAR(10)", "qty": "INTEGER"}},
+                ],
+            }
+        },
+    }  # fmt: skip
+    dag = _deploy(tmp_path, monkeypatch, "schedco", f"{PG}/{pg_db}", template=template)
+    run = dag.test()
+    assert run.state == "success", _states(run)
+    assert pg_rows(pg_db, "SELECT order_id, qty FROM orders ORDER BY order_id") == [("O1", 1), ("O4", 4)]
+    assert pg_rows(
+        pg_db,
+        "SELECT customer_id, flow, step_id, record_number, reasons, raw_record FROM b2b_quarantine "
+        "WHERE customer_id = 'schedco' ORDER BY record_number",
+    ) == [
+        ("schedco", "nightly", "load", 2, "field 'order_id' is required", '{"order_id": null, "qty": 2}'),
+        ("schedco", "nightly", "load", 3, "field 'qty': expected integer, got 'three'", '{"order_id": "O3", "qty": "three"}'),
+    ]  # fmt: skip

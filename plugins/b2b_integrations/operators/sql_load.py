@@ -121,7 +121,11 @@ class SqlLoadOperator(StepOperator):
                         record=number,
                     )
             else:
-                data = {k: v for k, v in record.items() if not _ours(str(k))}
+                data = {
+                    k: None if isinstance(v, float) and math.isnan(v) else v
+                    for k, v in record.items()
+                    if not _ours(str(k))
+                }
                 rejected.append((f"table {self.table}", number, [r for _, r in problems], data))
                 self.log.warning(
                     "%s: record %d set aside: %s", self.where, number, "; ".join(r for _, r in problems)
