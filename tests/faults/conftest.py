@@ -13,3 +13,9 @@ from fault_deployment import Deployment, running_deployment
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     with running_deployment(tmp_path_factory.mktemp("faults")) as live:
         yield live
+
+
+@pytest.fixture(autouse=True)
+def _restarts_baseline(deployment: Deployment) -> None:
+    """What the stack restarted before this test, so its figures show only its own restarts."""
+    deployment.restarts_before = dict(deployment.stack.restarts)

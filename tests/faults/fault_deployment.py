@@ -125,6 +125,16 @@ class Deployment:
     files_folder: Path  # gamma's SFTP folder (the same path locally and on the server)
     sensor_folder: Path  # sensorco's
     dbs: dict[str, str] = field(default_factory=dict)  # customer -> app database name
+    restarts_before: dict[str, int] = field(default_factory=dict)  # the stack's restarts when a test began
+
+    def report(self, scenario: str, **figures: Any) -> None:
+        """:func:`report`, with the components that exited and were started again during the scenario."""
+        restarted = {
+            name: n - self.restarts_before.get(name, 0)
+            for name, n in self.stack.restarts.items()
+            if n > self.restarts_before.get(name, 0)
+        }
+        report(scenario, **figures, components_restarted=restarted)
 
     def app_rows(self, customer: str, query: str) -> list[tuple[Any, ...]]:
         import psycopg2
@@ -275,6 +285,10 @@ def running_deployment(root: Path) -> Iterator[Deployment]:
             components=("api-server", "scheduler", "dag-processor", "triggerer"),
             pg_url=cluster.url,
         )
+        # As docker-compose.yaml's restart: always: a component that exits (Airflow's scheduler,
+        # dag-processor and triggerer do when the database goes away) is started again; each scenario
+        # reports which ones were.
+        stack.restart_policy = "always"
         deployment = Deployment(stack, cluster, sshd, proxy, include, files_folder, sensor_folder, dbs)
         expected = {f"{c}__fault_webhooks__invoice_events" for c in WEBHOOK_CUSTOMERS} | {
             "gamma__fault_files__orders",
