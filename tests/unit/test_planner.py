@@ -6,6 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from b2b_integrations.config.loader import load_project
 from b2b_integrations.factory.plan import DagPlan
 from b2b_integrations.factory.planner import plan_project
@@ -120,11 +122,64 @@ def test_pubsub_inbox_watches_the_customers_channel_on_the_customers_broker(tmp_
     customer = minimal_customer(connections={"db": "acme_db", "broker": "acme_redis"})
     plan = plans(tmp_path, {"acme": customer}, sync=template)["acme__sync__events"]
     assert plan.schedule_asset is not None and plan.schedule_asset.uri == "b2b://acme/sync/events/inbox"
-    assert plan.schedule_asset.watch == PubSubWatch(channel="orders.acme", redis_conn_id="acme_redis")
+    assert plan.schedule_asset.watch == PubSubWatch(channel="orders.acme", conn_id="acme_redis")
     assert (
         plans(tmp_path / "plain", {"acme": minimal_customer()}).get("acme__sync__snapshot").schedule_asset
         is None
     )
+
+
+def test_rabbitmq_inbox_is_watched_by_the_acking_amqp_trigger_through_message_queue_trigger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.common.messaging.triggers import msg_queue
+
+    from b2b_integrations.factory.build import build_dag
+    from b2b_integrations.factory.plan import PubSubWatch
+
+    template = minimal_template()
+    template["connections"]["broker"] = {"type": "amqp"}
+    steps = template["flows"]["snapshot"]["steps"]
+    trigger = {
+        "type": "pubsub",
+        "broker": "rabbitmq",
+        "channel": "orders.${customer.id}",
+        "connection": "broker",
+    }
+    template["flows"]["events"] = {"trigger": {**trigger, "prefetch": 50}, "steps": steps}
+    template["flows"]["plain"] = {"trigger": {**trigger, "connection": None}, "steps": steps}
+    customer = minimal_customer(connections={"db": "acme_db", "broker": "acme_rabbit"})
+    result = plans(tmp_path, {"acme": customer}, sync=template)
+    events, plain = result["acme__sync__events"], result["acme__sync__plain"]
+    assert events.schedule_asset is not None and plain.schedule_asset is not None
+    assert events.schedule_asset.watch == PubSubWatch("orders.acme", "acme_rabbit", "rabbitmq", 50)
+    assert plain.schedule_asset.watch == PubSubWatch("orders.acme", "amqp_default", "rabbitmq", None)
+    # Built through common-messaging's MessageQueueTrigger (scheme "amqp", our queue provider), the
+    # watcher stores our acking trigger, which is what the triggerer will run.
+    dag = build_dag(events, auto_register=False)
+    (watcher,) = dag.timetable.asset_condition.watchers
+    expected = (
+        "b2b_integrations.triggers.amqp.AmqpMessageTrigger",
+        {"queue_name": "orders.acme", "amqp_conn_id": "acme_rabbit", "prefetch_count": 50},
+    )
+    assert type(watcher.trigger).__name__ == "MessageQueueTrigger" and watcher.trigger.serialize() == expected
+    # A package copied into plugins/ rather than installed has no provider entry point: our trigger is
+    # then used directly, and the triggerer runs the same thing.
+    monkeypatch.setattr(msg_queue, "MESSAGE_QUEUE_PROVIDERS", [])
+    (watcher,) = build_dag(events, auto_register=False).timetable.asset_condition.watchers
+    assert type(watcher.trigger).__name__ == "AmqpMessageTrigger" and watcher.trigger.serialize() == expected
+
+
+def test_prefetch_is_refused_for_redis_pubsub_at_its_key(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["connections"]["broker"] = {"type": "redis"}
+    trigger = {"type": "pubsub", "channel": "orders", "connection": "broker", "prefetch": 10}
+    template["flows"]["events"] = {"trigger": trigger, "steps": template["flows"]["snapshot"]["steps"]}
+    include = write_include(tmp_path / "include", {"sync": template}, {"acme": minimal_customer()})
+    on_template = [p for p in load_project(include).problems if p.file.endswith("integrations/sync.yaml")]
+    assert [(p.key_path, "prefetch applies to broker: rabbitmq only" in p.message) for p in on_template] == [
+        ("flows.events.trigger", True)
+    ]
 
 
 def test_flow_fed_by_a_disabled_flow_is_left_out(tmp_path: Path) -> None:

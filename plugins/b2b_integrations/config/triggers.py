@@ -48,11 +48,26 @@ class AppEventTrigger(StrictModel):
 
 
 class PubSubTrigger(StrictModel):
-    """A message on a pub/sub channel starts the flow."""
+    """A message on a pub/sub channel (Redis) or a queue (RabbitMQ) starts the flow. Redis pub/sub drops
+    what is published while no triggerer listens; RabbitMQ keeps it and delivers at least once."""
 
     type: Literal["pubsub"]
-    channel: str = Field(min_length=1, description="Channel name; may use ${customer.id}.")
-    connection: Ident | None = Field(None, description="Connection slot of the broker (Redis).")
+    broker: Literal["redis", "rabbitmq"] = Field(
+        "redis", description="redis: pub/sub channel, at most once. rabbitmq: durable queue, at least once."
+    )
+    channel: str = Field(
+        min_length=1, description="Redis channel or RabbitMQ queue name; may use ${customer.id}."
+    )
+    connection: Ident | None = Field(None, description="Connection slot of the broker.")
+    prefetch: int | None = Field(
+        None, ge=1, le=1000, description="rabbitmq: messages in flight before acknowledgement (default 200)."
+    )
+
+    @model_validator(mode="after")
+    def _check_prefetch(self) -> PubSubTrigger:
+        if self.prefetch is not None and self.broker != "rabbitmq":
+            raise ValueError("prefetch applies to broker: rabbitmq only")
+        return self
 
 
 class SyncTrigger(StrictModel):

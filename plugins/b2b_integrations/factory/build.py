@@ -11,7 +11,7 @@ from airflow.sdk import DAG, Asset, Param
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
-    from b2b_integrations.factory.plan import AssetRef, DagPlan, SyncPlan
+    from b2b_integrations.factory.plan import AssetRef, DagPlan, PubSubWatch, SyncPlan
 
 # A fixed start date keeps DAG definitions stable between parses; catchup is off unless a template asks.
 START_DATE_ISO = "2025-01-01T00:00:00+00:00"
@@ -40,15 +40,39 @@ def _asset(ref: AssetRef) -> Asset:
     from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
     from airflow.sdk import AssetWatcher
 
-    trigger = MessageQueueTrigger(
-        scheme="redis+pubsub",
-        channels=[ref.watch.channel],
-        redis_conn_id=ref.watch.redis_conn_id,
-        poll_interval=PUBSUB_POLL_SECONDS,
-    )
+    watch = ref.watch
+    trigger: Any
+    if watch.broker == "rabbitmq":
+        trigger = _amqp_trigger(watch)
+    else:
+        trigger = MessageQueueTrigger(
+            scheme="redis+pubsub",
+            channels=[watch.channel],
+            redis_conn_id=watch.conn_id,
+            poll_interval=PUBSUB_POLL_SECONDS,
+        )
     return Asset(
         name=ref.name, uri=ref.uri, watchers=[AssetWatcher(name=f"{ref.name}.pubsub", trigger=trigger)]
     )
+
+
+def _amqp_trigger(watch: PubSubWatch) -> Any:
+    """common-messaging's ``MessageQueueTrigger`` with this package's ``amqp`` queue provider (registered by
+    the package's provider entry point); where the package was copied rather than installed, the provider
+    is unknown and our trigger is used directly. Either way the triggerer runs the same acking trigger."""
+    from airflow.providers.common.messaging.triggers.msg_queue import (
+        MESSAGE_QUEUE_PROVIDERS,
+        MessageQueueTrigger,
+    )
+
+    from b2b_integrations.triggers.amqp import AMQP_SCHEME, AmqpMessageTrigger
+
+    kwargs: dict[str, Any] = {"queue_name": watch.channel, "amqp_conn_id": watch.conn_id}
+    if watch.prefetch:
+        kwargs["prefetch_count"] = watch.prefetch
+    if any(provider.scheme_matches(AMQP_SCHEME) for provider in MESSAGE_QUEUE_PROVIDERS):
+        return MessageQueueTrigger(scheme=AMQP_SCHEME, **kwargs)
+    return AmqpMessageTrigger(**kwargs)
 
 
 def _alerts(plan: DagPlan) -> Any:

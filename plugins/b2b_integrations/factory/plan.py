@@ -25,10 +25,13 @@ class TaskPlan:
 
 @dataclass(frozen=True)
 class PubSubWatch:
-    """A Redis pub/sub channel whose messages become events of an asset (through the triggerer)."""
+    """A Redis pub/sub channel or RabbitMQ queue whose messages become events of an asset (through the
+    triggerer)."""
 
     channel: str
-    redis_conn_id: str
+    conn_id: str
+    broker: str = "redis"
+    prefetch: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,227 @@
+"""Durable pub/sub (RabbitMQ) trigger: messages/s from the queue to stored asset events on a real Airflow,
+against a floor on the same path, and 0 lost with the triggerer SIGKILLed mid-stream.
+
+Starts the dag-processor and the triggerer (tests/airflow_stack.py: throwaway PostgreSQL metadata DB) with one
+customer (``benchco``) whose flow is triggered by ``pubsub`` with ``broker: rabbitmq``, and, in a DAG file of
+its own, a floor: the same aio-pika consumer in a trigger that acks each message on arrival, before its event
+is stored (at most once, benchmarks/amqp_floor.py). The scheduler is not started, so no consumer runs compete
+with the triggerer for the cores: the figures are the trigger path (broker -> triggerer -> metadata DB).
+Phases, each on its own durable queue on 127.0.0.1:5672 (guest/guest), N messages (default 1,000):
+- ours: once the watcher consumes, publish N, then wait until N events are stored; prints messages/s
+  (stored / time from the first publish to the last event stored) and the publish rate;
+- floor: the same for the ack-on-receipt trigger; prints ours / floor;
+- broker: an aio-pika consumer alone in this process (prefetch 200, one ack per message): the broker's own
+  consume-and-ack rate on this host;
+- kill: publish N, SIGKILL the triggerer once a fifth is stored, start it again, wait until every message is
+  stored; prints lost (must be 0), stored twice (at most the messages in flight: the prefetch) and the time
+  from the kill to the last one stored (includes the 10 s after which a dead triggerer's watchers move).
+Each message carries its own id, so lost and duplicates are counted by id. Takes 3-5 minutes on 2 cores.
+Run: .venv/bin/python benchmarks/amqp_pubsub.py [--messages N --prefetch P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import amqp  # noqa: E402
+
+from airflow_stack import AirflowStack, start_airflow_stack  # noqa: E402  (test support)
+from helpers import write_include  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+OURS_INBOX = "b2b.benchco.order_events.orders.inbox"
+FLOOR_INBOX = "bench.floor.inbox"
+
+
+def channel() -> amqp.Channel:
+    connection = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
+    connection.connect()
+    return connection.channel()
+
+
+def publish(ch: amqp.Channel, queue: str, tag: str, n: int) -> float:
+    start = time.monotonic()
+    for i in range(n):
+        body = json.dumps({"order_id": f"{tag}-{i:06d}", "status": "confirmed"})
+        ch.basic_publish(amqp.Message(body, delivery_mode=2), routing_key=queue)
+    return n / (time.monotonic() - start)
+
+
+def stored_ids(stack: AirflowStack, inbox: str, tag: str) -> Counter:
+    payloads = stack.sql(
+        "SELECT e.extra -> 'payload' ->> 'data' FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+        f"WHERE a.name = '{inbox}' AND e.extra::text LIKE '%{tag}-%'"
+    )
+    return Counter(json.loads(data)["order_id"] for (data,) in payloads)
+
+
+def wait_consumer(ch: amqp.Channel, queue: str, stack: AirflowStack) -> None:
+    stack.wait_for(
+        f"a consumer on {queue}", lambda: ch.queue_declare(queue, passive=True)[2] == 1, timeout=300
+    )
+
+
+def run_phase(stack: AirflowStack, ch: amqp.Channel, queue: str, inbox: str, n: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:6]
+    wait_consumer(ch, queue, stack)
+    start = time.monotonic()
+    publish_rate = publish(ch, queue, tag, n)
+    counts = stack.wait_for(
+        "every message stored",
+        lambda: (c := stored_ids(stack, inbox, tag)) and len(c) >= n and c,
+        timeout=900,
+        every=0.2,
+    )
+    wall = time.monotonic() - start
+    return {"stored_per_s": n / wall, "publish_per_s": publish_rate, "wall_s": wall, "lost": n - len(counts)}
+
+
+def broker_floor(queue: str, n: int, prefetch: int) -> float:
+    import aio_pika
+
+    ch = channel()
+    publish(ch, queue, "broker", n)
+
+    async def consume() -> float:
+        connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+        start = time.monotonic()
+        got = 0
+        async with connection:
+            channel_ = await connection.channel()
+            await channel_.set_qos(prefetch_count=prefetch)
+            q = await channel_.declare_queue(queue, passive=True)
+            async with q.iterator() as deliveries:
+                async for message in deliveries:
+                    await message.ack()
+                    got += 1
+                    if got == n:
+                        break
+        return n / (time.monotonic() - start)
+
+    return asyncio.run(consume())
+
+
+def kill_phase(stack: AirflowStack, ch: amqp.Channel, queue: str, n: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:6]
+    wait_consumer(ch, queue, stack)
+    publish(ch, queue, tag, n)
+    stack.wait_for("a fifth stored", lambda: len(stored_ids(stack, OURS_INBOX, tag)) >= n // 5, every=0.1)
+    before = sum(stored_ids(stack, OURS_INBOX, tag).values())
+    stack.kill("triggerer")
+    killed = time.monotonic()
+    stack.start_component("triggerer")
+    counts = stack.wait_for(
+        "every message stored after the kill",
+        lambda: (c := stored_ids(stack, OURS_INBOX, tag)) and len(c) >= n and c,
+        timeout=900,
+        every=0.2,
+    )
+    return {
+        "stored_before_kill": before,
+        "lost": n - len(counts),
+        "stored_twice": sum(counts.values()) - len(counts),
+        "kill_to_all_stored_s": time.monotonic() - killed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--prefetch", type=int, default=200)
+    args = parser.parse_args()
+    suffix = uuid.uuid4().hex[:6]
+    queues = {name: f"b2b-bench-{name}-{suffix}" for name in ("ours", "floor", "broker")}
+    ch = channel()
+    for queue in queues.values():
+        ch.queue_declare(queue, durable=True, auto_delete=False)
+
+    work = Path(tempfile.mkdtemp(prefix="b2b-bench-amqp-"))
+    dags = work / "dags"
+    dags.mkdir()
+    (dags / "b2b_integrations_dags.py").symlink_to(REPO / "dags" / "b2b_integrations_dags.py")
+    from amqp_floor import DAG_FILE
+
+    (dags / "bench_amqp_floor.py").write_text(DAG_FILE.format(queue=queues["floor"]))
+    template = {
+        "name": "order_events",
+        "connections": {"broker": {"type": "amqp"}, "app_db": {"type": "postgres"}},
+        "flows": {
+            "orders": {
+                "trigger": {
+                    "type": "pubsub",
+                    "broker": "rabbitmq",
+                    "channel": queues["ours"],
+                    "connection": "broker",
+                    "prefetch": args.prefetch,
+                },
+                "steps": [
+                    {"id": "load", "kind": "load", "connection": "app_db", "table": "t", "key": ["id"]}
+                ],
+            }
+        },
+    }
+    customer = {
+        "id": "benchco",
+        "name": "Bench Co",
+        "integrations": {"order_events": {"connections": {"broker": "bench_rabbit", "app_db": "bench_db"}}},
+    }
+    include = write_include(work / "include", {"order_events": template}, {"benchco": customer})
+    stack = start_airflow_stack(
+        include,
+        {
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")])),
+            "AIRFLOW_CONN_BENCH_RABBIT": "amqp://guest:guest@127.0.0.1:5672/",
+            "AIRFLOW_CONN_BENCH_DB": "postgresql://postgres@127.0.0.1:5432/postgres",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+        },
+        components=("dag-processor", "triggerer"),
+    )
+    n = args.messages
+    try:
+        print(
+            f"load average at start: {os.getloadavg()[0]:.1f}; {n} messages per phase, prefetch {args.prefetch}"
+        )
+        ours = run_phase(stack, ch, queues["ours"], OURS_INBOX, n)
+        print(
+            f"ours (ack after stored): {ours['stored_per_s']:.0f} msg/s stored ({ours['wall_s']:.1f} s), "
+            f"published at {ours['publish_per_s']:.0f} msg/s, lost {ours['lost']}"
+        )
+        floor = run_phase(stack, ch, queues["floor"], FLOOR_INBOX, n)
+        print(
+            f"floor (ack on receipt): {floor['stored_per_s']:.0f} msg/s stored ({floor['wall_s']:.1f} s), "
+            f"lost {floor['lost']}; ours / floor = {ours['stored_per_s'] / floor['stored_per_s']:.2f}"
+        )
+        print(
+            f"broker alone (aio-pika consume + ack): {broker_floor(queues['broker'], n, args.prefetch):.0f} msg/s"
+        )
+        killed = kill_phase(stack, ch, queues["ours"], n)
+        print(
+            f"triggerer SIGKILLed after {killed['stored_before_kill']} of {n} stored: lost {killed['lost']}, "
+            f"stored twice {killed['stored_twice']}, all stored {killed['kill_to_all_stored_s']:.1f} s after the kill"
+        )
+        print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    finally:
+        stack.stop()
+        for queue in queues.values():
+            ch.queue_delete(queue)
+        ch.connection.close()
+
+
+if __name__ == "__main__":
+    main()
