@@ -306,6 +306,8 @@ class StepOperator(BaseOperator):
                     bad = middle
                 else:
                     good, readable = middle, events
+            if _try_window(accessor, bad.isoformat(), bad) is not None:
+                raise error  # that instant reads now: the failures were not about one event
             self.log.warning("%s: the inbox event at %s cannot be read; reading past it", self.where, bad)
             found.extend(readable)
             unreadable.append(bad)
@@ -322,16 +324,21 @@ class StepOperator(BaseOperator):
             if _api_status(e) != 500:
                 raise  # API unreachable, timeout, 502/503: a retry reads it
             try:
-                store.get(EVENT_CURSOR_KEY)  # the API answers other reads: the fault is this body's
+                store.get(EVENT_CURSOR_KEY)  # the API answers another read...
             except Exception:
                 raise e from None
-            self.quarantine(
-                event["message_id"],
-                f"its stored body (state store key {key!r}) cannot be returned by Airflow's Execution API "
-                "(HTTP 500; e.g. NaN/Infinity or nesting too deep)",
-                received_at=event.get("received_at"),
-            )
-            return None
+            try:
+                payload = store.get(key)  # ...and this key fails again: the fault is this body's
+            except Exception as again:
+                if _api_status(again) != 500:
+                    raise
+                self.quarantine(
+                    event["message_id"],
+                    f"its stored body (state store key {key!r}) cannot be returned by Airflow's Execution "
+                    "API (HTTP 500; e.g. NaN/Infinity or nesting too deep)",
+                    received_at=event.get("received_at"),
+                )
+                return None
         if payload is None:
             self.quarantine(
                 event["message_id"],
@@ -349,12 +356,12 @@ class StepOperator(BaseOperator):
         )
         cursor = first.get("webhook_cursor") if isinstance(first, dict) else None
         store = context["asset_state_store"][self._inbox()]
-        self._store_quarantined(context, store, result)
+        self._store_quarantined(context, store)
         if cursor and cursor.get("timestamp"):
             store.set(EVENT_CURSOR_KEY, cursor)
             self.log.info("Inbox position moved to %s", cursor["timestamp"])
 
-    def _store_quarantined(self, context: Context, store: Any, result: Any) -> None:
+    def _store_quarantined(self, context: Context, store: Any) -> None:
         """Every message this run's steps set aside, stored before the position moves past them."""
         from b2b_integrations.state.quarantine import write_entries
 
