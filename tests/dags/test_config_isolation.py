@@ -25,7 +25,6 @@ pytestmark = pytest.mark.e2e
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 BUNDLE = "dags-folder"
-FACTORY_FILE = "b2b_integrations_dags.py"
 PROBLEMS_FILE = "b2b_config_problems.py"
 
 # Each customer's file is valid first, then broken in one way. Values are raw YAML (what a person types).
@@ -141,8 +140,30 @@ def _task_parse_labels(
     return labels
 
 
+@pytest.fixture(params=[1, 3], ids=["one-file", "3-shards"])
+def shards(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Both layouts: every customer in the factory file, and customers spread over 3 shard files."""
+    monkeypatch.setenv("B2B_SHARDS", str(request.param))
+    return request.param
+
+
+def _files_holding_dags(prefix: str = "iso_") -> set[str]:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return set(
+            session.scalars(
+                select(DagModel.relative_fileloc).where(
+                    DagModel.bundle_name == BUNDLE, DagModel.dag_id.startswith(prefix)
+                )
+            )
+        )
+
+
 def test_every_kind_of_broken_file_spares_every_other_dag(
-    tmp_path: Path, airflow_db: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, airflow_db: str, monkeypatch: pytest.MonkeyPatch, shards: int
 ) -> None:
     last_valid = tmp_path / "last_valid"
     customers: dict[str, Any] = {name: _customer(name) for name in (*HEALTHY, *BROKEN)}
@@ -156,6 +177,7 @@ def test_every_kind_of_broken_file_spares_every_other_dag(
     assert set(before) == expected
     assert not any(d["stale"] for d in before.values())
     assert PROBLEMS_FILE not in _import_errors()
+    assert len(_files_holding_dags()) == shards
 
     # Every kind of breakage at once, a broken template, and a new customer whose file never was valid.
     for name, text in BROKEN.items():
@@ -183,7 +205,7 @@ def test_every_kind_of_broken_file_spares_every_other_dag(
     }
 
     errors = _import_errors()
-    assert FACTORY_FILE not in errors
+    assert set(errors) == {PROBLEMS_FILE}  # no DAG file (shard) has an import error
     problems = errors[PROBLEMS_FILE]
     for name, (where, what) in EXPECTED_PROBLEM.items():
         line = next((ln for ln in problems.splitlines() if f"customers/{where}" in ln and what in ln), None)
@@ -204,19 +226,20 @@ def test_every_kind_of_broken_file_spares_every_other_dag(
     assert "iso_wrong_type" not in _import_errors()[PROBLEMS_FILE]
 
 
-def test_problems_clear_when_every_file_is_fixed(tmp_path: Path, airflow_db: str) -> None:
+def test_problems_clear_when_every_file_is_fixed(tmp_path: Path, airflow_db: str, shards: int) -> None:
     """The problems file's import error goes away once nothing is wrong (no stale error left behind)."""
     last_valid = tmp_path / "last_valid"
+    name = f"fix_me_s{shards}"  # one metadata DB for the session: each layout its own customer
     include = write_include(
         tmp_path / "include",
         {"sync": minimal_template()},
-        {"fix_me": "id: fix_me\nname: X\nintegrations: {sync: {config: {region: mars}}}\n"},
+        {name: f"id: {name}\nname: X\nintegrations: {{sync: {{config: {{region: mars}}}}}}\n"},
     )
     _reserialize(include, last_valid)
-    assert "fix_me.yaml" in _import_errors()[PROBLEMS_FILE]
-    assert _dags("fix_") == {}
-    write_include(include, customers={"fix_me": _customer("fix_me")})
+    assert f"{name}.yaml" in _import_errors()[PROBLEMS_FILE]
+    assert _dags(name) == {}
+    write_include(include, customers={name: _customer(name)})
     _reserialize(include, last_valid)
     assert PROBLEMS_FILE not in _import_errors()
-    assert set(_dags("fix_")) == {"fix_me__sync__snapshot"}
-    assert sorted(os.listdir(last_valid / "customers")) == ["fix_me.yaml"]
+    assert set(_dags(name)) == {f"{name}__sync__snapshot"}
+    assert sorted(os.listdir(last_valid / "customers")) == [f"{name}.yaml"]

@@ -94,11 +94,11 @@ def load_project(
     if not root.is_dir():
         project.problems.append(Problem(str(root), "", "include folder does not exist"))
         return project
-    customers = _yaml_files(root / CUSTOMERS_DIR)
+    customers = yaml_files(root / CUSTOMERS_DIR)
     if customer_filter is not None:
         customers = [path for path in customers if customer_filter(path.stem)]
     _load_files(
-        project, _yaml_files(root / TEMPLATES_DIR), customers, _prefixes(transform_prefixes), last_valid
+        project, yaml_files(root / TEMPLATES_DIR), customers, _prefixes(transform_prefixes), last_valid
     )
     _load_app(project)
     return project
@@ -147,7 +147,7 @@ def _prefixes(transform_prefixes: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def _named_files(folder: Path, names: Iterable[str]) -> list[Path]:
-    """The files ``folder/<name>.yaml|.yml`` that exist, in the order :func:`_yaml_files` lists them."""
+    """The files ``folder/<name>.yaml|.yml`` that exist, in the order :func:`yaml_files` lists them."""
     found = (folder / f"{name}{suffix}" for name in names for suffix in _YAML_SUFFIXES)
     return sorted(path for path in found if not path.name.startswith(".") and path.is_file())
 
@@ -255,7 +255,8 @@ def _from_last_valid(
     return loaded
 
 
-def _yaml_files(folder: Path) -> list[Path]:
+def yaml_files(folder: Path) -> list[Path]:
+    """The YAML files of a folder, as every load lists them (sorted; dot-files skipped)."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.suffix in _YAML_SUFFIXES and not p.name.startswith("."))

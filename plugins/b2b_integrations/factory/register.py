@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,20 @@ from b2b_integrations.factory.app_dags import OUTBOX_DAG_ID, build_app_dags
 from b2b_integrations.factory.build import build_dag
 from b2b_integrations.factory.plan import DagPlan
 from b2b_integrations.factory.planner import DAG_ID_SEPARATOR, plan_project
+from b2b_integrations.factory.shards import (
+    ReportStore,
+    ShardReport,
+    fingerprints,
+    shard_count,
+    shard_file,
+    shard_of,
+)
 
 log = logging.getLogger(__name__)
+
+CHECK_BUDGET_SECONDS = 10.0
+"""How long the problems file may spend checking shards whose report is out of date (a third of Airflow's
+default import timeout, like every DAG file's parse)."""
 
 
 def default_include_dir(dag_file: str | None) -> Path:
@@ -74,31 +87,46 @@ class FactoryResult:
 
 
 def build_dags(
-    include_dir: str | os.PathLike[str], last_valid: LastValidStore | None = None, auto_register: bool = True
+    include_dir: str | os.PathLike[str],
+    last_valid: LastValidStore | None = None,
+    auto_register: bool = True,
+    shard: int = 0,
+    shards: int = 1,
 ) -> FactoryResult:
-    """Build every DAG that can be built; collect every problem found (config or build).
+    """Build every DAG that can be built (of the customers of ``shard`` out of ``shards``); collect every
+    problem found (config or build). Our app's own DAGs are in shard 0.
 
     ``auto_register=False``: only to find the problems, without the DAGs joining the DAG file being parsed.
     """
-    project = load_project(include_dir, last_valid=last_valid)
-    return _build(project, plan_project(project), with_app=True, auto_register=auto_register)
+    in_shard = (lambda customer: shard_of(customer, shards) == shard) if shards > 1 else None
+    project = load_project(include_dir, last_valid=last_valid, customer_filter=in_shard)
+    return _build(project, plan_project(project), with_app=shard == 0, auto_register=auto_register)
 
 
 def build_task_dag(
-    include_dir: str | os.PathLike[str], dag_id: str, last_valid: LastValidStore | None = None
+    include_dir: str | os.PathLike[str],
+    dag_id: str,
+    last_valid: LastValidStore | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> FactoryResult:
     """Build only ``dag_id``, reading only what it depends on: its customer's file (or that file's last
     valid copy) and the templates the customer names, or ``app.yaml`` for our app's own DAGs.
 
     The DAG is the one :func:`build_dags` makes (same loader, planner and builder on the same files); a DAG
-    id that is not ours, or whose customer, integration or flow is gone or disabled, builds nothing.
+    id that is not ours, or whose customer, integration or flow is gone or disabled, builds nothing; so
+    does one of another shard (``airflow tasks test`` parses every file, and two files must never define
+    the same DAG).
     """
+    nothing = FactoryResult(project=Project(include_dir=Path(include_dir)))
     if dag_id == OUTBOX_DAG_ID:
+        if shard != 0:
+            return nothing
         project = load_app_settings(include_dir)
         return _build(project, [], with_app=True, auto_register=True)
     parts = dag_id.split(DAG_ID_SEPARATOR)
-    if len(parts) != 3:
-        return FactoryResult(project=Project(include_dir=Path(include_dir)))
+    if len(parts) != 3 or shard_of(parts[0], shards) != shard:
+        return nothing
     customer_id, integration, _ = parts
     project = load_customer_project(include_dir, customer_id, last_valid=last_valid)
     plans = [plan for plan in plan_project(project, integration) if plan.dag_id == dag_id]
@@ -143,25 +171,34 @@ def _strict() -> bool:
 
 
 def register_dags(
-    namespace: dict[str, Any], include_dir: str | os.PathLike[str] | None = None
+    namespace: dict[str, Any], include_dir: str | os.PathLike[str] | None = None, shard: int = 0
 ) -> dict[str, DAG]:
-    """Put the generated DAGs into a DAG file's globals; call as ``register_dags(globals())``.
+    """Put the generated DAGs of the customers of ``shard`` into a DAG file's globals; call as
+    ``register_dags(globals())`` (shard 0) or ``register_dags(globals(), shard=3)``.
 
-    Never raises for a config problem (unless ``B2B_STRICT=1``, for CI): see the module docstring.
+    A shard at or past ``B2B_SHARDS`` registers nothing. Never raises for a config problem (unless
+    ``B2B_STRICT=1``, for CI): see the module docstring.
     """
+    shards, _ = shard_count()
+    if shard >= shards:
+        return {}
     root = Path(include_dir) if include_dir is not None else default_include_dir(namespace.get("__file__"))
     store = default_store()
     target = parsing_target()
     if target is not None:
         # A task start: only its DAG. No last valid copy is written here: what a customer runs on is
         # decided by the dag-processor's full parse, which a task must reproduce, not change.
-        result = build_task_dag(root, target, store)
+        result = build_task_dag(root, target, store, shard, shards)
         log.debug("b2b-integrations: task parse of %s built %s", target, sorted(result.dags) or "nothing")
     else:
-        result = build_dags(root, store)
+        fingerprint = fingerprints(root, shards, store, [shard])[
+            shard
+        ]  # before reading: a later edit mismatches
+        result = build_dags(root, store, shard=shard, shards=shards)
         if store is not None:
             for kind, name, path in result.files_to_keep():
                 store.save(kind, name, path)
+        ReportStore().write(root, shard, shards, ShardReport(fingerprint, result.problems))
     namespace.update(result.dags)
     if result.problems:
         error = ConfigError(result.problems)
@@ -174,16 +211,54 @@ def register_dags(
 def raise_config_problems(
     namespace: dict[str, Any], include_dir: str | os.PathLike[str] | None = None
 ) -> None:
-    """Raise every config problem as this DAG file's import error; the file must define no DAG.
+    """Raise every config problem of every shard as this DAG file's import error; the file must define no DAG.
 
-    Loads the project exactly as :func:`register_dags` does (same last valid copies, same builds), so the
-    problems shown are those of the DAGs that run.
+    A shard's problems come from the report its last parse left when the files it read have not changed
+    since (same fingerprint); otherwise the shard is loaded and built here exactly as :func:`register_dags`
+    does (same last valid copies, same builds), so the problems shown are those of the DAGs that run.
+    Checking anew stops after :data:`CHECK_BUDGET_SECONDS` (a template change touches every shard): the
+    remaining shards show their previous problems and say they were not re-checked yet.
     """
     if parsing_target() is not None:
         # A task process (or `airflow tasks test`) parsing for one DAG: this file holds none, and checking
         # every customer would cost what the task parse just saved.
         return
     root = Path(include_dir) if include_dir is not None else default_include_dir(namespace.get("__file__"))
-    result = build_dags(root, default_store(), auto_register=False)
-    if result.problems:
-        raise ConfigError(result.problems)
+    dags_dir = Path(namespace["__file__"]).parent if namespace.get("__file__") else None
+    problems: list[Problem] = []
+    shards, count_problem = shard_count()
+    if count_problem:
+        problems.append(Problem("B2B_SHARDS", "", count_problem))
+    for shard in range(1, shards):
+        if dags_dir is not None and not (dags_dir / shard_file(shard)).is_file():
+            problems.append(
+                Problem(
+                    str(dags_dir / shard_file(shard)),
+                    "",
+                    f"missing: B2B_SHARDS={shards} puts customers in shard {shard}, and they have no DAGs "
+                    "without this file (copy another shard file and change its number)",
+                )
+            )
+    store, reports = default_store(), ReportStore()
+    current = fingerprints(root, shards, store)
+    deadline = time.monotonic() + CHECK_BUDGET_SECONDS
+    for shard in range(shards):
+        report = reports.read(root, shard, shards)
+        if report is not None and report.fingerprint == current[shard]:
+            problems.extend(report.problems)
+        elif time.monotonic() < deadline:
+            result = build_dags(root, store, auto_register=False, shard=shard, shards=shards)
+            reports.write(root, shard, shards, ShardReport(current[shard], result.problems))
+            problems.extend(result.problems)
+        else:
+            problems.extend(report.problems if report is not None else [])
+            problems.append(
+                Problem(
+                    shard_file(shard),
+                    "",
+                    "not re-checked since its files changed (a later parse of this file will); "
+                    + ("the problems shown for it are from before" if report else "no problems known yet"),
+                )
+            )
+    if problems:
+        raise ConfigError(dict.fromkeys(problems))  # every shard reads the templates: report theirs once
