@@ -273,7 +273,9 @@ def test_an_event_the_execution_api_cannot_return_is_skipped_and_its_messages_re
 ) -> None:
     """Nested 500 deep, a message is stored, but Airflow's Execution API cannot return the asset event
     holding it (its response model's recursion limit): every read of a range including that event fails,
-    and the other message stored in the same event with it is unknown to the task."""
+    and the other message stored in the same event with it is unknown to the task. (The endpoints refuse
+    such bodies; on a live stack the scheduler itself fails on a run consuming that event, so this runs
+    the DAG with dag.test(), which reaches the tasks' reading path without the scheduler.)"""
     from b2b_integrations.webhooks.store import Message, MetadataEventStore
 
     dag = _deploy(tmp_path, monkeypatch, "deepco", f"{PG}/{pg_db}")
@@ -303,23 +305,18 @@ def test_an_event_the_execution_api_cannot_return_is_skipped_and_its_messages_re
 
     replayed = _cli("quarantine", "replay", "deepco", "billing", "events", "--all")
     assert replayed.returncode == 0, replayed.stderr
-    assert (
-        f"{entry[0]}: queued again as x2#replay-" in replayed.stdout
-        and ", x2-deep#replay-" in replayed.stdout
-    )
+    # The good message is queued again; the deep one is not (it would reach the scheduler this time).
+    (outcome,) = [line for line in replayed.stdout.splitlines() if line.startswith(entry[0])]
+    assert ": queued again as x2#replay-" in outcome
+    assert "x2-deep not queued: nested deeper than 64 levels; it must be sent again, corrected" in outcome
     assert dag.test().state == "success"
     assert pg_rows(pg_db, "SELECT id, count(*) FROM invoices WHERE id LIKE 'X%' GROUP BY id ORDER BY id") == [
         ("X1", 1),
         ("X2", 1),
         ("X3", 1),
     ]
-    # The deep message, queued alone, is set aside alone this time.
-    waiting = [
-        line
-        for line in _listed(_cli("quarantine", "list", "deepco").stdout).values()
-        if " quarantined at " in line
-    ]
-    assert len(waiting) == 1 and waiting[0].split()[1].startswith("event@"), waiting
+    listed = _listed(_cli("quarantine", "list", "deepco").stdout)
+    assert list(listed) == [entry[0]] and f"{entry[0]} replayed as x2#replay-" in listed[entry[0]]
 
 
 def test_a_scheduled_load_sets_bad_records_aside_in_its_transaction_and_loads_the_others(

@@ -8,7 +8,7 @@ import pytest
 
 from b2b_integrations.errors import FatalStepError, RetriableStepError, is_transient
 from b2b_integrations.formats.validation import sql_record_checker
-from b2b_integrations.operators.base import _unportable
+from b2b_integrations.operators.base import unportable_value
 
 COLUMNS = {
     "id": "VARCHAR(8)",
@@ -61,7 +61,7 @@ def test_without_declared_columns_only_the_key_is_required() -> None:
     ],
 )  # fmt: skip
 def test_values_no_step_can_carry_are_found_with_their_path(payload: object, found: object) -> None:
-    assert _unportable(payload) == found
+    assert unportable_value(payload) == found
 
 
 class ConnectionRefused(ConnectionError):
@@ -83,3 +83,15 @@ class ConnectionRefused(ConnectionError):
 )
 def test_transient_failures_are_told_from_poison(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+def test_a_replay_never_queues_a_body_the_scheduler_or_the_api_cannot_handle() -> None:
+    from b2b_integrations.state.quarantine import unqueueable
+
+    deep: object = 1
+    for _ in range(65):
+        deep = [deep]
+    assert unqueueable({"a": {"b": [1, 2]}}) is None
+    assert unqueueable(None) is None  # a body kept in the state store: the event holds only its key
+    assert unqueueable({"x": deep}) == "nested deeper than 64 levels"
+    assert unqueueable({"x": float("nan")}) == "field 'x': nan is not a finite number"

@@ -262,7 +262,7 @@ class StepOperator(BaseOperator):
             payload = event["payload"] if "payload" in event else self._stored_body(store, event)
             if payload is None:
                 continue  # quarantined by _stored_body
-            if (bad := _unportable(payload)) is not None:
+            if (bad := unportable_value(payload)) is not None:
                 field, problem = bad
                 self.quarantine(
                     event["message_id"], problem, received_at=event.get("received_at"), field=field
@@ -435,7 +435,7 @@ def _try_window(accessor: Any, after: str | None, before: datetime) -> list[tupl
         return None
 
 
-def _unportable(value: Any, path: str = "") -> tuple[str, str] | None:
+def unportable_value(value: Any, path: str = "") -> tuple[str, str] | None:
     """(field path, reason) of the first value records cannot carry between steps and into a database:
     a non-finite number (JSON has none; a pub/sub body may still spell NaN) or an integer beyond 64 bits
     (the staged records' JSON reader refuses it, and no SQL integer type holds it)."""
@@ -452,6 +452,6 @@ def _unportable(value: Any, path: str = "") -> tuple[str, str] | None:
     else:
         return None
     for child_path, child in items:
-        if (found := _unportable(child, child_path)) is not None:
+        if (found := unportable_value(child, child_path)) is not None:
             return found
     return None

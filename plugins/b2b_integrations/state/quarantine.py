@@ -195,10 +195,13 @@ def replay_quarantined(
             outcomes.append((message_id, f"already replayed as {entry['replayed_as']}"))
             continue
         now = datetime.now(UTC)
-        new_ids = []
+        new_ids, refused = [], []
         # Each message in an event of its own: a message that fails again is then set aside alone.
         for original in _original_messages(session, customer_id, integration, flow, asset, message_id):
             base_id = original.pop("message_id").split(REPLAY_MARK)[0]
+            if (problem := unqueueable(original.get("payload"))) is not None:
+                refused.append(f"{base_id} not queued: {problem}; it must be sent again, corrected")
+                continue
             again = {
                 **original,
                 "message_id": f"{base_id}{REPLAY_MARK}{now:%Y%m%dT%H%M%S%f}",
@@ -207,12 +210,42 @@ def replay_quarantined(
             _record_inbox_event(session, asset, again)
             new_ids.append(again["message_id"])
         replayed_as = ", ".join(new_ids)
-        row.value = json.dumps(
-            {**entry, "replayed_as": replayed_as, "replayed_at": now.isoformat(timespec="seconds")}
+        if new_ids:
+            row.value = json.dumps(
+                {**entry, "replayed_as": replayed_as, "replayed_at": now.isoformat(timespec="seconds")}
+            )
+        outcomes.append(
+            (message_id, "; ".join([*([f"queued again as {replayed_as}"] if new_ids else []), *refused]))
         )
-        outcomes.append((message_id, f"queued again as {replayed_as}"))
     session.flush()
     return outcomes
+
+
+# The endpoints refuse JSON nested deeper than this (README, "JSON accepted by the endpoints"). An inline
+# message nested much deeper crashes the scheduler when it validates the run that consumes its event
+# (pydantic's recursion limit), so a replay must never write one.
+MAX_DEPTH = 64
+
+
+def unqueueable(payload: Any) -> str | None:
+    """Why an inline payload must not be queued into an inbox again, or None."""
+    from b2b_integrations.operators.base import unportable_value
+
+    if _depth(payload) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    found = unportable_value(payload)
+    return found[1] if found else None
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            break
+        depth += 1
+        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
+    return depth
 
 
 def _original_messages(
