@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -447,7 +448,10 @@ def measure_child(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dag_folder")
     parser.add_argument("--dump", help="write the serialized DAGs to this JSON file")
+    parser.add_argument("--no-serialize", action="store_true", help="time the parse only")
+    parser.add_argument("--preimport", help="import this module before timing the parse (timed apart)")
     args = parser.parse_args(argv)
+    import importlib
     import resource
 
     start = time.perf_counter()
@@ -455,10 +459,17 @@ def measure_child(argv: list[str]) -> None:
     from airflow.serialization.serialized_objects import DagSerialization
 
     imported = time.perf_counter()
+    if args.preimport:
+        importlib.import_module(args.preimport)
+    preimported = time.perf_counter()
     bag = DagBag(dag_folder=args.dag_folder)
     parsed = time.perf_counter()
     parse_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    serialized = {dag_id: DagSerialization.to_dict(dag) for dag_id, dag in bag.dags.items()}
+    serialized = (
+        {}
+        if args.no_serialize
+        else {dag_id: DagSerialization.to_dict(dag) for dag_id, dag in bag.dags.items()}
+    )
     done = time.perf_counter()
     if args.dump:
         dump = {"serialized": serialized, "arguments": operator_arguments(bag.dags.values())}
@@ -468,7 +479,8 @@ def measure_child(argv: list[str]) -> None:
         "tasks": sum(len(dag.tasks) for dag in bag.dags.values()),
         "import_errors": dict(bag.import_errors),
         "import_s": imported - start,
-        "parse_s": parsed - imported,
+        "preimport_s": preimported - imported,
+        "parse_s": parsed - preimported,
         "serialize_s": done - parsed,
         "parse_peak_mib": parse_peak / MIB,
         "serialize_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MIB,
@@ -516,7 +528,9 @@ def child_env(airflow_home: Path) -> dict[str, str]:
     return env
 
 
-def run_child(python: Path, dag_file: Path, env: dict[str, str], dump: Path | None = None) -> dict[str, Any]:
+def run_child(
+    python: Path, dag_file: Path, env: dict[str, str], dump: Path | None = None, serialize: bool = True
+) -> dict[str, Any]:
     command = [
         str(python),
         "-c",
@@ -525,6 +539,8 @@ def run_child(python: Path, dag_file: Path, env: dict[str, str], dump: Path | No
     ]
     if dump is not None:
         command += ["--dump", str(dump)]
+    if not serialize:
+        command += ["--no-serialize", "--preimport", "b2b_integrations.factory.register"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"measuring {dag_file} with {python} failed:\n{proc.stderr[-4000:]}")
@@ -546,7 +562,9 @@ def measure(python: Path, dag_file: Path, env: dict[str, str], expected_dags: in
                 f"{report['dags']} DAGs, {report['tasks']} tasks and import errors:\n"
                 + json.dumps(report["import_errors"], indent=2)[-4000:]
             )
-        results.append(Result(**{k: v for k, v in report.items() if k not in ("tasks", "import_errors")}))
+        results.append(
+            Result(**{k: v for k, v in report.items() if k not in ("tasks", "import_errors", "preimport_s")})
+        )
     return Result(**{f.name: min(getattr(r, f.name) for r in results) for f in fields(Result)})
 
 
@@ -786,6 +804,127 @@ def print_targets(results: list[SizeResult]) -> None:
         print(f"  parse >= 2x faster than peer: {faster:.2f}x  {'met' if faster >= 2 else 'NOT met'}")
 
 
+# --- Scale: one file against shards, and the task start (``--scale``) ---
+
+DAGS_DIR = REPO / "dags"
+PROBLEMS_FILE = DAGS_DIR / "b2b_config_problems.py"
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    customers: int
+    shards: int
+    rows: list[tuple[str, float, int]]
+    """(what, seconds, DAGs built) in print order."""
+
+
+def scale_child(dag_file: Path, env: dict[str, str], expected_dags: int, repeat: int) -> float:
+    """Lowest parse seconds over ``repeat`` fresh processes (no serialization); any import error or a wrong
+    DAG count stops the benchmark."""
+    times = []
+    for _ in range(repeat):
+        report = run_child(Path(sys.executable), dag_file, env, serialize=False)
+        if report["import_errors"] or report["dags"] != expected_dags:
+            raise SystemExit(
+                f"{dag_file}: expected {expected_dags} DAGs and no import errors, got {report['dags']}:\n"
+                + json.dumps(report["import_errors"], indent=2)[-4000:]
+            )
+        times.append(report["parse_s"])
+        IMPORTS.append(report["preimport_s"])
+    return min(times)
+
+
+IMPORTS: list[float] = []
+"""Every child's import of ``b2b_integrations.factory.register`` (timed before the parse, not in it)."""
+
+
+def problems_child(env: dict[str, str], repeat: int) -> float:
+    """The problems file holds no DAG and, on a valid include, raises nothing."""
+    return scale_child(PROBLEMS_FILE, env, 0, repeat)
+
+
+def run_scale(n: int, shards: int, tmp: Path, env: dict[str, str], repeat: int) -> ScaleResult:
+    sys.path.insert(0, str(REPO / "plugins"))
+    from b2b_integrations.factory.shards import shard_file, shard_of
+
+    customers = make_customers(n)
+    root = tmp / f"scale{n}"
+    include = write_ours(root / "ours", customers)
+    data = root / "data"
+    # B2B_STRICT: a config problem would be the DAG file's import error, which stops the benchmark.
+    base = {**env, "B2B_INCLUDE_DIR": str(include), "B2B_DATA_DIR": str(data), "B2B_STRICT": "1"}
+    one = {**base, "B2B_SHARDS": "1"}
+    many = {**base, "B2B_SHARDS": str(shards)}
+    first = customers[0]
+    target = dag_id(first, "hourly")
+    rows: list[tuple[str, float, int]] = []
+
+    def add(what: str, seconds: float, dags: int) -> None:
+        rows.append((what, seconds, dags))
+        progress(f"N={n}: {what}: {seconds:.2f} s")
+
+    # Warm-up (not reported): the first parse writes every file's last valid copy; later ones compare.
+    scale_child(FACTORY_FILE, one, 3 * n, 1)
+    # Today's design: one file with every customer; a task start parsed it whole.
+    add("one file: factory file parse (= a task start before the parsing context)",
+        scale_child(FACTORY_FILE, one, 3 * n, repeat), 3 * n)  # fmt: skip
+    add("one file: problems file, its report fresh", problems_child(one, repeat), 0)
+    shutil.rmtree(data / "parse_reports", ignore_errors=True)
+    add("one file: problems file, no report (builds every DAG: today's cost)", problems_child(one, repeat), 0)
+    # Task start now: the parsing context names the DAG; the same file builds only it.
+    cheap = max(repeat, 5)  # sub-second rows: the lowest of 5 fresh processes
+    nothing = {**one, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "not__a__dag"}
+    add(
+        "task start, a DAG id not ours (not__a__dag): builds nothing",
+        scale_child(FACTORY_FILE, nothing, 0, cheap),
+        0,
+    )
+    add(f"task start: {target}",
+        scale_child(FACTORY_FILE, {**one, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": target}, 1, cheap), 1)  # fmt: skip
+    # Sharded.
+    members = [[c for c in customers if shard_of(c.id, shards) == k] for k in range(shards)]
+    shard_times = []
+    for k in range(shards):
+        seconds = scale_child(DAGS_DIR / shard_file(k), many, 3 * len(members[k]), repeat)
+        shard_times.append(seconds)
+        progress(f"N={n}: shard {k} ({len(members[k])} customers): {seconds:.2f} s")
+    biggest = max(range(shards), key=lambda k: len(members[k]))
+    add(
+        f"{shards} shards: slowest shard file parse",
+        max(shard_times),
+        3 * len(members[shard_times.index(max(shard_times))]),
+    )
+    add(f"{shards} shards: mean shard file parse", sum(shard_times) / shards, round(3 * n / shards))
+    add(f"{shards} shards: all shard files, one after the other", sum(shard_times), 3 * n)
+    add(f"{shards} shards: problems file, reports fresh", problems_child(many, repeat), 0)
+    owner = DAGS_DIR / shard_file(shard_of(first.id, shards))
+    add(f"{shards} shards: task start {target} ({owner.name})",
+        scale_child(owner, {**many, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": target}, 1, cheap), 1)  # fmt: skip
+    # Floors: the same DAGs built in a plain loop, for the largest shard's customers and for everyone.
+    floor_shard = write_floor(root / "floor_shard", members[biggest])
+    add(f"floor: plain loop, largest shard's {len(members[biggest])} customers",
+        scale_child(floor_shard, env, 3 * len(members[biggest]), repeat), 3 * len(members[biggest]))  # fmt: skip
+    add(f"floor: plain loop, all {n} customers in one file",
+        scale_child(write_floor(root / "floor_all", customers), env, 3 * n, repeat), 3 * n)  # fmt: skip
+    add("floor: plain loop, one customer (3 DAGs)",
+        scale_child(write_floor(root / "floor_one", customers[:1]), env, 3, cheap), 3)  # fmt: skip
+    shutil.rmtree(root, ignore_errors=True)
+    return ScaleResult(n, shards, rows)
+
+
+def print_scale(results: list[ScaleResult]) -> None:
+    print()
+    print("parse seconds per DAG file: a fresh process each, Airflow and b2b_integrations.factory.register")
+    print("imported before timing (as the dag-processor pre-imports them); no serialization")
+    if IMPORTS:
+        print(f"import of b2b_integrations.factory.register, not in the figures: lowest {min(IMPORTS):.2f} s")
+    for result in results:
+        print()
+        print(f"N = {result.customers} customers x {len(FLOWS)} flows, B2B_SHARDS = {result.shards}")
+        for what, seconds, dags in result.rows:
+            print(f"  {what:<78} {seconds:8.2f} s  {dags:>6} DAGs")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -797,13 +936,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=1, help="fresh-process runs per variant; each figure's lowest is kept"
     )
+    parser.add_argument(
+        "--scale",
+        help="instead: customer counts (e.g. 1000,10000) for one file against shards and the task start",
+    )
+    parser.add_argument("--shards", type=int, default=16, help="B2B_SHARDS for --scale (default %(default)s)")
     args = parser.parse_args(argv)
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    args.scale = [int(size) for size in args.scale.split(",") if size.strip()] if args.scale else []
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.scale:
+        print_machine(None)
+        with tempfile.TemporaryDirectory(prefix="b2b-parse-scale-") as tmp_name:
+            tmp = Path(tmp_name)
+            env = child_env(tmp / "airflow_home")
+            results = [run_scale(n, args.shards, tmp, env, args.repeat) for n in args.scale]
+        print_scale(results)
+        return
     peer_info = None if args.no_peer else ensure_peer_venv()
     peer = None if args.no_peer else peer_python()
     print_machine(peer_info)
