@@ -425,3 +425,22 @@ def test_a_github_form_encoded_delivery_is_stored_as_its_payload_json(client: Te
             .limit(1)
         )
     assert extra["b2b_webhooks"][-1]["payload"] == payload
+
+
+def test_the_store_refuses_a_payload_nested_too_deep_whoever_writes_it(deployed: Path) -> None:
+    """A second guard behind the endpoints' JSON policy: one such asset event makes the scheduler exit
+    while it reads the event (pydantic's recursion limit), for every customer."""
+    from b2b_integrations.net.json_body import MAX_DEPTH, JsonRefused
+
+    route = WebhookRoutes(deployed).find("hookco", "billing_webhooks", "invoice_events")
+    assert route is not None
+    deep: Any = {"leaf": 1}
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    before = len(_events())
+    with pytest.raises(JsonRefused, match="deeper than 64"):
+        MetadataEventStore().store(route, f"msg_{uuid.uuid4().hex}", deep, b"{}", inline=True)
+    assert len(_events()) == before
+    # One level less is fine: the limit is the endpoints' limit, no tighter.
+    MetadataEventStore().store(route, f"msg_{uuid.uuid4().hex}", deep[0], b"{}", inline=True)
+    assert len(_events()) == before + 1

@@ -233,3 +233,20 @@ def test_a_refused_callback_address_fails_at_once_without_retries() -> None:
             sleep=lambda s: None,
         )
     assert len(tries) == 1
+
+
+def test_check_value_depth_walks_without_recursion() -> None:
+    from b2b_integrations.net.json_body import MAX_DEPTH, JsonRefused, check_value_depth
+
+    value: object = "leaf"
+    for _ in range(MAX_DEPTH):
+        value = [value]
+    check_value_depth(value)  # exactly the limit
+    with pytest.raises(JsonRefused, match="deeper"):
+        check_value_depth([value])
+    very_deep: object = 1
+    for _ in range(100_000):  # far past Python's recursion limit
+        very_deep = [very_deep]
+    with pytest.raises(JsonRefused):
+        check_value_depth(very_deep)
+    check_value_depth({"a": [1, {"b": None}], "c": "x" * 10})

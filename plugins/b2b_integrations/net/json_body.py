@@ -99,6 +99,27 @@ def check_depth(body: bytes, max_depth: int = MAX_DEPTH) -> None:
                 return
 
 
+def check_value_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """The same nesting limit on an already parsed value (a walk without recursion).
+
+    For writers that get values from elsewhere than :func:`parse_json`: a deeply nested value in an asset
+    event's extra makes Airflow's scheduler exit while it reads the event (pydantic's recursion limit), so
+    nothing that deep may be stored, whoever produced it.
+
+    :raises JsonRefused: ``too_deep``.
+    """
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth + 1 > max_depth:
+                raise JsonRefused(
+                    "too_deep", f"the JSON nests deeper than {max_depth} levels of arrays/objects"
+                )
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+
+
 def _refuse_constant(name: str) -> Any:
     raise JsonRefused("non_finite_number", f"{name} is not a JSON number; send finite numbers only")
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from b2b_integrations.net.json_body import check_value_depth
 from b2b_integrations.staging import WEBHOOK_KEY
 from b2b_integrations.webhooks.receiver import StoreUnavailable, WebhookRoute
 
@@ -120,7 +121,15 @@ class MetadataEventStore:
 
     def store_many(self, messages: list[Message]) -> list[bool | StoreUnavailable]:
         """Store each message once, in as few transactions as the queue allows; for each, True if stored,
-        False if it was stored before, or the error that kept it out (nothing raised)."""
+        False if it was stored before, or the error that kept it out (nothing raised).
+
+        :raises JsonRefused: a payload nests deeper than the JSON policy allows. The endpoints refuse such
+            bodies first; this second guard is for every other writer, since one such event would stop the
+            scheduler for every customer.
+        """
+        for message in messages:
+            if message.inline:
+                check_value_depth(message.payload)
         items = [_Pending(m.inbox, m.message_id, m.payload, m.body, m.inline) for m in messages]
         with self._turn:
             self._queue.extend(items)
