@@ -15,4 +15,15 @@ if [[ ! -x /usr/sbin/sshd ]]; then
   fi
 fi
 
+# Dovecot IMAP server: the mailbox tests start a private one on a loopback port.
+if [[ ! -x /usr/sbin/dovecot ]]; then
+  if [[ "$(id -u)" == "0" ]]; then
+    echo "test: installing dovecot-imapd (Debian package) for the mailbox tests ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd > /dev/null
+  else
+    echo "test: /usr/sbin/dovecot is missing; run: sudo apt-get install dovecot-imapd" >&2
+    exit 1
+  fi
+fi
+
 exec .venv/bin/python -m pytest "$@"

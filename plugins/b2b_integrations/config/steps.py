@@ -247,6 +247,28 @@ class SftpImportStep(RecordImportStep):
         return self
 
 
+class MailboxStep(StepBase):
+    """Read new messages of an IMAP folder into records (one per message, or one per attachment saved as a
+    file); each message is moved to the processed folder once staged, never staged twice by Message-ID."""
+
+    kind: Literal["mailbox"]
+    connection: Ident = Field(
+        description="Connection slot of the mailbox (imap: host, port, login, password)."
+    )
+    folder: str = Field("INBOX", pattern=r"^[A-Za-z0-9._/-]+$", description="IMAP folder read.")
+    processed_folder: str = Field(
+        "Processed", pattern=r"^[A-Za-z0-9._/-]+$", description="Where staged messages are moved."
+    )
+    emit: Literal["messages", "attachments"] = Field(
+        "messages", description="One record per message, or per attachment (with the saved file's path)."
+    )
+    attachment_pattern: str = Field("*", min_length=1, description="Glob the attachment names must match.")
+    max_messages: int = Field(100, ge=1, le=5000, description="At most this many messages per run.")
+
+    operator: ClassVar[str] = "b2b_integrations.operators.mailbox.MailboxOperator"
+    connection_fields: ClassVar[dict[str, str]] = {"connection": "imap_conn_id"}
+
+
 REPORT_BUILTIN_PARAMETERS = (
     "period_start",
     "period_end",
@@ -547,6 +569,7 @@ STEP_MODELS: tuple[type[StepBase], ...] = (
     ReportExportStep,
     DeliverStep,
     DeliverEventsStep,
+    MailboxStep,
 )
 
 STEP_KINDS: dict[str, type[StepBase]] = {
