@@ -28,6 +28,9 @@ an inclusive ``updated_since``; page sizes default to 50, at most 1000):
   409 unless the charge succeeded, 200 with the same fulfilment for an order already fulfilled. Both honour
   ``Idempotency-Key`` (charges: the same answer again, 409 for another body) and ``/admin/faults`` (by path);
   ``GET|POST|DELETE /admin/payments``: list, set ``{"limit"}``, reset
+- ``POST /sms/2010-04-01/Accounts/{sid}/Messages.json``: a Twilio-compatible SMS API (form ``To``, ``From``,
+  ``Body``; Basic auth ``SMS_ACCOUNT_SID``:``demo-sms-token``; Twilio's 401/400 error documents; 201 with the
+  message; a repeated ``Idempotency-Key`` gets the first answer); ``GET|DELETE /admin/sms``: list, reset
 - ``POST /inbound/{name}``: a sink that records deliveries; ``GET /admin/inbound/{name}`` lists them,
   ``POST /admin/inbound/{name}/responses {"statuses": [500, 429]}`` makes it answer those next (then 202)
 - ``/admin/config``, ``/admin/faults``, ``/admin/expire-tokens``, ``/admin/stats``, ``/admin/reset``,
@@ -1058,6 +1061,7 @@ def create_app(settings: CrmSettings | None = None) -> FastAPI:
     _add_api_routes(app, state)
     _add_admin_routes(app, state)
     _add_payment_routes(app, state, Payments())
+    _add_sms_routes(app, SmsOutbox())
     return app
 
 
@@ -1521,6 +1525,98 @@ def _add_payment_routes(app: FastAPI, state: CrmState, payments: Payments) -> No
         payments.fulfilments.clear()
         payments.replies.clear()
         return payments.as_dict()
+
+
+# --- SMS (a Twilio-compatible Messages API, for the deliver step's sms target) ---------------------------
+
+SMS_ACCOUNT_SID = "AC" + "d3m0" * 8  # 34 characters, like a Twilio account SID
+SMS_AUTH_TOKEN = "demo-sms-token"
+SMS_MAX_BODY = 1600  # Twilio's limit for a concatenated message
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+@dataclass
+class SmsOutbox:
+    """Messages accepted by the SMS stand-in (``/admin/sms``) and its Idempotency-Key answers."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    replies: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+def _twilio_error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status_code=status,
+    )
+
+
+def sms_reply(
+    outbox: SmsOutbox, account_sid: str, authorization: str, body: bytes, key: str | None
+) -> JSONResponse:
+    """Twilio's answers: 401 (code 20003) for other credentials, 400 for a missing or non-E.164 number
+    (21211 To, 21212 From), an empty body (21602) or one over 1600 characters (21617), else 201 with the
+    message resource; a repeated Idempotency-Key gets the first answer again."""
+    user, password = _basic_credentials(authorization.removeprefix("Basic ").strip())
+    if (
+        not authorization.startswith("Basic ")
+        or not _same(user or "", SMS_ACCOUNT_SID)
+        or not _same(password or "", SMS_AUTH_TOKEN)
+        or account_sid != SMS_ACCOUNT_SID
+    ):
+        return _twilio_error(401, 20003, "Authenticate")
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
+    fingerprint = hashlib.sha256(body).hexdigest()
+    if key and key in outbox.replies and outbox.replies[key][0] == fingerprint:
+        return JSONResponse(outbox.replies[key][1], status_code=201, headers={"Idempotent-Replayed": "true"})
+    to, sender, text = form.get("To", ""), form.get("From", ""), form.get("Body", "")
+    if not _E164.match(to):
+        return _twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+    if not _E164.match(sender):
+        return _twilio_error(400, 21212, f"The 'From' number {sender} is not a valid phone number.")
+    if not text:
+        return _twilio_error(400, 21602, "Message body is required.")
+    if len(text) > SMS_MAX_BODY:
+        return _twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+    message = {
+        "sid": "SM" + uuid.uuid4().hex,
+        "account_sid": account_sid,
+        "to": to,
+        "from": sender,
+        "body": text,
+        "status": "queued",
+        "date_created": format_ts(int(time.time())),
+    }
+    outbox.messages.append(message)
+    if key:
+        outbox.replies[key] = (fingerprint, message)
+    return JSONResponse(message, status_code=201)
+
+
+def _add_sms_routes(app: FastAPI, outbox: SmsOutbox) -> None:
+    @app.post("/sms/2010-04-01/Accounts/{account_sid}/Messages.json", status_code=201)
+    async def post_sms(account_sid: str, request: Request) -> Response:
+        return sms_reply(
+            outbox,
+            account_sid,
+            request.headers.get("authorization", ""),
+            await request.body(),
+            request.headers.get("idempotency-key"),
+        )
+
+    @app.get("/admin/sms")
+    async def list_sms() -> list[dict[str, Any]]:
+        return outbox.messages
+
+    @app.delete("/admin/sms")
+    async def reset_sms() -> list[dict[str, Any]]:
+        outbox.messages.clear()
+        outbox.replies.clear()
+        return outbox.messages
 
 
 # --- command line -----------------------------------------------------------------------------------------

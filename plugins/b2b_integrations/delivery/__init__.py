@@ -1,4 +1,5 @@
-"""Delivery targets for the ``deliver`` step: SFTP, email, Slack, HTTP upload, local folder/object storage.
+"""Delivery targets for the ``deliver`` step: SFTP, email, Slack, HTTP upload, local folder/object storage,
+SMS.
 
 ``config`` validates target options, ``messages`` fills placeholders, ``base`` holds the report file and
 the protocol every target follows; one module per target does the I/O. :func:`build_target` is the one
@@ -21,6 +22,7 @@ TARGET_CLASSES: dict[str, str] = {
     "slack": "b2b_integrations.delivery.slack.SlackDeliveryTarget",
     "http": "b2b_integrations.delivery.http_upload.HttpDeliveryTarget",
     "local": "b2b_integrations.delivery.local.LocalDeliveryTarget",
+    "sms": "b2b_integrations.delivery.sms.SmsDeliveryTarget",
 }
 
 

@@ -226,12 +226,43 @@ class LocalTargetConfig(TargetBase):
     create_folder: bool = Field(False, description="Create the folder if it is missing.")
 
 
+def _phone(value: str) -> str:
+    from b2b_integrations.delivery.sms_text import e164
+
+    return value if _has_reference(value) else e164(value)
+
+
+PhoneNumber = Annotated[str, AfterValidator(_phone)]
+
+
+class SmsTargetConfig(NetworkTargetBase):
+    """A text message (no file) through a Twilio-compatible Messages API: "your report is ready"."""
+
+    type: Literal["sms"]
+    connection: ConnId = Field(
+        description="Connection slot: the account SID as login, the auth token as password, the API base "
+        "URL as host (default https://api.twilio.com)."
+    )
+    to: PhoneNumber = Field(description="One recipient, E.164 (+4512345678); a target per number.")
+    sender: PhoneNumber = Field(description="The sending number, E.164.")
+    text: Text = Field(
+        "{report} for {period} is ready: {name} ({rows} rows)", description="Message, with placeholders."
+    )
+    max_segments: int = Field(
+        3, ge=1, le=10, description="Longest message in SMS segments (160 GSM-7 / 70 UCS-2 characters each)."
+    )
+    too_long: Literal["truncate", "refuse"] = Field(
+        "truncate", description="A longer text is cut (ending in '...') or refused."
+    )
+
+
 TARGET_MODELS: tuple[type[TargetBase], ...] = (
     SftpTargetConfig,
     EmailTargetConfig,
     SlackTargetConfig,
     HttpTargetConfig,
     LocalTargetConfig,
+    SmsTargetConfig,
 )
 TARGET_TYPES: frozenset[str] = frozenset(m.model_fields["type"].annotation.__args__[0] for m in TARGET_MODELS)  # type: ignore[union-attr]
 TargetConfig = Annotated[Union[TARGET_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
