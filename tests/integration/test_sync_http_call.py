@@ -65,6 +65,8 @@ def _dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crm: CrmServer, templa
     monkeypatch.setenv("AIRFLOW_CONN_ITEST_PAY", api)
     monkeypatch.setenv("AIRFLOW_CONN_ITEST_WH", api)
     monkeypatch.setenv("AIRFLOW_CONN_ITEST_CB", json.dumps({"conn_type": "generic", "password": SECRET}))
+    # The callback receiver is the demo CRM on loopback, which callbacks may only reach when allowed.
+    monkeypatch.setenv("B2B_CALLBACK_ALLOWED_NETWORKS", "127.0.0.1/32")
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
     return bag.dags["itest__orders__place_order"]
