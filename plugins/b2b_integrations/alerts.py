@@ -7,6 +7,9 @@ Where alerts go, per customer (the ``alerts:`` block of a customer file)::
       slack: acme_slack                  # a Slack incoming-webhook connection (conn type slackwebhook)
       email: [ops@acme.example]          # recipients
       email_connection: acme_smtp        # smtp connection (else the operator's)
+      sms: ["+4512345678"]               # E.164 numbers, texted through a Twilio-compatible API
+      sms_connection: acme_sms           # account SID as login, auth token as password (else the operator's)
+      sms_from: "+4598765432"            # the sending number (else the operator's)
 
 Each target a customer does not set falls back to the operator's default, read from Airflow config when
 the alert is sent (so a change needs no restart and no re-parse)::
@@ -16,6 +19,9 @@ the alert is sent (so a change needs no restart and no re-parse)::
     email_to = oncall@example.com, data@example.com
     email_conn_id = smtp_default
     email_from = b2b-alerts@example.com
+    sms_to = +4512345678
+    sms_conn_id = ops_sms
+    sms_from = +4598765432
 
 The run link uses ``[api] base_url``. Usage: ``on_failure_callback=failure_callback(customer.alerts)`` on
 the tasks (``default_args``) or on the DAG; the callback is an Airflow ``BaseNotifier``.
@@ -42,7 +48,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
 
 CONFIG_SECTION = "b2b_alerts"
-ALERT_KEYS = ("slack", "email", "email_connection", "email_from")
+ALERT_KEYS = ("slack", "email", "email_connection", "email_from", "sms", "sms_connection", "sms_from")
+SMS_MAX_SEGMENTS = 2
+SMS_TIMEOUT_SECONDS = 10.0
 SLACK_DEFAULT_ENDPOINT = "https://hooks.slack.com/services"
 MAX_ERROR_CHARS = 1500
 SLACK_TIMEOUT_SECONDS = 10.0
@@ -67,6 +75,9 @@ class AlertTargets:
     email_to: tuple[str, ...] = ()
     email_conn_id: str | None = None
     email_from: str | None = None
+    sms_to: tuple[str, ...] = ()
+    sms_conn_id: str | None = None
+    sms_from: str | None = None
 
     @classmethod
     def from_config(cls, alert_config: Mapping[str, Any] | None, where: str = "alerts") -> AlertTargets:
@@ -80,7 +91,7 @@ class AlertTargets:
             raise ValueError(
                 f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ALERT_KEYS)}"
             )
-        for key in ("slack", "email_connection", "email_from"):
+        for key in ("slack", "email_connection", "email_from", "sms_connection", "sms_from"):
             if config.get(key) is not None and (not isinstance(config[key], str) or not config[key].strip()):
                 raise ValueError(f"{where}.{key}: expected a non-empty string")
         return cls(
@@ -88,6 +99,11 @@ class AlertTargets:
             email_to=_addresses(config.get("email"), f"{where}.email"),
             email_conn_id=config.get("email_connection"),
             email_from=config.get("email_from"),
+            sms_to=_phones(config.get("sms"), f"{where}.sms"),
+            sms_conn_id=config.get("sms_connection"),
+            sms_from=_phones(config.get("sms_from"), f"{where}.sms_from")[0]
+            if config.get("sms_from")
+            else None,
         )
 
     def or_defaults(self, defaults: AlertTargets) -> AlertTargets:
@@ -97,11 +113,14 @@ class AlertTargets:
             email_to=self.email_to or defaults.email_to,
             email_conn_id=self.email_conn_id or defaults.email_conn_id,
             email_from=self.email_from or defaults.email_from,
+            sms_to=self.sms_to or defaults.sms_to,
+            sms_conn_id=self.sms_conn_id or defaults.sms_conn_id,
+            sms_from=self.sms_from or defaults.sms_from,
         )
 
     @property
     def empty(self) -> bool:
-        return not self.slack_conn_id and not self.email_to
+        return not self.slack_conn_id and not self.email_to and not self.sms_to
 
 
 def _addresses(value: Any, where: str) -> tuple[str, ...]:
@@ -114,6 +133,20 @@ def _addresses(value: Any, where: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"{where}: not an e-mail address: {', '.join(repr(b) for b in bad)}")
     return tuple(item for item in items if item)
+
+
+def _phones(value: Any, where: str) -> tuple[str, ...]:
+    from b2b_integrations.delivery.sms_text import e164
+
+    if value is None:
+        return ()
+    items = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(items, Sequence) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"{where}: expected a phone number or a list of phone numbers")
+    try:
+        return tuple(e164(item) for item in items if item)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def operator_defaults() -> AlertTargets:
@@ -129,6 +162,9 @@ def operator_defaults() -> AlertTargets:
         email_to=_addresses(get("email_to"), f"[{CONFIG_SECTION}] email_to"),
         email_conn_id=get("email_conn_id"),
         email_from=get("email_from"),
+        sms_to=_phones(get("sms_to"), f"[{CONFIG_SECTION}] sms_to"),
+        sms_conn_id=get("sms_conn_id"),
+        sms_from=(_phones(get("sms_from"), f"[{CONFIG_SECTION}] sms_from") or (None,))[0],
     )
 
 
@@ -300,6 +336,35 @@ def email_message(alert: FailureAlert) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------------- sending
 
 
+def sms_text(alert: FailureAlert) -> str:
+    """The alert as a text message of at most two segments: who, which task, and the error's start."""
+    from b2b_integrations.delivery.sms_text import fit
+
+    task = f" task {alert.task_id}" if alert.task_id else ""
+    text = f"B2B alert: {alert.customer} {alert.integration}/{alert.flow}{task} failed: {alert.error}"
+    return fit(text, SMS_MAX_SEGMENTS)[0]
+
+
+def send_sms(conn_id: str, to: Sequence[str], sender: str | None, alert: FailureAlert) -> None:
+    """Text every number; each failed number is named (masked) in one AlertDeliveryError at the end."""
+    from airflow.sdk import BaseHook
+
+    from b2b_integrations.delivery.sms import post_message
+    from b2b_integrations.delivery.sms_text import masked
+
+    if not sender:
+        raise AlertDeliveryError(f"no sending number: set sms_from (or [{CONFIG_SECTION}] sms_from)")
+    connection = BaseHook.get_connection(conn_id)
+    text, failed = sms_text(alert), []
+    for number in to:
+        try:
+            post_message(connection, number, sender, text, timeout=SMS_TIMEOUT_SECONDS)
+        except B2BError as e:
+            failed.append(f"{masked(number)}: {redact(str(e), [connection.password or ''])}")
+    if failed:
+        raise AlertDeliveryError("; ".join(failed))
+
+
 def slack_webhook_url(conn: Connection) -> str:
     """The webhook URL of a Slack incoming-webhook connection, read as the Slack provider reads it: the
     password is the whole URL or the path after the endpoint (host, default hooks.slack.com/services)."""
@@ -454,6 +519,14 @@ class CustomerFailureNotifier(BaseNotifier):
                 (
                     f"email {', '.join(targets.email_to)} (connection {mail_conn})",
                     lambda: send_email(mail_conn, targets.email_to, alert, targets.email_from),
+                )
+            )
+        if targets.sms_to:
+            sms_conn = targets.sms_conn_id or "sms_default"
+            senders.append(
+                (
+                    f"sms to {len(targets.sms_to)} number(s) (connection {sms_conn})",
+                    lambda: send_sms(sms_conn, targets.sms_to, targets.sms_from, alert),
                 )
             )
         return senders

@@ -96,3 +96,45 @@ def test_refused_credentials_fail_at_once_with_the_apis_reason_and_never_the_tok
     for place in (text, recorded, capfd.readouterr().out):
         assert "Wr0ng-sms-Token" not in place
     assert httpx.get(outbox).json() == []
+
+
+def test_a_failure_alert_texts_every_number_and_names_a_refused_one_masked(
+    outbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from b2b_integrations.alerts import AlertDeliveryError, failure_callback
+
+    ti = SimpleNamespace(
+        dag_id="acme__reports__monthly", run_id="scheduled__2025-02-01", task_id="render", try_number=2
+    )
+    context = {"ti": ti, "run_id": ti.run_id, "exception": RuntimeError("database said no " + "x" * 400)}
+    notify = failure_callback(
+        {"sms": ["+45 12 34 56 78", "+4411122233"], "sms_connection": "sms_api", "sms_from": "+4598765432"},
+        customer_id="acme", integration="reports", flow="monthly",
+    )  # fmt: skip
+    notify.notify(context)  # type: ignore[arg-type]
+    sent = httpx.get(outbox).json()
+    assert [m["to"] for m in sent] == ["+4512345678", "+4411122233"]
+    body = sent[0]["body"]
+    assert body.startswith("B2B alert: acme reports/monthly task render failed: ")
+    assert "database said no" in body and body.endswith("...") and len(body) <= 306  # two segments
+
+    # The operator's default sender number is used when the customer names none; a refused login is
+    # reported per number (masked), never with the token.
+    monkeypatch.setenv("AIRFLOW__B2B_ALERTS__SMS_FROM", "+4598765432")
+    refused = failure_callback({"sms": "+4512345678", "sms_connection": "sms_bad"}, customer_id="acme")
+    with pytest.raises(AlertDeliveryError) as error:
+        refused.notify(context)  # type: ignore[arg-type]
+    assert "+45******78: the SMS API answered HTTP 401: code 20003: Authenticate" in str(error.value)
+    assert "Wr0ng-sms-Token" not in str(error.value)
+    assert len(httpx.get(outbox).json()) == 2
+
+
+def test_alert_phone_numbers_are_checked_at_their_key() -> None:
+    from b2b_integrations.alerts import AlertTargets
+
+    with pytest.raises(
+        ValueError, match=r"customer acme: alerts\.sms: '12345' is not an E\.164 phone number"
+    ):
+        AlertTargets.from_config({"sms": ["12345"]}, "customer acme: alerts")

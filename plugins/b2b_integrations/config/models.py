@@ -117,7 +117,8 @@ class Customer(StrictModel):
     alerts: dict[str, Any] | None = Field(
         None,
         description="Failure alerts: slack (slackwebhook connection id), email (addresses), email_connection, "
-        "email_from; unset targets fall back to the operator's [b2b_alerts] defaults.",
+        "email_from, sms (E.164 numbers), sms_connection, sms_from; unset targets fall back to the "
+        "operator's [b2b_alerts] defaults.",
     )
     integrations: dict[Ident, CustomerIntegration] = Field(
         default_factory=dict, description="Integration name -> the customer's settings for it."

@@ -36,14 +36,7 @@ class SmsDeliveryTarget(DeliveryTarget[SmsTargetConfig]):
         return f"sms {self.name} (to {masked(self.config.to)} via connection {self.conn_id!r})"
 
     def deliver(self, report: ReportFile, context: DeliveryContext) -> dict[str, Any]:
-        import requests
-
         connection = load_connection(self.conn_id, context)
-        sid, token = connection.login, connection.password
-        if not sid or not token:
-            raise DeliveryRefused(
-                f"connection {self.conn_id!r} needs the account SID as login and the auth token as password"
-            )
         try:
             to, sender = e164(self.config.to), e164(self.config.sender)
         except ValueError as e:  # a ${config.*} value that was only known at run time
@@ -60,24 +53,9 @@ class SmsDeliveryTarget(DeliveryTarget[SmsTargetConfig]):
             )
         if cut:
             context.log.warning("SMS text cut to %d segment(s) (max_segments)", self.config.max_segments)
-        url = f"{base_url(connection.host, connection.port, DEFAULT_API)}/2010-04-01/Accounts/{sid}/Messages.json"
-        try:
-            response = requests.post(
-                url,
-                data={"To": to, "From": sender, "Body": body},
-                auth=(sid, token),
-                headers={IDEMPOTENCY_HEADER: context.delivery_id},
-                timeout=self.config.timeout,
-            )
-        except requests.RequestException as e:
-            # Only the type: requests' messages quote the URL.
-            raise DeliveryFailed(f"the SMS API: {type(e).__name__}") from None
-        if response.status_code not in (200, 201):
-            raise status_error(
-                response.status_code,
-                f"the SMS API answered HTTP {response.status_code}: {_api_error(response)}",
-            )
-        answer = _json(response)
+        answer = post_message(
+            connection, to, sender, body, timeout=self.config.timeout, idempotency_key=context.delivery_id
+        )
         return {
             "message_sid": answer.get("sid"),
             "status": answer.get("status"),
@@ -86,6 +64,36 @@ class SmsDeliveryTarget(DeliveryTarget[SmsTargetConfig]):
             "encoding": "GSM-7" if is_gsm7(body) else "UCS-2",
             "truncated": cut,
         }
+
+
+def post_message(
+    connection: Any, to: str, sender: str, body: str, *, timeout: float, idempotency_key: str | None = None
+) -> dict[str, Any]:
+    """POST one message (``to``/``sender`` E.164, ``body`` already fitted) through the connection's API;
+    its answer (``sid``, ``status``). Raises DeliveryFailed (may pass on a retry) or DeliveryRefused."""
+    import requests
+
+    sid, token = connection.login, connection.password
+    if not sid or not token:
+        raise DeliveryRefused(
+            f"connection {connection.conn_id!r} needs the account SID as login and the auth token as password"
+        )
+    url = f"{base_url(connection.host, connection.port, DEFAULT_API)}/2010-04-01/Accounts/{sid}/Messages.json"
+    try:
+        response = requests.post(
+            url,
+            data={"To": to, "From": sender, "Body": body},
+            auth=(sid, token),
+            headers={IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else {},
+            timeout=timeout,
+        )
+    except requests.RequestException as e:
+        raise DeliveryFailed(f"the SMS API: {type(e).__name__}") from None  # requests' messages quote the URL
+    if response.status_code not in (200, 201):
+        raise status_error(
+            response.status_code, f"the SMS API answered HTTP {response.status_code}: {_api_error(response)}"
+        )
+    return _json(response)
 
 
 def _json(response: Any) -> dict[str, Any]:
