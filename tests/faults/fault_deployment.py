@@ -178,6 +178,39 @@ class Deployment:
             timeout=timeout,
         )
 
+    def run_failure_report(self, dag_id: str, run_id: str, tail: int = 3000) -> str:
+        """Why a run did not succeed: each task instance that did not, with its try number and the tail of
+        each of its log files (task and trigger logs), read now because ``stop()`` removes the log folder."""
+        rows = self.stack.sql(
+            "SELECT task_id, state, try_number FROM task_instance "
+            f"WHERE dag_id = '{dag_id}' AND run_id = '{run_id}' ORDER BY task_id"
+        )
+        parts = [f"run {run_id} of {dag_id}: {self.run_state(dag_id, run_id)}; task instances {rows}"]
+        for task_id, state, try_number in rows:
+            if state == "success":
+                continue
+            parts.append(f"=== task {task_id}: {state}, try {try_number}")
+            folder = self.stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+            logs = sorted(folder.rglob("*.log")) if folder.is_dir() else []
+            if not logs:
+                parts.append(f"(no log file under {folder})")
+            for log in logs:
+                parts.append(f"--- {log.relative_to(folder)} (last {tail} chars)")
+                parts.append(log.read_text(errors="replace")[-tail:])
+        # Who ended a task without it running (scheduler, executor, triggerer) says so in the audit log
+        # (e.g. "state mismatch") and in its own log.
+        events = self.stack.sql(
+            "SELECT dttm, task_id, try_number, event, left(extra, 800) FROM log "
+            f"WHERE dag_id = '{dag_id}' AND run_id = '{run_id}' AND task_id IS NOT NULL ORDER BY dttm"
+        )
+        parts.append(f"--- audit log of {run_id}")
+        parts.extend(str(event) for event in events)
+        for component in ("scheduler", "triggerer"):
+            lines = [ln for ln in self.stack.log(component).splitlines() if run_id in ln]
+            parts.append(f"--- {component} log lines naming {run_id} (last 15 of {len(lines)})")
+            parts.extend(ln[:600] for ln in lines[-15:])
+        return "\n".join(parts)
+
 
 def signed_webhook(customer: str, invoice: str, msg_id: str | None = None) -> tuple[bytes, dict[str, str]]:
     """One Standard Webhooks delivery of an invoice for ``customer``'s route: body and headers."""

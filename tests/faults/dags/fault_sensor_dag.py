@@ -5,12 +5,17 @@ triggerer. A deferred SFTP sensor is one whose "messages" survive a triggerer ou
 stay in the folder, so the restarted trigger finds them (a Redis pub/sub message published while no
 triggerer listens is simply gone). The import loads into a table without a unique key, so a file loaded
 twice would show as duplicate rows.
+
+The sensor retries, as the factory's tasks do (retries 2): Airflow 3.3's scheduler fails a deferred
+task whose trigger fires before it has read the executor's report of the deferring try (same try number),
+when the resumed try is already queued ("state mismatch": "finished with state success, but the task
+instance's state attribute is queued"). The triggerer-kill scenario checks that a retry had that cause.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
@@ -37,6 +42,8 @@ with DAG(
         deferrable=True,
         poke_interval=1,
         timeout=600,
+        retries=2,
+        retry_delay=timedelta(seconds=1),
         **IDENTITY,
     )
     load = SftpFileImportOperator(
