@@ -127,6 +127,24 @@ class RemoteFolder:
         return target
 
 
+async def list_regular_files(sftp: Any, folder: str) -> list[RemoteFile]:
+    """The regular files of ``folder`` on an asyncssh SFTP client, names decoded with ``surrogateescape``.
+
+    A name that is not UTF-8 must not fail the listing, and with it every file of the folder: a bytes path
+    makes asyncssh return the names undecoded.
+    """
+    entries = await sftp.readdir(_wire(folder))
+    return sorted(
+        RemoteFile(
+            mtime=int(e.attrs.mtime or 0),
+            name=bytes(e.filename).decode("utf-8", "surrogateescape"),
+            size=int(e.attrs.size or 0),
+        )
+        for e in entries
+        if e.attrs.type == _REGULAR_FILE
+    )
+
+
 def _wire(path: str) -> bytes:
     """The path as the server has it, including a name listed with bytes that are not UTF-8."""
     return path.encode("utf-8", "surrogateescape")
@@ -162,17 +180,7 @@ class AsyncDownloads:
         return self._sftp
 
     async def _list_files(self, folder: str) -> list[RemoteFile]:
-        sftp = await self._connected()
-        entries = await sftp.readdir(_wire(folder))  # a bytes path: asyncssh returns the names undecoded
-        return sorted(
-            RemoteFile(
-                mtime=int(e.attrs.mtime or 0),
-                name=bytes(e.filename).decode("utf-8", "surrogateescape"),
-                size=int(e.attrs.size or 0),
-            )
-            for e in entries
-            if e.attrs.type == _REGULAR_FILE
-        )
+        return await list_regular_files(await self._connected(), folder)
 
     async def _download(self, remote_path: str, local: Path) -> str:
         await self._connected()

@@ -10,8 +10,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from b2b_integrations.sources.files import RemoteFile, json_safe_name, ready_files
 
-_REGULAR_FILE = 1  # SFTP v3 FILEXFER_TYPE_REGULAR, as asyncssh reports it
-
 
 class SftpNewFilesTrigger(BaseTrigger):
     """
@@ -55,20 +53,11 @@ class SftpNewFilesTrigger(BaseTrigger):
     async def _list(self) -> list[RemoteFile]:
         from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
 
+        from b2b_integrations.hooks.sftp import list_regular_files
+
         hook = SFTPHookAsync(sftp_conn_id=self.sftp_conn_id)
         async with hook.get_managed_conn() as sftp:
-            # A bytes path makes asyncssh return names undecoded: one name that is not UTF-8 must not stop
-            # the listing (and so every file of the folder); it is decoded as the import decodes it.
-            names = await sftp.readdir(self.folder.encode("utf-8", "surrogateescape"))
-        return [
-            RemoteFile(
-                mtime=int(n.attrs.mtime or 0),
-                name=bytes(n.filename).decode("utf-8", "surrogateescape"),
-                size=int(n.attrs.size or 0),
-            )
-            for n in names
-            if n.attrs.type == _REGULAR_FILE
-        ]
+            return await list_regular_files(sftp, self.folder)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         done = {(name, int(size), int(mtime)) for name, size, mtime in self.done}
