@@ -262,7 +262,7 @@ def _original_messages(
     from airflow.models.asset import AssetEvent
 
     from b2b_integrations.operators.base import inbox_messages
-    from b2b_integrations.webhooks.store import RECEIPTS
+    from b2b_integrations.webhooks.store import receipt_event_id
 
     def stored(message: dict[str, Any]) -> dict[str, Any]:
         keep = ("message_id", "payload", "payload_key", "received_at")
@@ -280,18 +280,8 @@ def _original_messages(
             raise LookupError(f"no inbox event at {at.isoformat()} any more")
         return found
     base_id = message_id.split(REPLAY_MARK)[0]
-    event_id: int | None = None
-    receipt = session.execute(
-        sa.select(RECEIPTS.c.asset_event_id).where(
-            RECEIPTS.c.customer_id == customer_id,
-            RECEIPTS.c.integration == integration,
-            RECEIPTS.c.flow == flow,
-            RECEIPTS.c.message_id == base_id,
-        )
-    ).first()
-    if receipt is not None:
-        event_id = receipt[0]
-    elif base_id.startswith("pubsub:") and base_id.rsplit(":", 1)[-1].isdigit():
+    event_id = receipt_event_id(customer_id, integration, flow, base_id, session)
+    if event_id is None and base_id.startswith("pubsub:") and base_id.rsplit(":", 1)[-1].isdigit():
         event_id = int(base_id.rsplit(":", 1)[-1])
     event = session.get(AssetEvent, event_id) if event_id is not None else None
     if event is None or event.asset_id != asset.id:

@@ -327,11 +327,10 @@ def stored_payload(asset_id: int, key: str, session: Any) -> Any:
     return json.loads(text)
 
 
-def replay(customer_id: str, integration: str, flow: str, message_id: str, session: Any) -> int:
-    """Queue a stored webhook again, as a new asset event (``replay_of``), so its flow processes it once
-    more; return the new event's id. ``LookupError`` if no such message was stored."""
-    from airflow.models.asset import AssetEvent, AssetModel
-
+def receipt_event_id(
+    customer_id: str, integration: str, flow: str, message_id: str, session: Any
+) -> int | None:
+    """The asset event a stored webhook went into, by its receipt; None if no such message was stored."""
     receipt = session.execute(
         sa.select(RECEIPTS.c.asset_event_id).where(
             RECEIPTS.c.customer_id == customer_id,
@@ -340,7 +339,16 @@ def replay(customer_id: str, integration: str, flow: str, message_id: str, sessi
             RECEIPTS.c.message_id == message_id,
         )
     ).first()
-    original = session.get(AssetEvent, receipt[0]) if receipt and receipt[0] is not None else None
+    return receipt[0] if receipt is not None else None
+
+
+def replay(customer_id: str, integration: str, flow: str, message_id: str, session: Any) -> int:
+    """Queue a stored webhook again, as a new asset event (``replay_of``), so its flow processes it once
+    more; return the new event's id. ``LookupError`` if no such message was stored."""
+    from airflow.models.asset import AssetEvent, AssetModel
+
+    event_id = receipt_event_id(customer_id, integration, flow, message_id, session)
+    original = session.get(AssetEvent, event_id) if event_id is not None else None
     if original is None:
         raise LookupError(
             f"no stored webhook {message_id!r} for customer {customer_id}, {integration}/{flow}"
