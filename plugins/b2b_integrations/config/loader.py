@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,32 @@ def load_customer_project(
     templates = _named_files(root / TEMPLATES_DIR, names)
     _load_files(project, templates, customers, _prefixes(transform_prefixes), last_valid)
     return project
+
+
+def check_customer_text(
+    include_dir: str | os.PathLike[str],
+    customer_id: str,
+    text: str,
+    transform_prefixes: Iterable[str] | None = None,
+) -> list[Problem]:
+    """The problems ``text`` would have as ``customers/<customer_id>.yaml``, found by the same loading
+    routine as the CLI and the factory (same messages, same key paths), without touching the include folder.
+
+    What a write through the instances API is checked with before anything is written. Only the customer
+    file's own problems are returned (a broken template shows there as "integration template ... is invalid").
+    """
+    root = Path(include_dir)
+    shown = _display(root / CUSTOMERS_DIR / f"{customer_id}.yaml", root)
+    if not re.fullmatch(IDENT_PATTERN, customer_id):
+        return [Problem(shown, "id", f"invalid customer id {customer_id!r}: use lower_snake_case")]
+    project = Project(include_dir=root)
+    with tempfile.TemporaryDirectory(prefix="b2b-candidate-") as tmp:
+        candidate = Path(tmp) / f"{customer_id}.yaml"
+        candidate.write_text(text, encoding="utf-8")
+        _load_files(
+            project, yaml_files(root / TEMPLATES_DIR), [candidate], _prefixes(transform_prefixes), None
+        )
+        return [replace(p, file=shown) for p in project.problems if p.file == str(candidate)]
 
 
 def load_app_settings(include_dir: str | os.PathLike[str]) -> Project:

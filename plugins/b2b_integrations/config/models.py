@@ -92,6 +92,12 @@ class CustomerIntegration(StrictModel):
     """One integration a customer has, with the customer's values."""
 
     enabled: bool = Field(True, description="false: no DAGs are generated for this integration.")
+    active: bool | None = Field(
+        None,
+        description="Activation (the instances API's activate/deactivate): false pauses the integration's "
+        "DAGs, true unpauses them; events that arrive while inactive are kept. Unset: new DAGs follow "
+        "Airflow's dags_are_paused_at_creation.",
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="Values of the template's variables.")
     connections: dict[str, str] = Field(
         default_factory=dict, description="Connection slot -> Airflow connection id."

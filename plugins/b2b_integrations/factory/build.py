@@ -102,6 +102,11 @@ def build_dag(plan: DagPlan, auto_register: bool = True) -> DAG:
         default_args={**plan.default_args, "on_failure_callback": _alerts(plan)},
         params={name: Param(**spec) for name, spec in plan.params.items()},
         auto_register=auto_register,
+        **(
+            {}
+            if plan.paused_upon_creation is None
+            else {"is_paused_upon_creation": plan.paused_upon_creation}
+        ),
     )
     previous = None
     # Event-driven flows: the first step reads the events queued on the inbox since the last run that

@@ -79,3 +79,5 @@ class DagPlan:
     """Synchronous flows: what the sync endpoint and the callback need."""
     alerts: dict[str, Any] | None = None
     """The customer's failure-alert targets (None: the operator's defaults only)."""
+    paused_upon_creation: bool | None = None
+    """The instance's activation (``active``) as the DAG's ``is_paused_upon_creation``; None: Airflow's default."""

@@ -178,6 +178,7 @@ def _plan_flow(
         outlet_asset=output_asset(customer.id, integration, flow_name) if has_consumers else None,
         catchup=catchup,
         max_active_runs=flow.max_active_runs or (SYNC_MAX_ACTIVE_RUNS if sync else 1),
+        paused_upon_creation=None if settings.active is None else not settings.active,
         tags=(
             f"customer:{customer.id}",
             f"integration:{integration}",
