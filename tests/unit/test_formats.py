@@ -228,10 +228,11 @@ def test_xml_record_path_with_attributes_and_children(tmp_path: Path) -> None:
     records = _read(path, format="xml", record_path="orders/order", rename={"qty": "quantity"})
     assert records[0].fields == {
         "id": "A-1",
-        "status": "shipped",  # the child element wins over the attribute
+        "@status": "new",  # the record's attribute keeps its "@" where a child element has the name
+        "status": "shipped",
         "sku": "X1",
         "quantity": "3",
-        "address.city": "Köln",
+        "address": {"city": "Köln"},
     }
     assert records[1].fields == {"id": "A-2", "sku": "X2", "quantity": "5", "empty": ""}
     assert [r.number for r in records] == [1, 2]
@@ -244,6 +245,81 @@ def test_xml_direct_children_and_namespaces(tmp_path: Path) -> None:
     xml = '<r:rows xmlns:r="urn:x"><r:row r:n="1"><r:v>a</r:v></r:row><r:row n="2"><r:v>b</r:v></r:row></r:rows>'
     records = _read(_write(tmp_path, "n.xml", xml), format="xml", record_path="row")
     assert [r.fields for r in records] == [{"n": "1", "v": "a"}, {"n": "2", "v": "b"}]
+
+
+DOCUMENTS = Path(__file__).parents[1] / "data" / "documents"
+
+
+def _xml_values(elem: Any) -> list[str]:
+    """Every attribute value and non-blank text of an element tree (what a reader must not drop)."""
+    values = [*elem.attrib.values()]
+    values += [t for t in (elem.text, *(c.tail for c in elem)) if t and t.strip()]
+    for child in elem:
+        values += _xml_values(child)
+    return values
+
+
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value] if value.strip() else []
+
+
+@pytest.mark.parametrize(
+    ("name", "record_path"), [("purchase_order.xml", "order"), ("ubl_invoice.xml", "Invoice")]
+)
+def test_xml_documents_lose_nothing(name: str, record_path: str) -> None:
+    """Every attribute and text of a realistic document reaches the record, and at its documented key."""
+    import xml.etree.ElementTree as ET
+    from collections import Counter
+
+    path = DOCUMENTS / name
+    (record,) = _read(path, format="xml", record_path=record_path)
+    (element,) = ET.parse(path).getroot()
+    assert Counter(_leaves(record.fields)) == Counter(_xml_values(element))
+    if name == "purchase_order.xml":
+        assert record.fields == {
+            "id": "PO-1",
+            "customer": "ACME",
+            "line": [{"sku": "A-1", "qty": "2"}, {"sku": "B-2", "qty": "5"}],
+        }
+        return
+    fields = record.fields
+    assert fields["DocumentCurrencyCode"] == {"@listID": "ISO 4217", "#text": "EUR"}
+    # Two notes share a local name in different namespaces: both kept, told apart by the document's prefixes.
+    assert fields["cbc:Note"] == "Thank you for your order"
+    assert fields["ext:Note"] == "internal: priority customer"
+    assert fields["LegalMonetaryTotal"]["PayableAmount"] == {"@currencyID": "EUR", "#text": "142.50"}
+    lines = fields["InvoiceLine"]
+    assert [line["Item"]["SellersItemIdentification"]["ID"] for line in lines] == ["W-100", "G-7"]
+    assert lines[1]["InvoicedQuantity"] == {"@unitCode": "KGM", "#text": "1.5"}
+
+
+def test_xml_default_namespace_and_a_prefixed_one_sharing_a_name(tmp_path: Path) -> None:
+    xml = '<o xmlns="urn:a" xmlns:b="urn:b"><r><id>1</id><b:id>2</b:id><v b:id="3" id="4"/></r></o>'
+    (record,) = _read(_write(tmp_path, "ns.xml", xml), format="xml", record_path="r")
+    assert record.fields == {"id": "1", "b:id": "2", "v": {"@b:id": "3", "@id": "4"}}
+
+
+def test_xml_mixed_content_fails_the_file_instead_of_losing_order(tmp_path: Path) -> None:
+    xml = "<o><r><n>1</n><note>see <b>this</b> first</note></r></o>"
+    with pytest.raises(FileParseError, match=r"record 1: element r/note mixes text with child elements"):
+        _read(_write(tmp_path, "mixed.xml", xml), format="xml", record_path="r")
+    # Text beside only blank formatting is an element's #text, not mixed content.
+    (record,) = _read(
+        _write(tmp_path, "t.xml", "<o><r>\n  <n>1</n>\n  text\n</r></o>"), format="xml", record_path="r"
+    )
+    assert record.fields == {"n": "1", "#text": "\n  text\n"}
+
+
+def test_xml_nesting_beyond_the_limit_fails_the_file(tmp_path: Path) -> None:
+    from b2b_integrations.formats.readers import XML_MAX_DEPTH
+
+    deep = "<a>" * (XML_MAX_DEPTH + 1) + "x" + "</a>" * (XML_MAX_DEPTH + 1)
+    with pytest.raises(FileParseError, match=f"nest deeper than {XML_MAX_DEPTH} levels"):
+        _read(_write(tmp_path, "deep.xml", f"<o><r>{deep}</r></o>"), format="xml", record_path="r")
 
 
 def test_xml_latin1_declared_encoding(tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ class RawRecord:
     """Original text of the record, or how to make it: only quarantined records ever need it, and
     re-serialising every CSV row up front cost as much as parsing it."""
     fields: dict[str, Any]
-    """Column -> value as read (strings for CSV/TSV, JSON types, Excel cell values, XML text)."""
+    """Column -> value as read (strings for CSV/TSV, JSON types, Excel cell values; XML as nested
+    dicts and lists of text, see :func:`_xml_element`)."""
     error: str | None = None
     """Why this single record could not be parsed; the caller quarantines it and goes on."""
 
@@ -402,6 +403,17 @@ class _XmlPathState:
     parent_seen: bool = False
     parent_children: int = 0
     records: int = 0
+    prefixes: dict[str, str] = field(default_factory=dict)
+    """Namespace URI -> the first prefix the document declared for it ("" for a default namespace)."""
+
+
+# Deeper than any business document (UBL nests about 10 levels) and far below Python's recursion limit,
+# which a hostile file would otherwise reach: the same bound as the JSON bodies the endpoints accept.
+XML_MAX_DEPTH = 64
+XML_TEXT = "#text"
+"""Key of an element's text when the element also has attributes or child elements."""
+XML_ATTRIBUTE = "@"
+"""Prefix of an attribute's key (``@currency``); a record element's own attributes go without it."""
 
 
 def _local(tag: str) -> str:
@@ -422,6 +434,8 @@ def _read_xml(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
         raise FileParseError(
             f"{path.name}: malformed XML at line {line}, column {column}: {exc.msg}"
         ) from None
+    except _XmlLossError as exc:
+        raise FileParseError(f"{path.name}: record {state.records}: {exc}") from None
     if state.records == 0 and (not state.parent_seen or state.parent_children > 0):
         raise FileParseError(f"{path.name}: no element matches record_path {options.record_path!r}")
 
@@ -430,15 +444,20 @@ def _iter_xml_records(
     path: Path, parser: ET.XMLParser, state: _XmlPathState, rename: dict[str, str]
 ) -> Iterator[RawRecord]:
     with path.open("rb") as fh:  # own the handle so an abandoned generator still closes it
-        yield from _walk_xml(ET.iterparse(fh, events=("start", "end"), parser=parser), state, rename)
+        events = ET.iterparse(fh, events=("start-ns", "start", "end"), parser=parser)
+        yield from _walk_xml(events, state, rename)
 
 
 def _walk_xml(
-    events: Iterator[tuple[str, ET.Element]], state: _XmlPathState, rename: dict[str, str]
+    events: Iterator[tuple[str, Any]], state: _XmlPathState, rename: dict[str, str]
 ) -> Iterator[RawRecord]:
     stack: list[ET.Element] = []  # open elements, root first
     names: list[str] = []  # their local names, minus the root
     for event, elem in events:
+        if event == "start-ns":
+            prefix, uri = elem
+            state.prefixes.setdefault(uri, prefix)
+            continue
         if event == "start":
             if not stack:
                 _resolve_root(state, _local(elem.tag))
@@ -450,7 +469,7 @@ def _walk_xml(
         stack.pop()
         if names == state.segments:
             state.records += 1
-            yield _xml_record(state.records, elem, rename)
+            yield _xml_record(state.records, elem, rename, state.prefixes)
         if stack and not _inside_record(names, state.segments):
             # Finished with this element: detach it so the tree does not grow with the file.
             stack[-1].remove(elem)
@@ -479,29 +498,95 @@ def _inside_record(names: list[str], segments: list[str]) -> bool:
     return len(names) > len(segments) and names[: len(segments)] == segments
 
 
-def _xml_record(number: int, elem: ET.Element, rename: dict[str, str]) -> RawRecord:
-    values: dict[str, Any] = {_local(k): v for k, v in elem.attrib.items()}
-    values.update(_xml_children(elem))  # a child element wins over an attribute of the same name
+class _XmlLossError(Exception):
+    """The record holds something the field mapping cannot carry; the file fails rather than lose it."""
+
+
+def _xml_record(number: int, elem: ET.Element, rename: dict[str, str], prefixes: dict[str, str]) -> RawRecord:
+    """The record element as nested fields, nothing dropped (see :func:`_xml_element`).
+
+    Its own attributes are plain fields (``<order id="1">`` gives ``id``), as they were before nesting
+    existed; one that shares its name with a child element keeps the ``@`` (both values stay).
+    """
     elem.tail = None  # the text after the record is not part of it
+    values = _xml_element(elem, prefixes, _local(elem.tag), depth=1)
     raw = ET.tostring(elem, encoding="unicode")
-    return RawRecord(number, raw, _rename_keys(values, rename))
+    if not isinstance(values, dict):  # a leaf record, e.g. <sku>A-1</sku>
+        values = {XML_TEXT: values}
+    plain = {}
+    for key, value in values.items():
+        name = key[1:] if key.startswith(XML_ATTRIBUTE) and key[1:] not in values else key
+        plain[name] = value
+    return RawRecord(number, raw, _rename_keys(plain, rename))
 
 
-def _xml_children(elem: ET.Element, prefix: str = "") -> dict[str, Any]:
-    """Child tag -> text; nested elements become dotted names; a repeated tag collects a list."""
+def _xml_element(elem: ET.Element, prefixes: dict[str, str], where: str, depth: int) -> Any:
+    """One element as a JSON-like value, losslessly.
+
+    A leaf without attributes is its text (``""`` when empty). Otherwise a dict: attributes as
+    ``@name``, child elements by name (a repeated name collects a list, in document order), and the
+    element's text as ``#text``. Names are local (no namespace) unless two in one element share a
+    local name across namespaces: those are written ``prefix:name`` with the document's prefix.
+    Text in more than one place between child elements (mixed content) has no lossless place in
+    such a mapping, so it fails the file.
+    """
+    if depth > XML_MAX_DEPTH:
+        raise _XmlLossError(f"elements nest deeper than {XML_MAX_DEPTH} levels at {where}")
+    children = list(elem)
+    if not children and not elem.attrib:
+        return elem.text or ""
     out: dict[str, Any] = {}
-    for child in elem:
-        name = prefix + _local(child.tag)
-        if len(child):
-            out.update(_xml_children(child, prefix=name + "."))
-            continue
-        text = child.text or ""
-        if name in out:
-            previous = out[name]
-            out[name] = [*previous, text] if isinstance(previous, list) else [previous, text]
+    attribute_names = _xml_names(list(elem.attrib), prefixes)
+    for attribute, value in elem.attrib.items():
+        out[XML_ATTRIBUTE + attribute_names[attribute]] = value
+    child_names = _xml_names([child.tag for child in children], prefixes)
+    for child in children:
+        name = child_names[child.tag]
+        value = _xml_element(child, prefixes, f"{where}/{name}", depth + 1)
+        if name not in out:
+            out[name] = value
+        elif isinstance(out[name], list):  # an element's value is never a list: this is a repeat
+            out[name].append(value)
         else:
-            out[name] = text
+            out[name] = [out[name], value]
+    texts = [t for t in (elem.text, *(child.tail for child in children)) if t and t.strip()]
+    if not children and elem.text:
+        texts = [elem.text]  # a leaf's text is its value, spaces included
+    if len(texts) > 1:
+        raise _XmlLossError(
+            f"element {where} mixes text with child elements in {len(texts)} places (mixed content), "
+            "which fields cannot hold without losing the order"
+        )
+    if texts:
+        out[XML_TEXT] = texts[0]
     return out
+
+
+def _xml_names(tags: list[str], prefixes: dict[str, str]) -> dict[str, str]:
+    """Field name per distinct tag (or attribute name): local, unless another namespace has it too."""
+    by_local: dict[str, set[str]] = {}
+    for tag in tags:
+        by_local.setdefault(_local(tag), set()).add(tag)
+    names: dict[str, str] = {}
+    for local, group in by_local.items():
+        if len(group) == 1:
+            names[next(iter(group))] = local
+            continue
+        qualified = {tag: _qualified(tag, prefixes) for tag in group}
+        if len(set(qualified.values())) < len(group):  # prefixes do not tell them apart: the URIs do
+            qualified = {tag: tag for tag in group}
+        names.update(qualified)
+    return names
+
+
+def _qualified(tag: str, prefixes: dict[str, str]) -> str:
+    if not tag.startswith("{"):
+        return _local(tag)
+    uri, local = tag[1:].split("}", 1)
+    prefix = prefixes.get(uri)
+    if prefix is None:
+        return tag
+    return f"{prefix}:{local}" if prefix else local
 
 
 # --------------------------------------------------------------------------- Excel
