@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any, Literal, get_args
 
@@ -25,6 +25,11 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
+DECIMAL_SEPARATORS: tuple[str, ...] = (".", ",")
+# Space, apostrophe (Swiss), no-break and narrow no-break space (French) besides the dot and comma.
+THOUSANDS_SEPARATORS: tuple[str, ...] = (".", ",", " ", "'", "\u00a0", "\u202f")
+# A date every date format must write and read back unchanged (a format without a day or a year cannot).
+_SAMPLE_MOMENT = datetime(2026, 12, 3, 13, 45, 56, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,12 @@ class FieldRule:
     """Regex the value's text (stripped, before conversion) must fully match."""
     max_length: int | None = None
     """Maximum length of the value's text (stripped)."""
+    format: str | None = None
+    """``strptime`` format of a date/datetime text, e.g. ``%d.%m.%Y`` (default: ISO 8601)."""
+    decimal_separator: str | None = None
+    """Decimal separator of an integer/number text: ``.`` (default) or ``,``."""
+    thousands_separator: str | None = None
+    """Thousands separator of an integer/number text (default: none allowed)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -51,6 +62,12 @@ class FieldRule:
         if not isinstance(self.required, bool):
             raise ValueError(f"field {self.name!r}: required must be true or false, got {self.required!r}")
         _check_rule_limits(self)
+        _check_rule_formats(self)
+
+    @property
+    def separated(self) -> bool:
+        """Whether integer/number texts are written with other separators than a plain decimal point."""
+        return self.decimal_separator not in (None, ".") or self.thousands_separator is not None
 
 
 def _check_rule_limits(rule: FieldRule) -> None:
@@ -68,6 +85,58 @@ def _check_rule_limits(rule: FieldRule) -> None:
         isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
     ):
         raise ValueError(f"field {rule.name!r}: max_length must be a positive integer, got {max_length!r}")
+
+
+def _check_rule_formats(rule: FieldRule) -> None:
+    if rule.format is not None:
+        if rule.type not in ("date", "datetime"):
+            raise ValueError(
+                f"field {rule.name!r}: format applies to date and datetime fields, not {rule.type}"
+            )
+        try:
+            date_format_example(rule.format)
+        except ValueError as exc:
+            raise ValueError(f"field {rule.name!r}: {exc}") from None
+    if rule.decimal_separator is not None or rule.thousands_separator is not None:
+        if rule.type not in ("integer", "number"):
+            raise ValueError(
+                f"field {rule.name!r}: decimal_separator and thousands_separator apply to integer and "
+                f"number fields, not {rule.type}"
+            )
+        try:
+            check_separators(rule.decimal_separator, rule.thousands_separator)
+        except ValueError as exc:
+            raise ValueError(f"field {rule.name!r}: {exc}") from None
+
+
+def date_format_example(fmt: Any) -> str:
+    """The sample date written in ``fmt`` (for messages); ``ValueError`` unless ``fmt`` is a ``strptime``
+    format that reads back the day, month and year it wrote."""
+    if not isinstance(fmt, str) or "%" not in fmt:
+        raise ValueError(f"format must be a strptime format such as '%d.%m.%Y', got {fmt!r}")
+    try:
+        example = _SAMPLE_MOMENT.strftime(fmt)
+        parsed = datetime.strptime(example, fmt)
+    except ValueError as exc:
+        raise ValueError(f"format {fmt!r} cannot be read back: {exc}") from None
+    if parsed.date() != _SAMPLE_MOMENT.date():
+        raise ValueError(
+            f"format {fmt!r} does not name a whole date: it needs the day (%d), the month (%m, %b) "
+            f"and the year (%Y, %y)"
+        )
+    return example
+
+
+def check_separators(decimal: Any, thousands: Any) -> None:
+    """``ValueError`` unless the pair is a decimal separator and an optional, different thousands one."""
+    if decimal is not None and decimal not in DECIMAL_SEPARATORS:
+        raise ValueError(f"decimal_separator must be one of {list(DECIMAL_SEPARATORS)}, got {decimal!r}")
+    if thousands is not None and thousands not in THOUSANDS_SEPARATORS:
+        raise ValueError(
+            f"thousands_separator must be one of {list(THOUSANDS_SEPARATORS)}, got {thousands!r}"
+        )
+    if thousands is not None and thousands == (decimal or "."):
+        raise ValueError(f"thousands_separator {thousands!r} is also the decimal separator")
 
 
 @dataclass(frozen=True)
@@ -176,6 +245,69 @@ def convert_value(value: Any, type_name: str) -> Any:
     return _CONVERTERS[type_name](value)
 
 
+def rule_converter(rule: FieldRule) -> tuple[Callable[[Any], Any], str]:
+    """The converter of one field's values (its format and separators applied) and the expected form a
+    refusal names, e.g. ``date in the form '%d.%m.%Y' (e.g. 03.12.2026)``."""
+    if rule.format is not None and rule.type in ("date", "datetime"):
+        example = date_format_example(rule.format)
+        return (
+            _formatted_date(rule.format, rule.type == "datetime"),
+            f"{rule.type} in the form {rule.format!r} (e.g. {example})",
+        )
+    if rule.separated and rule.type in ("integer", "number"):
+        return _separated_number(rule), _separated_form(rule)
+    return _CONVERTERS[rule.type], rule.type
+
+
+def _formatted_date(fmt: str, keep_time: bool) -> Callable[[Any], Any]:
+    fallback = _to_datetime if keep_time else _to_date
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, str):  # a spreadsheet's date cell is a date whatever the format
+            return fallback(value)
+        parsed = datetime.strptime(value, fmt)
+        return parsed if keep_time else parsed.date()
+
+    return convert
+
+
+def separated_number_pattern(decimal: str, thousands: str | None, integer: bool) -> str:
+    """Regex of a number text with these separators: digits grouped by three throughout, or not at all.
+
+    Strict on purpose: with ``,`` as the decimal separator ``1,234.5`` is refused, not read as 1.2345.
+    """
+    digits = rf"(?:[1-9]\d{{0,2}}(?:{re.escape(thousands)}\d{{3}})+|\d+)" if thousands else r"\d+"
+    fraction = "" if integer else rf"(?:{re.escape(decimal)}\d+)?"
+    return rf"[+-]?{digits}{fraction}"
+
+
+def _separated_number(rule: FieldRule) -> Callable[[Any], Any]:
+    decimal, thousands = rule.decimal_separator or ".", rule.thousands_separator
+    integer = rule.type == "integer"
+    shape = re.compile(separated_number_pattern(decimal, thousands, integer)).fullmatch
+    fallback = _CONVERTERS[rule.type]
+
+    def convert(value: Any) -> Any:
+        if not isinstance(value, str):  # a spreadsheet's or JSON's number has no separators to read
+            return fallback(value)
+        if shape(value) is None:
+            raise ValueError
+        plain = (value.replace(thousands, "") if thousands else value).replace(decimal, ".")
+        converted = int(plain) if integer else float(plain)
+        if not math.isfinite(converted):
+            raise ValueError
+        return converted
+
+    return convert
+
+
+def _separated_form(rule: FieldRule) -> str:
+    decimal, thousands = rule.decimal_separator or ".", rule.thousands_separator
+    example = f"1{thousands or ''}234" + ("" if rule.type == "integer" else f"{decimal}5")
+    grouping = f"thousands separator {thousands!r}" if thousands else "no thousands separator"
+    return f"{rule.type} with decimal separator {decimal!r} and {grouping} (e.g. {example})"
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -189,7 +321,7 @@ def _field_checker(rule: FieldRule) -> FieldChecker:
     here, once per schema: validating a million-row file calls the checker millions of times.
     """
     name, required, max_length, type_name = rule.name, rule.required, rule.max_length, rule.type
-    convert = _CONVERTERS[type_name]
+    convert, expected = rule_converter(rule)
     pattern = re.compile(rule.pattern).fullmatch if rule.pattern is not None else None
     allowed = rule.allowed
     try:
@@ -216,7 +348,7 @@ def _field_checker(rule: FieldRule) -> FieldChecker:
         try:
             converted = text if type_name == "string" else convert(value)
         except ValueError:
-            return None, [*(reasons or []), f"field {name!r}: expected {type_name}, got {value!r}"]
+            return None, [*(reasons or []), f"field {name!r}: expected {expected}, got {value!r}"]
         if allowed is not None and (
             converted not in allowed_set if allowed_set is not None else converted not in allowed
         ):
@@ -257,19 +389,42 @@ def schema_from_dict(data: dict[str, Any]) -> RowSchema:
     ``fields`` is a list of ``{name: ..., type: ..., ...}`` or a mapping ``name -> {type: ...}``.
     ``allowed`` values are converted to the field's type here, so YAML ``["1", "2"]`` works for
     an integer field and a typo is reported at load time rather than on every row.
+    ``decimal_separator`` / ``thousands_separator`` at schema level are the file's number format: every
+    integer and number field that sets neither of its own takes them.
     """
     if not isinstance(data, dict):
         raise ValueError(f"schema must be a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - {"fields", "extra_fields"})
+    known = ["decimal_separator", "extra_fields", "fields", "thousands_separator"]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"unknown schema key(s) {unknown}; allowed: ['extra_fields', 'fields']")
+        raise ValueError(f"unknown schema key(s) {unknown}; allowed: {known}")
     raw_fields = data.get("fields")
     if isinstance(raw_fields, dict):
         raw_fields = [{"name": name, **(spec or {})} for name, spec in raw_fields.items()]
     if not isinstance(raw_fields, list) or not raw_fields:
         raise ValueError("schema needs 'fields': a non-empty list of field rules")
-    rules = [_rule_from_dict(i, spec) for i, spec in enumerate(raw_fields, start=1)]
+    separators = _schema_separators(data)
+    rules = [_rule_from_dict(i, _with_separators(spec, separators)) for i, spec in enumerate(raw_fields, 1)]
     return RowSchema(fields=rules, extra_fields=data.get("extra_fields", "drop"))
+
+
+def _schema_separators(data: dict[str, Any]) -> dict[str, str]:
+    separators = {k: data[k] for k in ("decimal_separator", "thousands_separator") if data.get(k) is not None}
+    check_separators(separators.get("decimal_separator"), separators.get("thousands_separator"))
+    return separators
+
+
+def _with_separators(spec: Any, separators: dict[str, str]) -> Any:
+    # A field's own separators replace the schema's as a pair, so "decimal_separator: '.'" on one field
+    # of a "," / "." file does not inherit a thousands separator equal to its decimal point.
+    if (
+        not separators
+        or not isinstance(spec, dict)
+        or spec.get("type") not in ("integer", "number")
+        or {"decimal_separator", "thousands_separator"} & set(spec)
+    ):
+        return spec
+    return {**spec, **separators}
 
 
 def _rule_from_dict(position: int, spec: Any) -> FieldRule:
@@ -286,9 +441,10 @@ def _rule_from_dict(position: int, spec: Any) -> FieldRule:
     if rule.allowed is None:
         return rule
     converted = []
+    convert = rule_converter(rule)[0]
     for value in rule.allowed:
         try:
-            converted.append(convert_value(value.strip() if isinstance(value, str) else value, rule.type))
+            converted.append(convert(value.strip() if isinstance(value, str) else value))
         except ValueError:
             raise ValueError(f"field {label}: allowed value {value!r} is not a valid {rule.type}") from None
     return FieldRule(**{**spec, "allowed": converted})
