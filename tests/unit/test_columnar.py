@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,61 @@ def test_formats_and_options_the_fast_path_does_not_take() -> None:
     assert fast_path_blocker(options_from_dict({"format": "csv", "skip_blank_lines": False}), schema)
     dated = schema_from_dict({"fields": [{"name": "d", "type": "date", "allowed": ["2024-01-01"]}]})
     assert "allowed" in fast_path_blocker(options_from_dict({"format": "csv"}), dated)
+
+
+EUROPEAN = {
+    "decimal_separator": ",",
+    "thousands_separator": ".",
+    "fields": [
+        {"name": "id", "type": "string", "required": True},
+        {"name": "day", "type": "date", "format": "%d.%m.%Y"},
+        {"name": "at", "type": "datetime", "format": "%d.%m.%Y %H:%M"},
+        {"name": "amount", "type": "number"},
+        {"name": "qty", "type": "integer"},
+        {"name": "price", "type": "number", "decimal_separator": "."},
+        {"name": "weight", "type": "number", "thousands_separator": " ", "decimal_separator": ","},
+        {"name": "level", "type": "integer", "allowed": ["1.000", 2]},
+    ],
+}
+EUROPEAN_GOOD = {
+    "id": "E-1", "day": "03.12.2026", "at": "03.12.2026 13:45", "amount": "1.234,50", "qty": "1.234",
+    "price": "12.5", "weight": "1 234,5", "level": "1.000",
+}  # fmt: skip
+EUROPEAN_ODD = {
+    "day": [
+        "3.12.2026", "31.02.2026", "29.02.2024", "29.02.2023", "2026-12-03", "03.12.26", "00.12.2026",
+        "03.12.0000", " 03.12.2026 ", "03/12/2026", "03.12.2026x", "03.13.2026", "",
+    ],
+    "at": ["03.12.2026 24:00", "03.12.2026 9:05", "03.12.2026  13:45", "03.12.2026T13:45", "03.12.2026", "31.12.2026 23:59"],
+    "amount": [
+        "1234,50", "1,234.50", "1.234", "1.5", "12.34,5", "-1.234,5", "+1.234,5", "0,5", ",5", "5,", "0.123",
+        "1.234.567,891", "1e3", "12345678901234,5678", "007,5", "1234.5", "-0,0", "1.234,", "",
+    ],
+    "qty": ["1234", "1.234,0", "12.34", "+5", "-1.000", "1.000.000", "01.000", "1 000", "0"],
+    "price": ["1,5", "1.234", "0.5", "1,234.5"],
+    "weight": ["1 234 567,5", "1234567,5", "1 234.5", "12 34,5", "1\u00a0234,5"],
+    "level": ["1000", "2", "1", "2,0"],
+}  # fmt: skip
+
+
+def test_date_formats_and_european_numbers_get_the_same_decisions_and_values(tmp_path: Path) -> None:
+    rows = [";".join(EUROPEAN_GOOD)]
+    for field, values in EUROPEAN_ODD.items():
+        for value in values:
+            rows.append(";".join({**EUROPEAN_GOOD, "id": f"E-{len(rows)}", field: value}.values()))
+    path = _write(tmp_path, "\r\n".join(rows) + "\r\n", "partner.csv", "latin-1")
+    fmt = options_from_dict({"format": "csv", "delimiter": ";", "encoding": "latin-1"})
+    schema = schema_from_dict(EUROPEAN)
+    assert fast_path_blocker(fmt, schema) is None
+    loaded, quarantined = _record_path(path, fmt, schema)
+    assert len(loaded) >= 25 and len(quarantined) >= 25  # both decisions are well represented
+    assert loaded[1][1:5] == (date(2026, 12, 3), datetime(2026, 12, 3, 13, 45), Decimal("1234.5"), 1234)
+    assert any("'1,234.50'" in r and "decimal separator ','" in r for rs in quarantined.values() for r in rs)
+    assert _same_decisions(path, fmt, schema) >= 20  # the canonical rows took the fast path
+
+
+def test_date_formats_the_fast_path_cannot_read_send_the_file_to_the_record_path() -> None:
+    fmt = options_from_dict({"format": "csv"})
+    for fmt_text in ("%d %b %Y", "%d.%m.%y", "%Y-%m-%dT%H:%M%z", "%d.%m.%Y %I:%M %p"):
+        schema = schema_from_dict({"fields": [{"name": "d", "type": "datetime", "format": fmt_text}]})
+        assert "date format" in fast_path_blocker(fmt, schema)

@@ -297,3 +297,88 @@ def test_schema_from_dict_list_and_mapping_forms() -> None:
 def test_schema_from_dict_errors(data: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         schema_from_dict(data)
+
+
+# --------------------------------------------------------------------------- date formats and separators
+
+
+def test_date_format_reads_partner_dates_and_names_the_expected_form() -> None:
+    day = FieldRule("shipped", type="date", format="%d.%m.%Y")
+    assert _ok(day, "03.12.2026") == date(2026, 12, 3)
+    assert _ok(day, datetime(2026, 12, 3, 9, 0)) == date(2026, 12, 3)  # a spreadsheet's date cell
+    assert _reasons(day, "2026-12-03") == [
+        "field 'shipped': expected date in the form '%d.%m.%Y' (e.g. 03.12.2026), got '2026-12-03'"
+    ]
+    assert _reasons(day, "31.02.2026")[0].startswith("field 'shipped': expected date in the form")
+    moment = FieldRule("at", type="datetime", format="%d/%m/%Y %H:%M")
+    assert _ok(moment, "03/12/2026 13:45") == datetime(2026, 12, 3, 13, 45)
+    assert "(e.g. 03/12/2026 13:45), got '03/12/2026'" in _reasons(moment, "03/12/2026")[0]
+
+
+def test_european_numbers_are_read_strictly() -> None:
+    schema = schema_from_dict(
+        {
+            "decimal_separator": ",",
+            "thousands_separator": ".",
+            "fields": [{"name": "amount", "type": "number"}, {"name": "qty", "type": "integer"}],
+        }
+    )
+    assert validate_record({"amount": "1.234,5", "qty": "1.000"}, schema) == (
+        {"amount": 1234.5, "qty": 1000},
+        [],
+    )
+    assert validate_record({"amount": 12.5, "qty": 3}, schema)[0] == {"amount": 12.5, "qty": 3}
+    clean, reasons = validate_record({"amount": "1,234.5", "qty": "1.5"}, schema)
+    assert clean is None
+    assert reasons == [
+        "field 'amount': expected number with decimal separator ',' and thousands separator '.' "
+        "(e.g. 1.234,5), got '1,234.5'",
+        "field 'qty': expected integer with decimal separator ',' and thousands separator '.' "
+        "(e.g. 1.234), got '1.5'",
+    ]
+    plain = FieldRule("n", type="number")
+    assert _reasons(plain, "1,5") == ["field 'n': expected number, got '1,5'"]  # the default stays "."
+
+
+def test_a_fields_own_separators_replace_the_schemas_as_a_pair() -> None:
+    schema = schema_from_dict(
+        {
+            "decimal_separator": ",",
+            "thousands_separator": ".",
+            "fields": [
+                {"name": "rate", "type": "number", "decimal_separator": "."},
+                {"name": "code", "type": "string"},
+            ],
+        }
+    )
+    assert schema.fields[0] == FieldRule("rate", type="number", decimal_separator=".")
+    assert schema.fields[1] == FieldRule("code")
+    assert validate_record({"rate": "0.25", "code": "1,5"}, schema) == ({"rate": 0.25, "code": "1,5"}, [])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"fields": [{"name": "d", "type": "date", "format": "%m.%Y"}]}, "does not name a whole date"),
+        ({"fields": [{"name": "d", "type": "date", "format": "dd.mm.yyyy"}]}, "must be a strptime format"),
+        ({"fields": [{"name": "d", "type": "date", "format": "%d.%m.%Y %Q"}]}, "cannot be read back"),
+        ({"fields": [{"name": "d", "format": "%d.%m.%Y"}]}, "format applies to date and datetime"),
+        ({"fields": [{"name": "n", "decimal_separator": ","}]}, "apply to integer and number fields"),
+        (
+            {"fields": [{"name": "n", "type": "number", "decimal_separator": ";"}]},
+            "decimal_separator must be",
+        ),
+        ({"fields": [{"name": "n"}], "thousands_separator": "_"}, "thousands_separator must be one of"),
+        (
+            {"fields": [{"name": "n"}], "decimal_separator": ",", "thousands_separator": ","},
+            "also the decimal",
+        ),
+        (
+            {"fields": [{"name": "n", "type": "number", "allowed": ["1.5"]}], "decimal_separator": ","},
+            "allowed value '1.5' is not a valid number",
+        ),
+    ],
+)
+def test_format_and_separator_errors(data: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        schema_from_dict(data)

@@ -19,6 +19,7 @@ they were in the file after trimming, and the record number last so the loader k
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from b2b_integrations.formats.readers import (
     _non_blank_rows,
     _serialise_row,
 )
-from b2b_integrations.formats.validation import FieldRule, RowSchema
+from b2b_integrations.formats.validation import FieldRule, RowSchema, separated_number_pattern
 
 # Arrow reads this much of the file per batch (~4k rows); more buys little speed and costs memory.
 _BLOCK_BYTES = 512 * 1024
@@ -51,6 +52,16 @@ _DATETIME = (
 )
 _TRUE = ["true", "yes", "1"]
 _FALSE = ["false", "no", "0"]
+# The strptime directives a date format may use on the fast path, each as the zero-padded text strftime
+# writes: strptime also takes "3.12.2026" for %d.%m.%Y, and such rows go to the record path as suspects.
+_DATE_PARTS = {
+    "Y": "[0-9]{4}",
+    "m": "0[1-9]|1[0-2]",
+    "d": "0[1-9]|[12][0-9]|3[01]",
+    "H": "[01][0-9]|2[0-3]",
+    "M": "[0-5][0-9]",
+    "S": "[0-5][0-9]",
+}
 
 
 class FastPathUnavailable(Exception):
@@ -91,6 +102,11 @@ def fast_path_blocker(options: FormatOptions, schema: RowSchema) -> str | None:
     unsupported = [r.name for r in schema.fields if r.allowed is not None and r.type in ("date", "datetime")]
     if unsupported:
         return f"allowed values on date/datetime field(s) {unsupported}"
+    formats = [
+        f"{r.name} ({r.format})" for r in schema.fields if r.format and _format_regex(r.format) is None
+    ]
+    if formats:
+        return f"the date format of field(s) {', '.join(formats)} uses directives besides %Y %m %d %H %M %S"
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -276,17 +292,23 @@ def _check_field(rule: FieldRule, value: Any, present: Any, pa: Any, pc: Any) ->
     if rule.type == "string":
         valid = _string_checks(rule, value, pa, pc)
     elif rule.type == "integer":
-        valid = pc.match_substring_regex(value, _INTEGER)
+        text, written = _plain_number(rule, value, pc)
+        valid = _both(pc, written, pc.match_substring_regex(text, _INTEGER))
         if rule.allowed is not None:
-            as_int = pc.cast(pc.if_else(valid, value, pa.scalar(None, pa.string())), pa.int64())
+            as_int = pc.cast(pc.if_else(valid, text, pa.scalar(None, pa.string())), pa.int64())
             valid = pc.and_(valid, pc.is_in(as_int, pa.array(rule.allowed, pa.int64())))
     elif rule.type == "number":
-        valid = pc.and_(
-            pc.match_substring_regex(value, _NUMBER),
-            pc.less_equal(pc.utf8_length(value), _NUMBER_MAX_CHARS),
+        text, written = _plain_number(rule, value, pc)
+        valid = _both(
+            pc,
+            written,
+            pc.and_(
+                pc.match_substring_regex(text, _NUMBER),
+                pc.less_equal(pc.utf8_length(text), _NUMBER_MAX_CHARS),
+            ),
         )
         if rule.allowed is not None:
-            as_float = pc.cast(pc.if_else(valid, value, pa.scalar(None, pa.string())), pa.float64())
+            as_float = pc.cast(pc.if_else(valid, text, pa.scalar(None, pa.string())), pa.float64())
             valid = pc.and_(valid, pc.is_in(as_float, pa.array(rule.allowed, pa.float64())))
     elif rule.type == "boolean":
         lower = pc.utf8_lower(value)
@@ -295,6 +317,8 @@ def _check_field(rule: FieldRule, value: Any, present: Any, pa: Any, pc: Any) ->
         if rule.allowed is not None:
             valid = pc.and_(valid, pc.is_in(truthy, pa.array(rule.allowed, pa.bool_())))
         text = pc.if_else(truthy, "t", "f")  # what the record path's bool becomes in COPY
+    elif rule.format is not None:
+        text, valid = _formatted_date(rule, value, pa, pc)
     elif rule.type == "date":
         valid = pc.and_(pc.match_substring_regex(value, _DATE), _real_date(value, pa, pc))
     else:  # datetime
@@ -304,6 +328,65 @@ def _check_field(rule: FieldRule, value: Any, present: Any, pa: Any, pc: Any) ->
         )
     # An absent value is valid here (the caller checks required); fill_null: absent values give nulls.
     return text, pc.or_(pc.invert(present), pc.fill_null(valid, False))
+
+
+def _both(pc: Any, first: Any, second: Any) -> Any:
+    return second if first is None else pc.and_(first, second)
+
+
+def _plain_number(rule: FieldRule, value: Any, pc: Any) -> tuple[Any, Any]:
+    """The texts with "." as the decimal point and no thousands separator, and the mask of the texts
+    written as the rule's separators say (None: the rule has none, the texts are already plain)."""
+    if not rule.separated:
+        return value, None
+    decimal, thousands = rule.decimal_separator or ".", rule.thousands_separator
+    # The record path's own pattern (RE2 reads it the same, its \d being narrower: ASCII digits only).
+    pattern = separated_number_pattern(decimal, thousands, rule.type == "integer")
+    written = pc.match_substring_regex(value, f"^{pattern}$")
+    plain = pc.replace_substring(value, thousands, "") if thousands else value
+    if decimal != ".":
+        plain = pc.replace_substring(plain, decimal, ".")
+    return plain, written
+
+
+def _format_regex(fmt: str) -> str | None:
+    """An RE2 pattern with a named group per directive for texts strftime writes in ``fmt``, or None when
+    ``fmt`` uses a directive the fast path does not read (names, %y, %z ...: those files take the record
+    path)."""
+    parts, seen, i = ["^"], set(), 0
+    while i < len(fmt):
+        if fmt[i] != "%":
+            parts.append(re.escape(fmt[i]))
+            i += 1
+            continue
+        directive = fmt[i + 1 : i + 2]
+        if directive == "%":
+            parts.append("%")
+        elif directive in _DATE_PARTS and directive not in seen:
+            parts.append(f"(?P<{directive}>{_DATE_PARTS[directive]})")
+            seen.add(directive)
+        else:
+            return None
+        i += 2
+    return "".join([*parts, "$"]) if {"Y", "m", "d"} <= seen else None
+
+
+def _formatted_date(rule: FieldRule, value: Any, pa: Any, pc: Any) -> tuple[Any, Any]:
+    """(ISO text to load, mask of real dates) for a date/datetime field with a format."""
+    pattern = _format_regex(rule.format or "")
+    assert pattern is not None  # fast_path_blocker sent other formats to the record path
+    found = pc.extract_regex(value, pattern)
+    names = {found.type.field(i).name for i in range(found.type.num_fields)}
+
+    def part(name: str) -> Any:
+        return pc.struct_field(found, name) if name in names else pa.scalar("00")
+
+    day = pc.binary_join_element_wise(part("Y"), "-", part("m"), "-", part("d"), "")
+    valid = pc.and_(pc.is_valid(found), _real_date(day, pa, pc))
+    if rule.type == "date":
+        return day, valid
+    moment = pc.binary_join_element_wise(day, " ", part("H"), ":", part("M"), ":", part("S"), "")
+    return moment, valid
 
 
 def _string_checks(rule: FieldRule, value: Any, pa: Any, pc: Any) -> Any:
