@@ -1,0 +1,292 @@
+"""Documents with line items: a record read from a real file becomes a header row and line rows, or is
+refused whole with every reason naming the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from b2b_integrations.formats.documents import document_spec
+from b2b_integrations.formats.readers import options_from_dict, read_records
+from b2b_integrations.formats.validation import schema_from_dict, validate_record
+
+DOCUMENTS = Path(__file__).parents[1] / "data" / "documents"
+
+PO_LINES = {
+    "lines": [
+        {
+            "name": "lines",
+            "path": "line",
+            "table": "po_lines",
+            "min_items": 1,
+            "fields": [
+                {"name": "sku", "required": True},
+                {"name": "qty", "type": "integer", "required": True, "minimum": 1},
+            ],
+        }
+    ]
+}
+PO_SCHEMA = schema_from_dict({"fields": [{"name": "id", "required": True}, {"name": "customer"}]})
+
+
+def _record(name: str, **fmt: Any) -> dict[str, Any]:
+    (record,) = read_records(DOCUMENTS / name, options_from_dict(fmt))
+    return record.fields
+
+
+def _split(spec: Any, schema: Any, fields: dict[str, Any], constants: dict[str, Any] | None = None) -> Any:
+    header_fields = spec.header_fields(fields)
+    clean, reasons = validate_record(header_fields, schema)
+    reasons = [*reasons, *spec.header_reasons(header_fields, schema)]
+    header = {**(clean or {}), **(constants or {})}
+    rows, line_reasons = spec.split(header, fields)
+    return header, rows, [*reasons, *line_reasons]
+
+
+def test_purchase_order_header_and_lines_by_position() -> None:
+    spec = document_spec(PO_LINES, ["customer_id", "id"])
+    header, rows, reasons = _split(
+        spec,
+        PO_SCHEMA,
+        _record("purchase_order.xml", format="xml", record_path="order"),
+        {"customer_id": "acme"},
+    )
+    assert reasons == []
+    assert header == {"id": "PO-1", "customer": "ACME", "customer_id": "acme"}
+    assert rows.key == ("acme", "PO-1")
+    assert rows.lines == {"po_lines": [("acme", "PO-1", 1, "A-1", 2), ("acme", "PO-1", 2, "B-2", 5)]}
+    assert spec.groups[0].key == ("customer_id", "id", "line_no")
+
+
+def test_a_bad_line_refuses_the_document_naming_line_and_field() -> None:
+    spec = document_spec(PO_LINES, ["id"])
+    fields = {
+        "id": "PO-2",
+        "line": [
+            {"sku": "A-1", "qty": "2"},
+            {"qty": "0"},
+            {"sku": "C", "qty": "two"},
+            {"sku": "D", "qty": {"@unit": "EA", "#text": "1"}},
+        ],
+    }
+    _, rows, reasons = _split(spec, PO_SCHEMA, fields)
+    assert rows is None
+    assert reasons == [
+        "lines[2]: field 'sku' is required",
+        "lines[2]: field 'qty': 0 is below the minimum 1",
+        "lines[3]: field 'qty': expected integer, got 'two'",
+        "lines[4]: field 'qty': expected one value, got an object (its parts: qty.@unit, qty.#text)",
+    ]
+    # No line at all (an empty element, or no element) is below min_items.
+    for empty in ({"id": "PO-3", "line": ""}, {"id": "PO-3"}):
+        assert _split(spec, PO_SCHEMA, empty)[2] == ["lines: at least 1 line(s) required at 'line', got 0"]
+    # One <line> reads as an object, not a list: it is one line.
+    one = _split(spec, PO_SCHEMA, {"id": "PO-4", "line": {"sku": "A", "qty": "1"}})[1]
+    assert one.lines == {"po_lines": [("PO-4", 1, "A", 1)]}
+
+
+def test_ubl_invoice_nested_paths_own_line_ids_and_attributes() -> None:
+    config = {
+        "header_paths": {
+            "invoice_id": "ID",
+            "supplier": "AccountingSupplierParty.Party.PartyName.Name",
+            "supplier_city": "AccountingSupplierParty.Party.PostalAddress.CityName",
+            "total": "LegalMonetaryTotal.PayableAmount.#text",
+            "currency": "LegalMonetaryTotal.PayableAmount.@currencyID",
+            "note": "cbc:Note",
+            "internal_note": "ext:Note",
+        },
+        "lines": [
+            {
+                "path": "InvoiceLine",
+                "table": "invoice_lines",
+                "key": ["line_id"],
+                "fields": [
+                    {"name": "line_id", "path": "ID", "type": "integer", "required": True},
+                    {"name": "item_id", "path": "Item.SellersItemIdentification.ID", "required": True},
+                    {"name": "item_name", "path": "Item.Name"},
+                    {"name": "quantity", "path": "InvoicedQuantity.#text", "type": "number", "minimum": 0},
+                    {"name": "unit", "path": "InvoicedQuantity.@unitCode"},
+                    {"name": "amount", "path": "LineExtensionAmount.#text", "type": "number"},
+                    {"name": "price", "path": "Price.PriceAmount.#text", "type": "number"},
+                ],
+            }
+        ],
+    }
+    schema = schema_from_dict(
+        {
+            "fields": [
+                {"name": "invoice_id", "required": True},
+                {"name": "IssueDate", "type": "date"},
+                {"name": "supplier"},
+                {"name": "supplier_city"},
+                {"name": "total", "type": "number"},
+                {"name": "currency"},
+                {"name": "note"},
+                {"name": "internal_note"},
+            ]
+        }
+    )
+    spec = document_spec(config, ["invoice_id"])
+    header, rows, reasons = _split(
+        spec, schema, _record("ubl_invoice.xml", format="xml", record_path="Invoice")
+    )
+    assert reasons == []
+    assert header["supplier"] == "Globex GmbH" and header["supplier_city"] == "Köln"
+    assert (header["total"], header["currency"]) == (142.5, "EUR")
+    assert (header["note"], header["internal_note"]) == (
+        "Thank you for your order",
+        "internal: priority customer",
+    )
+    assert rows.lines["invoice_lines"] == [
+        ("INV-1001", 1, "W-100", "Widget", 3.0, "EA", 90.0, 30.0),
+        ("INV-1001", 2, "G-7", "Gadget powder", 1.5, "KGM", 52.5, 35.0),
+    ]
+    # A line id repeated within the document would make two rows with one key: the document is refused.
+    fields = _record("ubl_invoice.xml", format="xml", record_path="Invoice")
+    fields["InvoiceLine"][1]["ID"] = "1"
+    assert _split(spec, schema, fields)[2] == ["InvoiceLine[2]: key {'line_id': 1} repeats InvoiceLine[1]"]
+
+
+def test_json_order_with_lines_of_lines() -> None:
+    config = {
+        "lines": [
+            {
+                "path": "lines",
+                "table": "so_lines",
+                "fields": [
+                    {"name": "sku", "required": True},
+                    {"name": "qty", "type": "integer", "minimum": 1},
+                ],
+                "lines": [
+                    {
+                        "path": "components",
+                        "table": "so_components",
+                        "position": "component_no",
+                        "fields": [
+                            {"name": "part", "required": True},
+                            {"name": "count", "type": "integer", "minimum": 1},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    schema = schema_from_dict({"fields": [{"name": "order_id", "required": True}, {"name": "customer"}]})
+    spec = document_spec(config, ["order_id"])
+    assert [g.table for g in spec.all_groups()] == ["so_lines", "so_components"]
+    assert spec.all_groups()[1].key == ("order_id", "line_no", "component_no")
+    fields = _record("order.json", format="json", record_path="orders")
+    _, rows, reasons = _split(spec, schema, fields)
+    assert reasons == []
+    assert rows.lines == {
+        "so_lines": [("SO-77", 1, "P-1", 4), ("SO-77", 2, "P-2", 1)],
+        "so_components": [("SO-77", 1, 1, "screw", 8), ("SO-77", 1, 2, "bolt", 2), ("SO-77", 2, 1, "lid", 1)],
+    }
+    fields["lines"][1]["components"][0]["count"] = 0
+    assert _split(spec, schema, fields)[2] == [
+        "lines[2].components[1]: field 'count': 0 is below the minimum 1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "message"),
+    [
+        ({"lines": [{"path": "l", "table": "t", "fields": [{"name": "a"}]}]}, [], "needs the step's 'key'"),
+        ({"lines": []}, ["id"], "at least one line group"),
+        ({"lines": [{"path": "l", "table": "t", "fields": []}]}, ["id"], r"lines\[0\].fields: declare"),
+        ({"lines": [{"path": "l..x", "table": "t", "fields": [{"name": "a"}]}]}, ["id"], r"lines\[0\].path"),
+        (
+            {"lines": [{"path": "l", "table": "t", "key": ["b"], "fields": [{"name": "a"}]}]},
+            ["id"],
+            r"\['b'\] are not among",
+        ),
+        (
+            {"lines": [{"path": "l", "table": "t", "key": ["a"], "fields": [{"name": "a"}]}]},
+            ["id"],
+            "must be required",
+        ),
+        (
+            {"lines": [{"path": "l", "table": "t", "fields": [{"name": "id"}]}]},
+            ["id"],
+            "already the parent's key",
+        ),
+        (
+            {"lines": [{"path": "l", "table": "t", "fields": [{"name": "a", "minimum": 1}]}]},
+            ["id"],
+            "need type integer",
+        ),
+        (
+            {
+                "lines": [
+                    {
+                        "path": "l",
+                        "table": "t",
+                        "fields": [{"name": "a"}],
+                        "lines": [{"path": "m", "table": "u", "fields": [{"name": "b"}]}],
+                    }
+                ]
+            },
+            ["id"],
+            r"lines\[0\].lines\[0\].position: column 'line_no' is already in the parent's key",
+        ),
+        (
+            {"lines": [{"path": "l", "table": "t", "fields": [{"name": "a", "typo": 1}]}]},
+            ["id"],
+            r"unknown key\(s\) \['typo'\]",
+        ),
+        (
+            {
+                "lines": [
+                    {"path": "l", "table": "t", "fields": [{"name": "a"}]},
+                    {"path": "m", "table": "t", "fields": [{"name": "b"}]},
+                ]
+            },
+            ["id"],
+            "used by more than one",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(config: dict[str, Any], key: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        document_spec(config, key)
+
+
+def test_created_line_tables_take_their_key_types_from_the_parent() -> None:
+    config = {
+        "lines": [
+            {
+                "path": "lines",
+                "table": "so_lines",
+                "fields": [{"name": "sku"}],
+                "columns": {"sku": "VARCHAR(20)"},
+                "lines": [
+                    {
+                        "path": "c",
+                        "table": "so_c",
+                        "position": "part_no",
+                        "fields": [{"name": "part"}],
+                        "columns": {"part": "TEXT"},
+                    }
+                ],
+            }
+        ]
+    }
+    spec = document_spec(config, ["order_id"], {"order_id": "VARCHAR(40)"}, create_tables=True)
+    lines, components = spec.all_groups()
+    assert lines.columns == {"order_id": "VARCHAR(40)", "line_no": "INTEGER", "sku": "VARCHAR(20)"}
+    assert components.columns == {
+        "order_id": "VARCHAR(40)",
+        "line_no": "INTEGER",
+        "part_no": "INTEGER",
+        "part": "TEXT",
+    }
+    with pytest.raises(ValueError, match=r"no SQL type for column 'sku'"):
+        document_spec(
+            {"lines": [{"path": "l", "table": "t", "fields": [{"name": "sku"}]}]},
+            ["order_id"],
+            {"order_id": "TEXT"},
+            True,
+        )
