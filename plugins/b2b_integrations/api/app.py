@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
@@ -18,9 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from b2b_integrations import __version__
 from b2b_integrations.api.events import Authorize, add_event_routes, airflow_publisher
+from b2b_integrations.api.instances import add_instance_routes
 from b2b_integrations.api.sync import add_sync_routes
 
 if TYPE_CHECKING:
+    from b2b_integrations.api.deps import Services
     from b2b_integrations.events.routes import AppEventRoutes
     from b2b_integrations.sync.service import SyncService
     from b2b_integrations.webhooks.receiver import EventStore, Limits
@@ -47,6 +50,7 @@ def create_app(
     sync_service: SyncService | None = None,
     app_event_routes: AppEventRoutes | None = None,
     publisher_auth: Authorize | None = None,
+    instances: Callable[[], Services] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="b2b-integrations", version=__version__, description="B2B integration endpoints.")
 
@@ -134,4 +138,12 @@ def create_app(
         return state["app_events"], found_store, found_limits  # type: ignore[return-value]
 
     add_event_routes(app, event_collaborators, publisher_auth or airflow_publisher)
+
+    def production_instances() -> Services:
+        _freeze_startup_heap()
+        from b2b_integrations.api.deps import production_services
+
+        return production_services()
+
+    add_instance_routes(app, instances or production_instances)
     return app
