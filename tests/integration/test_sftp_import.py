@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from b2b_integrations.errors import StepError
 from b2b_integrations.operators.sftp_import import SftpFileImportOperator
 from b2b_integrations.sources.files import stand_in_name
 from helpers import PG
@@ -73,6 +76,10 @@ def make_operator(
     )
 
 
+# "Loaded once" is checked on a table without a key: an upsert by key would hide a file loaded twice.
+KEYLESS: dict[str, Any] = {"mode": "insert", "key": ()}
+
+
 def table_name() -> str:
     return f"orders_{uuid.uuid4().hex[:8]}"
 
@@ -83,7 +90,7 @@ def test_csv_import_moves_file_and_second_run_imports_nothing(
     Path(sftp_folder, "orders-1.csv").write_text(ORDERS_CSV)
     Path(sftp_folder, "notes.txt").write_text("not matched by the pattern")
     table = table_name()
-    op = make_operator(sftp_conn, db_conn, sftp_folder, table)
+    op = make_operator(sftp_conn, db_conn, sftp_folder, table, **KEYLESS)
     result = op.execute({})  # type: ignore[arg-type]
     assert result["files_loaded"] == 1 and result["rows_loaded"] == 2 and result["rows_quarantined"] == 0
     assert rows(
@@ -98,10 +105,10 @@ def test_csv_import_moves_file_and_second_run_imports_nothing(
 
     # The same content delivered again is recognised by the ledger and not loaded twice.
     Path(sftp_folder, "orders-1.csv").write_text(ORDERS_CSV)
-    again = make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})  # type: ignore[arg-type]
-    assert again["rows_loaded"] == 0 and again["files_already_loaded"] == 1
+    again = make_operator(sftp_conn, db_conn, sftp_folder, table, **KEYLESS).execute({})  # type: ignore[arg-type]
     assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
-    assert make_operator(sftp_conn, db_conn, sftp_folder, table).execute({})["files_loaded"] == 0  # type: ignore[arg-type]
+    assert again["rows_loaded"] == 0 and again["files_already_loaded"] == 1
+    assert make_operator(sftp_conn, db_conn, sftp_folder, table, **KEYLESS).execute({})["files_loaded"] == 0  # type: ignore[arg-type]
 
 
 def test_a_file_loaded_but_not_moved_is_moved_on_the_next_run_without_loading_twice(
@@ -114,9 +121,9 @@ def test_a_file_loaded_but_not_moved_is_moved_on_the_next_run_without_loading_tw
     Path(sftp_folder, "orders-1.csv").write_text(ORDERS_CSV)
     table = table_name()
     assert (
-        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="leftoverco").execute({})[
-            "files_loaded"
-        ]
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="leftoverco", **KEYLESS).execute(
+            {}
+        )["files_loaded"]
         == 1
     )  # type: ignore[arg-type]
     # Put it back exactly as it was (same name, size and modification time): the state after such a crash.
@@ -126,10 +133,12 @@ def test_a_file_loaded_but_not_moved_is_moved_on_the_next_run_without_loading_tw
         Path(sftp_folder, "orders-1.csv"), ns=(processed.stat().st_atime_ns, processed.stat().st_mtime_ns)
     )
 
-    result = make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="leftoverco").execute({})  # type: ignore[arg-type]
+    result = make_operator(
+        sftp_conn, db_conn, sftp_folder, table, customer_id="leftoverco", **KEYLESS
+    ).execute({})  # type: ignore[arg-type]
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
     assert result["files_already_loaded"] == 1 and result["rows_loaded"] == 0
     assert not Path(sftp_folder, "orders-1.csv").exists()
-    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
 
 
 FORMAT_CASES = {
@@ -322,10 +331,13 @@ def test_hostile_file_name_is_refused(sftp_conn: str, sftp_folder: str, db_conn:
 
 
 def test_connection_drop_mid_download_then_retry_loads_each_row_once(
-    sshd: Any, sftp_folder: str, db_conn: str, pg_db: str, monkeypatch: pytest.MonkeyPatch
+    sshd: Any, sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The SSH sessions are killed while the big file is half downloaded: the run fails, and its retry
-    loads every row of both files exactly once."""
+    loads every row of both files exactly once; both files sent again unchanged load nothing.
+
+    The table has no key (``mode: insert``), so a row written twice would be two rows: the counts compare
+    what the files hold with what was written, which an upsert by key would make equal whatever happened."""
     from throttle_proxy import ThrottleProxy
 
     Path(sftp_folder, "a-small.csv").write_text(ORDERS_CSV)
@@ -345,19 +357,33 @@ def test_connection_drop_mid_download_then_retry_loads_each_row_once(
             killed.set()
 
     proxy.on_bytes(len(big_text) // 2, kill)
+    keyless = {**KEYLESS, "chunk_size": 5000}
     try:
-        with pytest.raises(Exception):  # noqa: B017 - whichever error the SSH client raises for a dropped session
-            make_operator("sftp_throttled", db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
+        # Downloads go through asyncssh (the provider's SFTPHookAsync): a dropped session is its Error
+        # (ConnectionLost, or an SFTP error when the channel closes first), raised as it is or as the
+        # step's error naming the customer, with the asyncssh error as its cause; never a file failure.
+        with pytest.raises((asyncssh.Error, StepError)) as dropped:
+            make_operator("sftp_throttled", db_conn, sftp_folder, table, **keyless).execute({})  # type: ignore[arg-type]
+        assert isinstance(dropped.value, asyncssh.Error) or isinstance(
+            dropped.value.__cause__, asyncssh.Error
+        )
         assert killed.is_set()
         assert not Path(sftp_folder, "processed", "b-big.csv").exists()
-        retry = make_operator("sftp_throttled", db_conn, sftp_folder, table, chunk_size=5000).execute({})  # type: ignore[arg-type]
+        retry = make_operator("sftp_throttled", db_conn, sftp_folder, table, **keyless).execute({})  # type: ignore[arg-type]
     finally:
         proxy.close()
-    assert rows(pg_db, f"SELECT count(*), count(DISTINCT (order_id, sku)) FROM {table}") == [
-        (150_002, 150_002)
-    ]
+    sent = 2 + 150_000
+    assert rows(pg_db, f"SELECT count(*), count(DISTINCT (order_id, sku)) FROM {table}") == [(sent, sent)]
     assert retry["files_loaded"] + retry["files_already_loaded"] >= 1
-    assert sorted(p.name for p in Path(sftp_folder, "processed").iterdir()) == ["a-small.csv", "b-big.csv"]
+    processed = Path(sftp_folder, "processed")
+    assert sorted(p.name for p in processed.iterdir()) == ["a-small.csv", "b-big.csv"]
+
+    # Sent again unchanged (a partner's retry): the ledger knows both, so nothing is written twice.
+    for name in ("a-small.csv", "b-big.csv"):
+        shutil.copy2(processed / name, Path(sftp_folder, name))
+    again = make_operator(sftp_conn, db_conn, sftp_folder, table, **keyless).execute({})  # type: ignore[arg-type]
+    assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(sent,)]
+    assert (again["files_already_loaded"], again["rows_loaded"]) == (2, 0)
 
 
 def test_shipped_template_runs_as_a_generated_dag(
@@ -608,13 +634,15 @@ def test_a_run_stopped_after_its_commit_still_publishes_the_quarantine_report(
 
     monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", drop_at_the_report)
     with pytest.raises(ConnectionResetError):
-        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="droppedco").execute({})  # type: ignore[arg-type]
+        make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="droppedco", **KEYLESS).execute({})  # type: ignore[arg-type]
     monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", real_rename)
     assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]  # committed before the drop
 
-    retry = make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="droppedco").execute({})  # type: ignore[arg-type]
-    assert (retry["files_already_loaded"], retry["rows_loaded"]) == (1, 0)
+    retry = make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="droppedco", **KEYLESS).execute(
+        {}
+    )  # type: ignore[arg-type]
     assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]
+    assert (retry["files_already_loaded"], retry["rows_loaded"]) == (1, 0)
     assert Path(sftp_folder, "processed", "mixed.csv").read_text() == content
     report = Path(sftp_folder, "quarantine", "mixed.csv.quarantine.csv").read_text()
     assert "mixed.csv,3," in report and "order_date" in report
