@@ -276,6 +276,48 @@ def test_sftp_import_step_is_checked_at_config_time(tmp_path: Path) -> None:
         )
 
 
+def test_field_formats_are_checked_at_their_key_paths(tmp_path: Path) -> None:
+    fields = [
+        {"name": "id", "type": "integer", "required": True},
+        {"name": "day", "type": "date", "format": "%d.%m.%Y"},
+        {"name": "amount", "type": "number", "decimal_separator": ",", "thousands_separator": "."},
+    ]
+    good = _sftp_template(schema={"fields": fields, "decimal_separator": ",", "thousands_separator": " "})
+    assert load(tmp_path / "ok", good, name="files").problems == []
+    at = "flows.orders.steps[0].schema"
+    cases = {
+        "no-year": ({"fields": [fields[0], {**fields[1], "format": "%d.%m"}]}, f"{at}.fields[1].format", "year"),
+        "not-a-date": ({"fields": [fields[0], {"name": "day", "format": "%d"}]}, f"{at}.fields[1].format", "string"),
+        "separator": ({"fields": [{**fields[2], "decimal_separator": ";"}]}, f"{at}.fields[0].decimal_separator", "';'"),
+        "same": ({"fields": [fields[0]], "thousands_separator": "."}, f"{at}.thousands_separator", "decimal"),
+        "mapping": ({"fields": {"day": {"type": "date", "format": 3}}}, f"{at}.fields.day.format", "string"),
+    }  # fmt: skip
+    for case, (schema, key_path, expected) in cases.items():
+        project = load(tmp_path / case, _sftp_template(schema=schema), name="files")
+        assert [(p.key_path, expected in p.message) for p in project.problems] == [(key_path, True)], (
+            case,
+            messages(project),
+        )
+
+
+def test_field_formats_given_by_reference_are_checked_with_each_customers_values(tmp_path: Path) -> None:
+    day = {"name": "day", "type": "date", "format": "${config.day_format}"}
+    template = _sftp_template(schema={"fields": [day], "decimal_separator": "${config.decimal}"})
+    template["config"] = {
+        "day_format": {"type": "string", "default": "%d.%m.%Y"},
+        "decimal": {"type": "string", "default": ","},
+    }
+    entry = {
+        "config": {"day_format": "%m.%Y", "decimal": ","},
+        "connections": {"sftp": "a_sftp", "db": "a_db"},
+    }
+    customer = {"id": "acme", "name": "Acme", "integrations": {"files": entry}}
+    project = load_project(write_include(tmp_path / "include", {"files": template}, {"acme": customer}))
+    assert [
+        (p.file, "schema.fields.0.format" in p.message, "whole date" in p.message) for p in project.problems
+    ] == [("include/customers/acme.yaml", True, True)], messages(project)
+
+
 def test_a_report_transform_must_come_from_an_allowed_package(tmp_path: Path) -> None:
     template = minimal_template()
     _flow(template)["steps"].append(

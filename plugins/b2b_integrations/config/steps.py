@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
 from b2b_integrations.config.references import has_reference, iter_references
+from b2b_integrations.config.row_schema import RowSchemaMapping
 from b2b_integrations.delivery.config import NamedTargets
 
 SQL_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
@@ -141,9 +142,10 @@ class RecordImportStep(SqlTargetStep):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    row_schema: dict[str, Any] = Field(
+    row_schema: RowSchemaMapping = Field(
         alias="schema",
-        description="fields: [{name, type, required, allowed, pattern, max_length}], extra_fields.",
+        description="fields: [{name, type, required, allowed, pattern, max_length, format, decimal_separator, "
+        "thousands_separator}], extra_fields, decimal_separator, thousands_separator.",
     )
     db_connection: Ident = Field(
         description="Connection slot of the destination database (also holds the import's state)."
