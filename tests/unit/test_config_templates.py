@@ -333,3 +333,67 @@ def test_a_report_transform_must_come_from_an_allowed_package(tmp_path: Path) ->
     assert (
         problem.key_path.endswith("steps[2].transform") and "outside the allowed packages" in problem.message
     )
+
+
+def _api_template(pagination: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "api",
+        "config": {"page_size": {"type": "integer", "default": 50}},
+        "connections": {"api": {"type": "http"}, "db": {"type": "postgres"}},
+        "flows": {
+            "pull": {
+                "trigger": {"type": "schedule", "schedule": "@hourly"},
+                "steps": [
+                    {
+                        "id": "fetch",
+                        "kind": "http_import",
+                        "connection": "api",
+                        "endpoint": "/items",
+                        "pagination": pagination,
+                        "schema": {"fields": [{"name": "id", "type": "integer"}]},
+                        "db_connection": "db",
+                        "table": "items",
+                        "key": ["id"],
+                    }
+                ],
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("pagination", "key_path", "expected"),
+    [
+        # a typo beside a ${...}: reported at the typo's own key, not at the step
+        (
+            {"style": "cursor", "next_cursor_pth": "next", "limit": "${config.page_size}"},
+            "flows.pull.steps[0].pagination.next_cursor_pth",
+            "unknown key",
+        ),
+        ({"style": "pages"}, "flows.pull.steps[0].pagination.style", "unknown style 'pages'"),
+        (
+            {"style": "offset", "limit": 0},
+            "flows.pull.steps[0].pagination.limit",
+            "integer >= 1",
+        ),
+        ({"style": "offset", "limit": "ten"}, "flows.pull.steps[0].pagination.limit", "got 'ten'"),
+    ],
+)
+def test_pagination_options_are_typed_per_style(
+    tmp_path: Path, pagination: dict[str, Any], key_path: str, expected: str
+) -> None:
+    problems = load(tmp_path, _api_template(pagination), name="api").problems
+    assert any(p.key_path == key_path and expected in p.message for p in problems), [str(p) for p in problems]
+
+
+def test_pagination_leaves_may_hold_references_checked_once_filled_in(tmp_path: Path) -> None:
+    ok = {"style": "page_number", "page_size": "${config.page_size}", "page_param": "p"}
+    assert load(tmp_path / "ok", _api_template(ok), name="api").problems == []
+    include = write_include(
+        tmp_path / "bad",
+        {"api": _api_template(ok)},
+        {"acme": {"id": "acme", "name": "Acme", "integrations": {"api": {
+            "config": {"page_size": 0}, "connections": {"api": "acme_api", "db": "acme_db"}}}}},
+    )  # fmt: skip
+    (problem,) = load_project(include).problems
+    assert problem.key_path == "integrations.api.config.page_size" and "page_size" in problem.message

@@ -6,6 +6,7 @@ in-memory "API" that answers a ``PageRequest``) and assert the exact requests, w
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from b2b_integrations.config.steps import PAGINATION_MODELS
 from b2b_integrations.sources.incremental import IncrementalSync, incremental_from_config
 from b2b_integrations.sources.pagination import (
     PAGINATORS,
@@ -1259,3 +1261,15 @@ def test_incremental_from_config_missing(config: dict[str, Any], missing: list[s
     with pytest.raises(ValueError) as info:
         incremental_from_config(config)
     assert str(info.value) == f"incremental needs {missing}"
+
+
+@pytest.mark.parametrize("model", PAGINATION_MODELS, ids=lambda m: m.__name__)
+def test_pagination_config_models_mirror_the_strategies(model: Any) -> None:
+    """The step model's typed options and the run-time strategies name the same options and defaults."""
+    style = model.model_fields["style"].annotation.__args__[0]
+    strategy = PAGINATORS[style]
+    declared = {f.name: f.default for f in dataclasses.fields(strategy)} if strategy is not Paginator else {}
+    typed = {name: field.default for name, field in model.model_fields.items() if name != "style"}
+    assert typed == declared
+    built = paginator_from_config(model(style=style).model_dump())
+    assert type(built) is strategy and vars(built) == vars(strategy())

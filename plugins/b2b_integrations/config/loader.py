@@ -438,8 +438,8 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
 
 
 def _is_tag(part: str, mapping: dict[str, Any]) -> bool:
-    # Pydantic puts the discriminator value ("schedule", "load"...) or a type name into the location.
-    return part in (mapping.get("kind"), mapping.get("type")) or part.startswith(
+    # Pydantic puts the discriminator value ("schedule", "load", "cursor"...) or a type name into the location.
+    return part in (mapping.get("kind"), mapping.get("type"), mapping.get("style")) or part.startswith(
         ("function-", "json-or-python")
     )
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
 from b2b_integrations.config.references import has_reference, iter_references
@@ -155,6 +155,99 @@ class RecordImportStep(SqlTargetStep):
     )
 
 
+# A leaf of an option block may hold a ${...} reference instead of its value; the block is validated again
+# with the reference filled in (config/validate.py), so the value's own type is checked there.
+ParamName = Annotated[str, Field(min_length=1)]
+
+
+def _integer_or_reference(minimum: int | None) -> Any:
+    """An integer (at least ``minimum``) or a ``${...}`` reference, refused with one message naming both."""
+    bound = f" >= {minimum}" if minimum is not None else ""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and "${" in value:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+            raise ValueError(f"expected an integer{bound} or a ${{...}} reference, got {value!r}")
+        return value
+
+    integer: dict[str, Any] = {"type": "integer"} | ({"minimum": minimum} if minimum is not None else {})
+    schema = {"anyOf": [integer, {"type": "string", "pattern": r"\$\{"}]}
+    return Annotated[int | str, PlainValidator(check), WithJsonSchema(schema)]
+
+
+PositiveInt = _integer_or_reference(1)
+AnyInt = _integer_or_reference(None)
+
+
+class NoPagination(StrictModel):
+    """A single request."""
+
+    style: Literal["none"]
+
+
+class PageNumberPagination(StrictModel):
+    """``?page=1&per_page=100``, then 2, 3 ... until a short or empty page (or ``total_pages_path``)."""
+
+    style: Literal["page_number"]
+    page_param: ParamName = Field("page", description="Query parameter holding the page number.")
+    size_param: ParamName | None = Field("per_page", description="Query parameter holding the page size.")
+    page_size: PositiveInt = Field(100, description="Records asked for per page.")
+    first_page: AnyInt = Field(1, description="Number of the first page (0 or 1).")
+    total_pages_path: str | None = Field(None, description="Dotted path of the page count in the body.")
+
+
+class OffsetPagination(StrictModel):
+    """``?offset=0&limit=100``, then 100, 200 ... until a short or empty page (or ``total_path``)."""
+
+    style: Literal["offset"]
+    offset_param: ParamName = Field("offset", description="Query parameter holding the offset.")
+    limit_param: ParamName = Field("limit", description="Query parameter holding the page size.")
+    limit: PositiveInt = Field(100, description="Records asked for per page.")
+    total_path: str | None = Field(None, description="Dotted path of the record count in the body.")
+
+
+class CursorPagination(StrictModel):
+    """``?cursor=<token>``, the token read from the body at ``next_cursor_path``, until it is empty."""
+
+    style: Literal["cursor"]
+    cursor_param: ParamName = Field("cursor", description="Query parameter holding the cursor.")
+    next_cursor_path: str = Field("next_cursor", min_length=1, description="Dotted path of the next cursor.")
+    limit_param: ParamName | None = Field("limit", description="Query parameter holding the page size.")
+    limit: PositiveInt = Field(100, description="Records asked for per page.")
+
+
+class NextUrlPagination(StrictModel):
+    """The next page's URL read from the body at ``next_url_path``, until it is empty."""
+
+    style: Literal["next_url"]
+    next_url_path: str = Field("next", min_length=1, description="Dotted path of the next page's URL.")
+    limit_param: ParamName | None = Field(None, description="Query parameter holding the page size.")
+    limit: PositiveInt = Field(100, description="Records asked for per page (with limit_param).")
+
+
+class LinkHeaderPagination(StrictModel):
+    """The ``rel="next"`` URL of the ``Link`` header (RFC 8288), until there is none."""
+
+    style: Literal["link_header"]
+    rel: str = Field("next", min_length=1, description="Relation of the next page's link.")
+    size_param: ParamName | None = Field(None, description="Query parameter holding the page size.")
+    page_size: PositiveInt = Field(100, description="Records asked for per page (with size_param).")
+
+
+# The typed form of ``sources.pagination.PAGINATORS``: one model per style, so a typo in an option is an
+# error at its own key path. tests/unit/test_http_sources.py keeps their fields and defaults equal.
+PAGINATION_MODELS: tuple[type[StrictModel], ...] = (
+    NoPagination,
+    PageNumberPagination,
+    OffsetPagination,
+    CursorPagination,
+    NextUrlPagination,
+    LinkHeaderPagination,
+)
+Pagination = Annotated[Union[PAGINATION_MODELS], Field(discriminator="style")]  # type: ignore[valid-type]  # noqa: UP007
+
+
 class HttpImportStep(RecordImportStep):
     """Poll a third-party JSON API page by page (incremental) and load the records into a SQL table."""
 
@@ -165,8 +258,8 @@ class HttpImportStep(RecordImportStep):
     endpoint: str = Field(min_length=1, description="Path of the list endpoint (or an absolute URL).")
     query: dict[str, Any] = Field(default_factory=dict, description="Extra query parameters.")
     records_path: str | None = Field(None, description="Dotted path to the records, e.g. data.items.")
-    pagination: dict[str, Any] = Field(
-        default_factory=lambda: {"style": "none"},
+    pagination: Pagination = Field(
+        default_factory=lambda: NoPagination(style="none"),
         description="style: page_number | offset | cursor | next_url | link_header | none, and its options.",
     )
     auth: dict[str, Any] = Field(
@@ -192,10 +285,8 @@ class HttpImportStep(RecordImportStep):
         from b2b_integrations.formats.validation import schema_from_dict
         from b2b_integrations.hooks.http_api import auth_from_config
         from b2b_integrations.sources.incremental import incremental_from_config
-        from b2b_integrations.sources.pagination import paginator_from_config
 
         checks = (
-            (self.pagination, paginator_from_config),
             (self.auth, auth_from_config),
             (self.incremental, incremental_from_config),
             (self.row_schema, schema_from_dict),
