@@ -34,7 +34,8 @@ an inclusive ``updated_since``; page sizes default to 50, at most 1000):
 - ``POST /inbound/{name}``: a sink that records deliveries; ``GET /admin/inbound/{name}`` lists them,
   ``POST /admin/inbound/{name}/responses {"statuses": [500, 429]}`` makes it answer those next (then 202)
 - ``/admin/config``, ``/admin/faults``, ``/admin/expire-tokens``, ``/admin/stats``, ``/admin/reset``,
-  ``/admin/webhooks/send``, ``/admin/webhooks/log``: runtime faults and limits, statistics, test helpers
+  ``/admin/webhooks/send``, ``/admin/webhooks/log``, ``/admin/webhooks/pending`` (event deliveries not yet
+  finished): runtime faults and limits, statistics, test helpers
 
 ``/api/*`` accepts ``X-API-Key``, ``Authorization: Bearer`` (the static token or an OAuth token) and
 ``Authorization: Basic``, all at once; an empty credential flag disables that mode. ``/admin/*`` and
@@ -1314,6 +1315,12 @@ def _add_admin_helper_routes(app: FastAPI, state: CrmState) -> None:
     @app.get("/admin/webhooks/log")
     async def webhook_log() -> list[dict[str, Any]]:
         return state.webhook_log
+
+    @app.get("/admin/webhooks/pending")
+    async def webhooks_pending() -> dict[str, int]:
+        # Event deliveries still sending or waiting to retry: 0 is a test's positive sign that every
+        # event of the writes so far has had its last attempt (rather than sleeping and hoping).
+        return {"pending": len(state.tasks)}
 
 
 # --- payments and fulfilment (the synchronous "orders" example) -------------------------------------------
