@@ -734,3 +734,74 @@ def test_a_file_failed_by_a_wrong_customer_config_loads_after_the_fix_through_th
     ]
     assert Path(sftp_folder, "processed", "day1.csv").read_text() == content
     assert ledger_rows(pg_db, "fixco") == [("day1.csv", "loaded", 1)]
+
+
+# A typical partner file: BOM, CRLF, ';' delimiter, day-first dates, decimal comma with thousands dots, and a
+# quoted note holding the delimiter and a line break.
+PARTNER_CSV = (
+    "\ufefforder_id;order_date;quantity;amount;note\r\n"
+    'P-1;03.12.2026;1.000;1.234,50;"gate 3; ramp\r\nleft"\r\n'
+    "P-2;4.12.2026;2;12,5;\r\n"
+    "P-3;2026-12-05;3;1,234.50;\r\n"
+)
+PARTNER_SCHEMA = {
+    "decimal_separator": ",",
+    "thousands_separator": ".",
+    "fields": [
+        {"name": "order_id", "type": "string", "required": True},
+        {"name": "order_date", "type": "date", "required": True, "format": "%d.%m.%Y"},
+        {"name": "quantity", "type": "integer", "required": True},
+        {"name": "amount", "type": "number"},
+        {"name": "note", "type": "string"},
+    ],
+}
+PARTNER_COLUMNS = {
+    "order_id": "VARCHAR(40)",
+    "order_date": "DATE",
+    "quantity": "INTEGER",
+    "amount": "NUMERIC(12,2)",
+    "note": "TEXT",
+    "customer_id": "VARCHAR(60)",
+    "source_file": "VARCHAR(255)",
+}
+
+
+@pytest.mark.parametrize("path", ["fast", "record"])
+def test_a_partner_file_with_european_dates_and_numbers_loads(
+    path: str, sftp_conn: str, sftp_folder: str, db_conn: str, pg_db: str
+) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    name = f"partner-{path}.csv"  # the ledger (one database per module) knows each name and content once
+    Path(sftp_folder, name).write_bytes(PARTNER_CSV.encode("utf-8"))
+    table = table_name()
+    file_format: dict[str, Any] = {"format": "csv", "delimiter": ";"}
+    if path == "record":
+        file_format["skip_blank_lines"] = False  # an option the fast path does not take
+    op = make_operator(
+        sftp_conn,
+        db_conn,
+        sftp_folder,
+        table,
+        file_format=file_format,
+        row_schema=PARTNER_SCHEMA,
+        columns=PARTNER_COLUMNS,
+        key=["customer_id", "order_id"],
+    )
+    result = op.execute({})  # type: ignore[arg-type]
+    assert (result["rows_loaded"], result["rows_quarantined"]) == (2, 1)
+    assert rows(pg_db, f"SELECT order_id, order_date, quantity, amount, note FROM {table} ORDER BY 1") == [
+        ("P-1", date(2026, 12, 3), 1000, Decimal("1234.50"), "gate 3; ramp\r\nleft"),
+        ("P-2", date(2026, 12, 4), 2, Decimal("12.50"), None),
+    ]
+    report = Path(sftp_folder, "quarantine", f"{name}.quarantine.csv").read_text(encoding="utf-8")
+    assert f"{name},3," in report
+    assert (
+        "field 'order_date': expected date in the form '%d.%m.%Y' (e.g. 03.12.2026), got '2026-12-05'"
+        in report
+    )
+    assert (
+        "field 'amount': expected number with decimal separator ',' and thousands separator '.' "
+        "(e.g. 1.234,5), got '1,234.50'" in report
+    )
