@@ -170,6 +170,12 @@ class FolderWatcher:
         self._stop.set()
         self._thread.join()
 
+    def wait_to_see(self, label: str, timeout: float = 30.0) -> None:
+        """Until the watcher has checked the final file with ``label``'s content (or the deadline)."""
+        deadline = time.monotonic() + timeout
+        while not self.complete_sightings.get(label) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def _watch(self) -> None:
         checked_inode = None
         while not self._stop.is_set():
@@ -207,7 +213,7 @@ def test_sftp_upload_is_atomic_and_a_rerun_replaces_the_file(
         result = run(targets, first)
         temporary_during_first = set(watcher.temporary_names)
         forced = run(targets, second, params={"force_resend": True})  # a re-run: same name, new content
-        time.sleep(0.05)
+        watcher.wait_to_see("second")  # the final file is in place: the watcher's next pass checks it
     assert result["sent"] == 1 and forced["sent"] == 1
     assert watcher.partial_sightings == []
     assert (
