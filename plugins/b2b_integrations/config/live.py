@@ -62,7 +62,7 @@ def deployed_flows(project: Project) -> Iterator[DeployedFlow]:
         if not customer.enabled:
             continue
         for name, settings in instance.integrations.items():
-            template = project.templates.get(name)
+            template = project.template_for(name, settings)  # its pinned version
             if template is None or not settings.enabled:
                 continue
             config = {key: var.default for key, var in template.config.items()} | settings.config

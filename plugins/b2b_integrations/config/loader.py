@@ -5,6 +5,10 @@ problem is replaced by its last valid copy when one was kept (``config/last_vali
 keep running on what worked while the problem is reported. Without a copy, a customer's integrations are
 checked one by one, so a typo in one integration's settings does not stop that customer's other
 integrations.
+
+A template's other versions live side by side in ``integrations/versions/<name>/<version>.yaml`` (full
+templates, checked like the current file); a customer integration pinned to a ``version`` is checked
+against, and built from, that version.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from pydantic import BaseModel, ValidationError
 
 from b2b_integrations.config.base import IDENT_PATTERN
 from b2b_integrations.config.last_valid import LastValidStore
-from b2b_integrations.config.models import AppSettings, Customer, CustomerIntegration, IntegrationTemplate
+from b2b_integrations.config.models import (
+    VERSION_PATTERN,
+    AppSettings,
+    Customer,
+    CustomerIntegration,
+    IntegrationTemplate,
+)
+from b2b_integrations.config.upgrade import check_upgrade
 from b2b_integrations.config.validate import (
     DEFAULT_TRANSFORM_PREFIXES,
     Finding,
@@ -40,6 +51,9 @@ from b2b_integrations.errors import Problem
 
 TEMPLATES_DIR = "integrations"
 CUSTOMERS_DIR = "customers"
+VERSIONS_DIR = "versions"  # integrations/versions/<name>/<version>.yaml: a template's other versions
+VERSIONS_KIND = f"{TEMPLATES_DIR}/{VERSIONS_DIR}"
+"""``valid_files`` kind (and last valid folder) of version files, whose name there is ``<name>/<version>``."""
 APP_FILE = "app.yaml"  # settings of our own app (optional)
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -68,6 +82,36 @@ class Project:
     """(kind, name, path) of every template and customer file that loaded without a problem."""
     on_last_valid: dict[str, str] = field(default_factory=dict)
     """Displayed file -> description of the last valid copy now used in its place."""
+    template_versions: dict[str, dict[str, IntegrationTemplate]] = field(default_factory=dict)
+    """Integration name -> version -> template: every valid version, the current one included."""
+
+    def template_for(
+        self, name: str, settings: CustomerIntegration | None = None
+    ) -> IntegrationTemplate | None:
+        """The template a customer integration runs on: its pinned version, else the current file."""
+        current = self.templates.get(name)
+        pinned = settings.version if settings is not None else None
+        if pinned is None or (current is not None and current.version == pinned):
+            return current
+        return self.template_versions.get(name, {}).get(pinned)
+
+    def versions_of(self, name: str) -> list[str]:
+        """The versions of an integration that load, oldest first (numbers compared as numbers)."""
+        return sorted(self.template_versions.get(name, {}), key=version_sort_key)
+
+
+def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """``1.10`` after ``1.9``: digit runs compare as numbers, other text as text."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|[^\d.]+", version))
+
+
+def version_files(root: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """``integrations/versions/<name>/*.yaml`` of every integration (or of ``names``), as loads list them."""
+    folder = root / TEMPLATES_DIR / VERSIONS_DIR
+    if names is None:
+        found = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        names = [p.name for p in found if not p.name.startswith(".")]
+    return [path for name in sorted(set(names)) for path in yaml_files(folder / name)]
 
 
 def transform_prefixes_from_env() -> tuple[str, ...]:
@@ -98,9 +142,8 @@ def load_project(
     customers = yaml_files(root / CUSTOMERS_DIR)
     if customer_filter is not None:
         customers = [path for path in customers if customer_filter(path.stem)]
-    _load_files(
-        project, yaml_files(root / TEMPLATES_DIR), customers, _prefixes(transform_prefixes), last_valid
-    )
+    templates = yaml_files(root / TEMPLATES_DIR)
+    _load_files(project, templates, version_files(root), customers, _prefixes(transform_prefixes), last_valid)
     _load_app(project)
     return project
 
@@ -132,7 +175,8 @@ def load_customer_project(
         if copy is not None:
             names |= _integration_names(copy.path)
     templates = _named_files(root / TEMPLATES_DIR, names)
-    _load_files(project, templates, customers, _prefixes(transform_prefixes), last_valid)
+    versions = version_files(root, names)
+    _load_files(project, templates, versions, customers, _prefixes(transform_prefixes), last_valid)
     return project
 
 
@@ -149,17 +193,17 @@ def check_customer_text(
     file's own problems are returned (a broken template shows there as "integration template ... is invalid").
     """
     root = Path(include_dir)
-    shown = _display(root / CUSTOMERS_DIR / f"{customer_id}.yaml", root)
+    shown = display_path(root / CUSTOMERS_DIR / f"{customer_id}.yaml", root)
     if not re.fullmatch(IDENT_PATTERN, customer_id):
         return [Problem(shown, "id", f"invalid customer id {customer_id!r}: use lower_snake_case")]
     project = Project(include_dir=root)
     with tempfile.TemporaryDirectory(prefix="b2b-candidate-") as tmp:
         candidate = Path(tmp) / f"{customer_id}.yaml"
         candidate.write_text(text, encoding="utf-8")
-        _load_files(
-            project, yaml_files(root / TEMPLATES_DIR), [candidate], _prefixes(transform_prefixes), None
-        )
-        return [replace(p, file=shown) for p in project.problems if p.file == str(candidate)]
+        templates, versions = yaml_files(root / TEMPLATES_DIR), version_files(root)
+        _load_files(project, templates, versions, [candidate], _prefixes(transform_prefixes), None)
+        written_as = display_path(candidate, root)
+        return [replace(p, file=shown) for p in project.problems if p.file == written_as]
 
 
 def load_app_settings(include_dir: str | os.PathLike[str]) -> Project:
@@ -195,16 +239,18 @@ def _integration_names(path: Path) -> set[str]:
 def _load_files(
     project: Project,
     template_paths: list[Path],
+    version_paths: list[Path],
     customer_paths: list[Path],
     prefixes: tuple[str, ...],
     last_valid: LastValidStore | None,
 ) -> None:
-    """The one loading routine behind every entry point: templates first, then customers against them."""
+    """The one loading routine behind every entry point: templates (current files, then the versions kept
+    beside them), then customers against them."""
     root = project.include_dir
     broken_templates: dict[str, str] = {}
     for path in template_paths:
         project.files_checked += 1
-        file = _display(path, root)
+        file = display_path(path, root)
         before = len(project.problems)
         template = _load_template(path, file, prefixes, project)
         if template is not None and len(project.problems) == before:
@@ -212,16 +258,36 @@ def _load_files(
             project.valid_files.append((TEMPLATES_DIR, path.stem, path))
             continue
         fallback = _from_last_valid(
-            last_valid, TEMPLATES_DIR, path, file, project,
+            last_valid, TEMPLATES_DIR, path.stem, file, project,
             lambda copy, shown, scratch: _load_template(copy, shown, prefixes, scratch),
         )  # fmt: skip
         if fallback is not None:
             project.templates[fallback.name] = fallback
         else:
             broken_templates[path.stem] = file
+    for name, template in project.templates.items():
+        project.template_versions.setdefault(name, {})[template.version] = template
+    for path in version_paths:
+        project.files_checked += 1
+        file = display_path(path, root)
+        name, version = path.parent.name, path.stem
+        before = len(project.problems)
+        template = _load_template(path, file, prefixes, project, version_of=name)
+        if template is not None and len(project.problems) == before:
+            project.template_versions.setdefault(name, {})[version] = template
+            project.valid_files.append((VERSIONS_KIND, f"{name}/{version}", path))
+            continue
+        fallback = _from_last_valid(
+            last_valid, VERSIONS_KIND, f"{name}/{version}", file, project,
+            lambda copy, shown, scratch, of=name: _load_template(copy, shown, prefixes, scratch, version_of=of),
+        )  # fmt: skip
+        if fallback is not None:
+            project.template_versions.setdefault(name, {})[version] = fallback
+        else:
+            broken_templates[f"{name}/{version}"] = file
     for path in customer_paths:
         project.files_checked += 1
-        file = _display(path, root)
+        file = display_path(path, root)
         before = len(project.problems)
         instance = _load_customer(path, file, project, broken_templates)
         if instance is not None and len(project.problems) == before:
@@ -229,7 +295,7 @@ def _load_files(
             project.valid_files.append((CUSTOMERS_DIR, path.stem, path))
             continue
         fallback = _from_last_valid(
-            last_valid, CUSTOMERS_DIR, path, file, project,
+            last_valid, CUSTOMERS_DIR, path.stem, file, project,
             lambda copy, shown, scratch: _load_customer(copy, shown, scratch, broken_templates),
         )  # fmt: skip
         instance = fallback or instance
@@ -242,15 +308,15 @@ def _load_app(project: Project) -> None:
     app_file = root / APP_FILE
     if app_file.is_file():
         project.files_checked += 1
-        doc = _read(app_file, _display(app_file, root), project)
+        doc = _read(app_file, display_path(app_file, root), project)
         if doc is not None and not doc.duplicate_keys:
-            project.app = _Reporter(doc, _display(app_file, root), project).validate(AppSettings, doc.data)
+            project.app = _Reporter(doc, display_path(app_file, root), project).validate(AppSettings, doc.data)
 
 
 def _from_last_valid(
     store: LastValidStore | None,
     kind: str,
-    path: Path,
+    name: str,
     file: str,
     project: Project,
     load: Callable[[Path, str, Project], Any],
@@ -260,17 +326,21 @@ def _from_last_valid(
     A copy is used whole or not at all: half an edit applied (one integration new, another old) would run
     a configuration nobody wrote.
     """
-    copy = store.get(kind, path.stem) if store is not None else None
+    copy = store.get(kind, name) if store is not None else None
     if copy is None:
         return None
-    scratch = Project(include_dir=project.include_dir, templates=project.templates)
+    scratch = Project(
+        include_dir=project.include_dir,
+        templates=project.templates,
+        template_versions=project.template_versions,
+    )
     loaded = load(copy.path, file, scratch)
     if loaded is None or scratch.problems:
         project.warnings.append(
             Problem(file, "", f"its last valid copy ({copy.path}) does not load either; not used")
         )
         return None
-    what = "its flows keep" if kind == TEMPLATES_DIR else "this customer's integrations keep"
+    what = "this customer's integrations keep" if kind == CUSTOMERS_DIR else "its flows keep"
     project.problems.append(
         Problem(
             file,
@@ -289,7 +359,7 @@ def yaml_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in _YAML_SUFFIXES and not p.name.startswith("."))
 
 
-def _display(path: Path, root: Path) -> str:
+def display_path(path: Path, root: Path) -> str:
     """Paths in messages: relative to the include folder's parent (``include/customers/acme.yaml``)."""
     try:
         return str(path.relative_to(root.parent))
@@ -347,8 +417,10 @@ def _read(path: Path, file: str, project: Project) -> YamlDocument | None:
 
 
 def _load_template(
-    path: Path, file: str, prefixes: tuple[str, ...], project: Project
+    path: Path, file: str, prefixes: tuple[str, ...], project: Project, version_of: str | None = None
 ) -> IntegrationTemplate | None:
+    """A template file; ``version_of``: the integration whose other version this file is
+    (``versions/<version_of>/<version>.yaml``)."""
     doc = _read(path, file, project)
     if doc is None or doc.duplicate_keys:
         return None
@@ -356,12 +428,36 @@ def _load_template(
     template: IntegrationTemplate | None = report.validate(IntegrationTemplate, doc.data)
     if template is None:
         return None
-    if template.name != path.stem:
+    if version_of is None and template.name != path.stem:
         report.add(
             Finding(("name",), f"template name {template.name!r} must equal the file name {path.stem!r}")
         )
+    if version_of is not None:
+        report.add_all(_check_version_file(template, version_of, path.stem, project))
     report.add_all(check_template(template, prefixes))
+    report.add_all(check_upgrade(template))
     return template if report.errors == 0 else None
+
+
+def _check_version_file(
+    template: IntegrationTemplate, name: str, version: str, project: Project
+) -> Iterable[Finding]:
+    if template.name != name:
+        yield Finding(("name",), f"template name {template.name!r} must equal its folder's name {name!r}")
+    if not re.fullmatch(VERSION_PATTERN, version):
+        yield Finding(
+            (),
+            f"invalid version file name {version!r}: letters, digits, '.', '_', '+', '-' (as customers pin it)",
+        )
+    elif template.version != version:
+        yield Finding(("version",), f"version {template.version!r} must equal the file name {version!r}")
+    current = project.templates.get(name)
+    if current is not None and current.version == version:
+        yield Finding(
+            ("version",),
+            f"version {version!r} is also the current file's version (integrations/{name}.yaml); "
+            "keep one copy of a version",
+        )
 
 
 def _load_customer(
@@ -384,16 +480,11 @@ def _load_customer(
             errors_before = report.errors
             prefix: KeyPath = ("integrations", name)
             settings = report.validate(CustomerIntegration, raw if raw is not None else {}, prefix)
-            template = project.templates.get(name)
             if settings is None:
                 continue
+            template = project.template_for(name, settings)
             if template is None:
-                message = (
-                    f"integration template {name!r} is invalid (see {broken_templates[name]}); its DAGs are not built"
-                    if name in broken_templates
-                    else f"unknown integration {name!r}; expected one of {sorted(project.templates)}"
-                )
-                report.add(Finding(prefix, message))
+                report.add(_no_template(project, name, settings.version, broken_templates, prefix))
                 continue
             report.add_all(check_customer_integration(name, settings, template))
             if report.errors == errors_before:
@@ -406,6 +497,33 @@ def _load_customer(
         report.add(Finding(("id",), f"customer id {customer.id!r} must equal the file name {path.stem!r}"))
         return None
     return CustomerInstance(customer=customer, file=file, integrations=good)
+
+
+def _no_template(
+    project: Project, name: str, pinned: str | None, broken_templates: dict[str, str], prefix: KeyPath
+) -> Finding:
+    """Why a customer integration has no template to run on: unknown or broken, the integration or the
+    version it is pinned to."""
+    if pinned is not None and (name in project.template_versions or name in broken_templates):
+        if f"{name}/{pinned}" in broken_templates:
+            return Finding(
+                (*prefix, "version"),
+                f"version {pinned!r} of integration {name!r} is invalid (see {broken_templates[f'{name}/{pinned}']}); "
+                "its DAGs are not built",
+            )
+        broken = (
+            f" (the current file {broken_templates[name]} is invalid)" if name in broken_templates else ""
+        )
+        return Finding(
+            (*prefix, "version"),
+            f"unknown version {pinned!r} of integration {name!r}; available: {project.versions_of(name)}{broken}",
+        )
+    if name in broken_templates:
+        return Finding(
+            prefix,
+            f"integration template {name!r} is invalid (see {broken_templates[name]}); its DAGs are not built",
+        )
+    return Finding(prefix, f"unknown integration {name!r}; expected one of {sorted(project.templates)}")
 
 
 def _findings_from_pydantic(error: ValidationError, data: Any) -> list[Finding]:

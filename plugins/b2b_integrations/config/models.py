@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from b2b_integrations.config.base import Ident, PlainText, StrictModel
 from b2b_integrations.config.steps import Step
@@ -19,6 +19,15 @@ from b2b_integrations.config.variables import ConfigVariable
 
 # Airflow connection ids: letters, digits, dot, dash, underscore.
 CONN_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,250}$"
+# A template version a customer can pin: also the file name of a version kept side by side
+# (integrations/versions/<name>/<version>.yaml), hence no separators and no leading dot.
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,39}$"
+
+
+def _version_text(value: Any) -> Any:
+    # `version: 2` unquoted in YAML is an int; the pin means the text "2" (a float such as 1.10 is refused:
+    # its text would not be what was typed).
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Pattern(StrEnum):
@@ -69,12 +78,37 @@ class Flow(StrictModel):
     defaults: RunDefaults | None = Field(None, description="Overrides the integration's run defaults.")
 
 
+class UpgradeRenames(StrictModel):
+    """Old name -> name in this version, for values an instance keeps when it moves to this version."""
+
+    config: dict[Ident, Ident] = Field(default_factory=dict, description="Config variable renames.")
+    connections: dict[Ident, Ident] = Field(default_factory=dict, description="Connection slot renames.")
+
+
+class Upgrade(StrictModel):
+    """How an instance's settings carry over when a rollout moves it to this version from any other."""
+
+    renames: UpgradeRenames = Field(default_factory=UpgradeRenames)
+    defaults: dict[Ident, Any] = Field(
+        default_factory=dict,
+        description="Values given to upgraded instances that have none (e.g. a new required variable, or "
+        "the old behaviour kept for existing customers while new ones get the variable's default).",
+    )
+
+
 class IntegrationTemplate(StrictModel):
     """What an integration does, written once by a data engineer (include/integrations/<name>.yaml)."""
 
     name: Ident = Field(description="Must equal the file name without .yaml.")
     description: str = Field("", description="Shown in docs.")
-    version: str = Field("1", description="Free-form version of the template.")
+    version: str = Field(
+        "1",
+        description="This template's version. Other versions live side by side in "
+        "integrations/versions/<name>/<version>.yaml; customers may pin one.",
+    )
+    upgrade: Upgrade | None = Field(
+        None, description="Renames and defaults applied when a rollout moves an instance to this version."
+    )
     config: dict[Ident, ConfigVariable] = Field(default_factory=dict, description="Variables customers set.")
     connections: dict[Ident, ConnectionSlot] = Field(default_factory=dict, description="Credential slots.")
     defaults: RunDefaults = Field(default_factory=RunDefaults)
@@ -91,6 +125,11 @@ class FlowOverride(StrictModel):
 class CustomerIntegration(StrictModel):
     """One integration a customer has, with the customer's values."""
 
+    version: Annotated[str, BeforeValidator(_version_text), Field(pattern=VERSION_PATTERN)] | None = Field(
+        None,
+        description="The template version this instance is pinned to (a rollout changes it). Unset: the "
+        "current version (integrations/<name>.yaml).",
+    )
     enabled: bool = Field(True, description="false: no DAGs are generated for this integration.")
     active: bool | None = Field(
         None,

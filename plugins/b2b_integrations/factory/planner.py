@@ -84,7 +84,9 @@ def plan_project(project: Project, integration: str | None = None) -> list[DagPl
             continue
         for name, settings in instance.integrations.items():
             if settings.enabled and integration in (None, name):
-                plans.extend(plan_integration(instance, name, settings, project.templates[name]))
+                template = project.template_for(name, settings)
+                assert template is not None  # the loader keeps only integrations that have their template
+                plans.extend(plan_integration(instance, name, settings, template))
     return plans
 
 

@@ -27,6 +27,7 @@ from b2b_integrations.config.last_valid import LastValidStore, default_store
 from b2b_integrations.config.loader import (
     CUSTOMERS_DIR,
     TEMPLATES_DIR,
+    VERSIONS_KIND,
     Project,
     load_app_settings,
     load_customer_project,
@@ -81,8 +82,13 @@ class FactoryResult:
             CUSTOMERS_DIR: {customer for customer, _ in self.failed_builds},
             TEMPLATES_DIR: {integration for _, integration in self.failed_builds},
         }
+        # A version file is named "<integration>/<version>"; which version a failed build was made from is
+        # not recorded, so no version of a failed integration is kept.
+        failed[VERSIONS_KIND] = failed[TEMPLATES_DIR]
         return [
-            (kind, name, path) for kind, name, path in self.project.valid_files if name not in failed[kind]
+            (kind, name, path)
+            for kind, name, path in self.project.valid_files
+            if name.split("/")[0] not in failed[kind]
         ]
 
 

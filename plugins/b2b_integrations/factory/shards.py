@@ -9,7 +9,7 @@ customer never moves another, and every DAG keeps its id whatever file holds it.
 
 The problems file (``dags/b2b_config_problems.py``) must not parse every customer again: each shard's parse
 leaves a report of its problems, stamped with a fingerprint of the files it read (name, size, mtime, inode
-of the templates, ``app.yaml``, its customers' files and their last valid copies), and the problems file
+of the templates (and their other versions), ``app.yaml``, its customers' files and their last valid copies), and the problems file
 uses a report whose fingerprint still matches the files, checking anew only the shards that changed since.
 """
 
@@ -26,7 +26,14 @@ from pathlib import Path
 
 from b2b_integrations import __version__
 from b2b_integrations.config.last_valid import LastValidStore
-from b2b_integrations.config.loader import APP_FILE, CUSTOMERS_DIR, TEMPLATES_DIR, yaml_files
+from b2b_integrations.config.loader import (
+    APP_FILE,
+    CUSTOMERS_DIR,
+    TEMPLATES_DIR,
+    VERSIONS_KIND,
+    version_files,
+    yaml_files,
+)
 from b2b_integrations.errors import Problem
 from b2b_integrations.staging import data_dir
 
@@ -87,6 +94,11 @@ def fingerprints(
         common.update(_stamp(path).encode())
         if last_valid is not None:
             common.update(_stamp(last_valid.root / TEMPLATES_DIR / f"{path.stem}.yaml").encode())
+    for path in version_files(include_dir):  # a template's other versions count as templates
+        common.update(f"{path.parent.name}/{_stamp(path)}".encode())
+        if last_valid is not None:
+            copy = last_valid.root / VERSIONS_KIND / path.parent.name / f"{path.stem}.yaml"
+            common.update(_stamp(copy).encode())
     per_shard = {shard: common.copy() for shard in wanted}
     for path in yaml_files(include_dir / CUSTOMERS_DIR):
         digest = per_shard.get(shard_of(path.stem, count))
