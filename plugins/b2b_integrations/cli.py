@@ -1,5 +1,5 @@
 """Command line: ``python -m b2b_integrations validate include/``, ``schema``, ``replay``,
-``replay-dead-letters`` and ``quarantine list|replay``."""
+``replay-dead-letters``, ``quarantine list|replay`` and ``rollout``."""
 
 from __future__ import annotations
 
@@ -114,6 +114,49 @@ def _quarantine_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout(args: argparse.Namespace) -> int:
+    """Plan (and unless ``--dry-run``, apply) moving instances to another template version."""
+    from b2b_integrations.instances.rollout import apply_rollout, plan_rollout
+
+    include = Path(args.include_dir)
+    plan = plan_rollout(include, args.integration, args.to, args.customers or None)
+    for problem in plan.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if plan.problems:
+        return 1
+    for customer in plan.unchanged:
+        print(f"{customer}: already on version {plan.to_version}")
+    if args.dry_run:
+        outcomes = [(item, item.ok, item.problems, "ok" if item.ok else "would fail") for item in plan.items]
+    else:
+        from b2b_integrations.instances.store import InstanceStore
+
+        done = apply_rollout(InstanceStore(include), plan, actor=args.actor)
+        outcomes = [
+            (
+                o.item,
+                o.applied,
+                o.problems,
+                f"applied (instance version {o.version})" if o.applied else o.reason,
+            )
+            for o in done
+        ]
+    for item, _, problems, verdict in outcomes:
+        print(f"{item.customer}: {args.integration} {item.from_version} -> {item.to_version}: {verdict}")
+        for change in item.changes:
+            before = repr(change["from"]) if "from" in change else "(unset)"
+            after = repr(change["to"]) if "to" in change else "(removed)"
+            print(f"  {change['path']}: {before} -> {after}")
+        for problem in problems:
+            print(f"  problem: {problem}")
+    failed = sum(1 for _, ok, _, _ in outcomes if not ok)
+    summary = (
+        f"{len(outcomes)} instance(s) of {args.integration} to version {plan.to_version}: {failed} failing"
+    )
+    print(summary + (" (dry run: nothing written)" if args.dry_run else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2b_integrations", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -159,5 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     requeue.add_argument("message_ids", nargs="*", help="the messages to replay")
     requeue.add_argument("--all", action="store_true", help="every message not replayed yet")
     requeue.set_defaults(func=_quarantine_replay)
+    rollout = commands.add_parser(
+        "rollout", help="move instances of an integration to another template version (exit 1 if some fail)"
+    )
+    rollout.add_argument("integration")
+    rollout.add_argument("--to", required=True, help="the template version to move to")
+    rollout.add_argument(
+        "--customer", dest="customers", action="append", help="only this customer (repeatable); default: all"
+    )
+    rollout.add_argument(
+        "--dry-run", action="store_true", help="check every affected instance, write nothing"
+    )
+    rollout.add_argument(
+        "--include-dir",
+        default=os.environ.get("B2B_INCLUDE_DIR", "include"),
+        help="integrations/ and customers/",
+    )
+    rollout.add_argument(
+        "--actor", default=f"cli:{os.environ.get('USER', 'unknown')}", help="who is recorded in each version"
+    )
+    rollout.set_defaults(func=_rollout)
     args = parser.parse_args(argv)
     return int(args.func(args))
