@@ -10,7 +10,7 @@ import pytest
 
 from b2b_integrations.formats.documents import document_spec
 from b2b_integrations.formats.readers import options_from_dict, read_records
-from b2b_integrations.formats.validation import schema_from_dict, validate_record
+from b2b_integrations.formats.validation import schema_from_dict
 
 DOCUMENTS = Path(__file__).parents[1] / "data" / "documents"
 
@@ -37,12 +37,12 @@ def _record(name: str, **fmt: Any) -> dict[str, Any]:
 
 
 def _split(spec: Any, schema: Any, fields: dict[str, Any], constants: dict[str, Any] | None = None) -> Any:
-    header_fields = spec.header_fields(fields)
-    clean, reasons = validate_record(header_fields, schema)
-    reasons = [*reasons, *spec.header_reasons(header_fields, schema)]
-    header = {**(clean or {}), **(constants or {})}
-    rows, line_reasons = spec.split(header, fields)
-    return header, rows, [*reasons, *line_reasons]
+    """(header row by column or None, document rows or None, reasons) of one document."""
+    rows, reasons = spec.read(fields, schema, constants or {})
+    if rows is None:
+        return None, None, reasons
+    columns = [*(rule.name for rule in schema.fields), *(constants or {})]
+    return dict(zip(columns, rows.header, strict=True)), rows, reasons
 
 
 def test_purchase_order_header_and_lines_by_position() -> None:

@@ -86,6 +86,56 @@ class ConflictSettings(StrictModel):
     )
 
 
+class DocumentLineField(StrictModel):
+    """One column of a line table: a schema field rule, where its value is in the line, and its bounds."""
+
+    name: str = Field(pattern=SQL_COLUMN_PATTERN, description="Column of the line table.")
+    path: str | None = Field(
+        None, min_length=1, description="Dotted path in the line (default: the name), e.g. amount.@currency."
+    )
+    type: Literal["string", "integer", "number", "boolean", "date", "datetime"] = "string"
+    required: bool = False
+    allowed: list[Any] | None = None
+    pattern: str | None = None
+    max_length: int | None = Field(None, ge=1)
+    format: str | None = Field(None, description="strptime format of a date/datetime text.")
+    decimal_separator: str | None = None
+    thousands_separator: str | None = None
+    minimum: float | None = Field(None, description="Smallest allowed value (integer and number fields).")
+    maximum: float | None = Field(None, description="Largest allowed value (integer and number fields).")
+
+
+class DocumentLines(StrictModel):
+    """A repeated group of the document (or of a line) and the table its items go to."""
+
+    name: str | None = Field(None, min_length=1, description="Names the group in reasons (default: path).")
+    path: str = Field(min_length=1, description="Dotted path of the items in the document or parent line.")
+    table: str = Field(pattern=SQL_TABLE_PATTERN, description="Line table.")
+    position: Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)] | None = Field(
+        None, description="Column receiving the line's 1-based position (the default key, as line_no)."
+    )
+    key: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(
+        default_factory=list, description="The line's own id fields, instead of its position."
+    )
+    min_items: int = Field(0, ge=0, description="Fewer lines refuse the document.")
+    max_items: int | None = Field(None, ge=1, description="More lines refuse the document.")
+    fields: list[DocumentLineField] = Field(min_length=1, description="The line table's columns.")
+    columns: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] | None = Field(
+        None, description="Column -> SQL type of the fields, when the step creates its tables."
+    )
+    lines: list[DocumentLines] = Field(default_factory=list, description="Lines of these lines.")
+
+
+class DocumentMapping(StrictModel):
+    """One record is a document: its top-level fields are the header row, its line groups rows of
+    line tables, replaced whole each time the document is loaded again."""
+
+    header_paths: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] = Field(
+        default_factory=dict, description="Header column -> dotted path of a nested value, e.g. total.#text."
+    )
+    lines: list[DocumentLines] = Field(min_length=1, description="The document's line groups.")
+
+
 class SqlTargetStep(StepBase):
     """Fields shared by steps that write rows into a SQL table."""
 
@@ -101,6 +151,11 @@ class SqlTargetStep(StepBase):
     chunk_size: int = Field(1000, ge=1, le=100_000, description="Rows per database batch.")
     conflict: ConflictSettings | None = Field(
         None, description="Two-way sync: when an existing row may be overwritten (upsert only)."
+    )
+    document: DocumentMapping | None = Field(
+        None,
+        description="Each record is a document with line items: the header goes to table, each line group "
+        "to its own table, replaced whole on every load.",
     )
 
     @model_validator(mode="after")
@@ -119,7 +174,35 @@ class SqlTargetStep(StepBase):
             clash = [c for c in self.conflict.app_owned if c in self.key]
             if clash:
                 raise ValueError(f"conflict.app_owned lists key column(s) {clash}: keys are never updated")
+        if self.document is not None:
+            self._check_document(self.document)
         return self
+
+    def _check_document(self, document: DocumentMapping) -> None:
+        if self.mode != "upsert":
+            raise ValueError("document needs mode 'upsert': its lines are replaced by the header's key")
+        if self.conflict is not None:
+            raise ValueError("'conflict' rules do not apply with 'document' (its lines are always replaced)")
+        header_schema = getattr(self, "row_schema", None)
+        if _has_reference(document.model_dump()) or _has_reference(header_schema):
+            return
+        from b2b_integrations.formats.documents import document_spec
+
+        document_spec(document.model_dump(), self.key, self.columns, self.create_table, header_schema)
+        declared = _schema_field_names(header_schema)
+        unknown = sorted(set(document.header_paths) - declared) if declared is not None else []
+        if unknown:
+            raise ValueError(f"document.header_paths {unknown} are not fields of the schema")
+
+
+def _schema_field_names(schema: Any) -> set[str] | None:
+    """Names declared by a step's ``schema`` (None when the step has none: a load step)."""
+    if not isinstance(schema, dict):
+        return None
+    fields = schema.get("fields")
+    if isinstance(fields, dict):
+        return set(fields)
+    return {f.get("name") for f in fields or [] if isinstance(f, dict)}
 
 
 class LoadStep(SqlTargetStep):
@@ -337,6 +420,10 @@ class SftpImportStep(RecordImportStep):
             options_from_dict(self.file_format)
         if not _has_reference(self.row_schema):
             schema_from_dict(self.row_schema)
+        nested = ("xml", "json", "ndjson")
+        fmt = self.file_format.get("format")
+        if self.document is not None and not _has_reference(fmt) and fmt not in nested:
+            raise ValueError(f"document needs a format whose records nest ({', '.join(nested)})")
         return self
 
 

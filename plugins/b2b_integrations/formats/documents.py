@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from b2b_integrations.formats.validation import RowSchema, schema_from_dict
+from b2b_integrations.formats.validation import FieldRule, RowSchema, schema_from_dict, validate_record
 
 MAX_LINE_DEPTH = 3  # header -> lines -> lines of lines -> one more: deeper is a modelling question
-LINE_FIELD_KEYS = frozenset(
-    {"name", "path", "type", "required", "allowed", "pattern", "max_length", "minimum", "maximum"}
-)
+# A line field is a schema field rule (whatever options those have) plus where it is and its bounds.
+LINE_ONLY_KEYS = ("path", "minimum", "maximum")
+LINE_FIELD_KEYS = frozenset({*(f.name for f in dataclass_fields(FieldRule)), *LINE_ONLY_KEYS})
+SCHEMA_DEFAULT_KEYS = ("decimal_separator", "thousands_separator")
 
 
 def parse_path(path: str) -> tuple[str, ...]:
@@ -122,6 +124,21 @@ class DocumentSpec:
             for rule in schema.fields
             if isinstance(value := fields.get(rule.name), dict | list)
         ]
+
+    def read(
+        self, record: Mapping[str, Any], schema: RowSchema, extra: Mapping[str, Any]
+    ) -> tuple[DocumentRows | None, list[str]]:
+        """One document checked whole: the header against the step's ``schema``, every line against its
+        group. ``extra`` are the header columns the step adds (constants, the file name). Returns the
+        rows, or None and every reason (header and lines together, so one report says all)."""
+        fields = self.header_fields(record)
+        clean, reasons = validate_record(fields, schema)
+        reasons = [*reasons, *self.header_reasons(fields, schema)]
+        header = {rule.name: (clean or {}).get(rule.name) for rule in schema.fields}
+        header.update(extra)
+        rows, line_reasons = self.split(header, record)
+        reasons += line_reasons
+        return (None if reasons else rows), reasons
 
     def split(
         self, header: Mapping[str, Any], record: Mapping[str, Any]
@@ -264,11 +281,14 @@ def document_spec(
     header_key: Sequence[str],
     header_columns: Mapping[str, str] | None = None,
     create_tables: bool = False,
+    header_schema: Mapping[str, Any] | None = None,
 ) -> DocumentSpec:
     """Build a :class:`DocumentSpec` from a step's ``document`` block; ``ValueError`` naming the key.
 
     ``header_key`` are the header table's key columns (every line row carries them); ``header_columns``
-    their SQL types when ``create_tables`` asks for line tables to be created too.
+    their SQL types when ``create_tables`` asks for line tables to be created too. The number format of
+    the step's ``schema`` (``header_schema``: its separators) is the lines' default too: one document,
+    one format.
     """
     if not header_key:
         raise ValueError("document needs the step's 'key': line rows are found and replaced by it")
@@ -283,8 +303,9 @@ def document_spec(
     if not raw_groups:
         raise ValueError("document.lines: declare at least one line group")
     types = dict(header_columns or {})
+    defaults = {k: v for k in SCHEMA_DEFAULT_KEYS if (v := (header_schema or {}).get(k)) is not None}
     groups = tuple(
-        _group(raw, f"lines[{i}]", tuple(header_key), types, create_tables, depth=1)
+        _group(raw, f"lines[{i}]", tuple(header_key), types, create_tables, defaults, depth=1)
         for i, raw in enumerate(raw_groups)
     )
     spec = DocumentSpec(header_paths, groups, tuple(header_key))
@@ -301,6 +322,7 @@ def _group(
     parent_key: tuple[str, ...],
     parent_types: dict[str, str],
     create_tables: bool,
+    defaults: dict[str, Any],
     depth: int,
 ) -> LineGroup:
     if depth > MAX_LINE_DEPTH:
@@ -329,13 +351,12 @@ def _group(
     missing = [k for k in own_key if k not in names]
     if missing:
         raise ValueError(f"{where}.key: {missing} are not among its fields")
-    schema = schema_from_dict(
-        {
-            "fields": [
-                {k: v for k, v in f.items() if k not in ("path", "minimum", "maximum")} for f in raw["fields"]
-            ]
-        }
-    )
+    # None is "not set" (a typed config dumps every key), so the schema's number format still applies.
+    rules = [{k: v for k, v in f.items() if k not in LINE_ONLY_KEYS and v is not None} for f in raw["fields"]]
+    try:
+        schema = schema_from_dict({"fields": rules, **defaults})
+    except ValueError as exc:
+        raise ValueError(f"{where}.fields: {exc}") from None
     required_keys = [k for k in own_key if not next(r for r in schema.fields if r.name == k).required]
     if required_keys:
         raise ValueError(f"{where}.key: {required_keys} must be required fields (a key cannot be empty)")
@@ -357,7 +378,7 @@ def _group(
     columns = _table_columns(group, raw.get("columns"), parent_types, where) if create_tables else None
     types = {**parent_types, **(columns or {})}
     children = tuple(
-        _group(child, f"{where}.lines[{i}]", group.key, types, create_tables, depth + 1)
+        _group(child, f"{where}.lines[{i}]", group.key, types, create_tables, defaults, depth + 1)
         for i, child in enumerate(raw.get("lines") or [])
     )
     return replace(group, columns=columns, lines=children)

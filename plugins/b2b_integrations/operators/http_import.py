@@ -10,10 +10,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.errors import FatalStepError
+from b2b_integrations.formats.documents import DocumentSpec, document_spec
 from b2b_integrations.formats.validation import RowSchema, schema_from_dict, validate_record
 from b2b_integrations.hooks.http_api import ApiClient, auth_from_config, safe_url
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
+from b2b_integrations.sinks.documents import document_sink
 from b2b_integrations.sinks.sql import RowSink, chunked, conflict_rule, prepare_target, write_in_transaction
 from b2b_integrations.sources.incremental import IncrementalSync, incremental_from_config
 from b2b_integrations.sources.pagination import (
@@ -75,6 +77,9 @@ class HttpApiImportOperator(StepOperator):
     :param chunk_size: Rows per database batch.
     :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
         column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
+    :param document: Each record is a document with line items (``formats.documents``): the header row
+        goes to ``table``, each line group to its own table, the document's old lines replaced in the same
+        transaction; a document with a bad line is quarantined whole.
     """
 
     template_fields: Sequence[str] = ("endpoint", "query", "table")
@@ -104,6 +109,7 @@ class HttpApiImportOperator(StepOperator):
         retry_base_seconds: float = 0.5,
         chunk_size: int = 1000,
         conflict: dict[str, Any] | None = None,
+        document: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,6 +134,7 @@ class HttpApiImportOperator(StepOperator):
         self.retry_base_seconds = retry_base_seconds
         self.chunk_size = chunk_size
         self.conflict = conflict
+        self.document = document
 
     def run_step(self, context: Context) -> dict[str, Any]:
         try:
@@ -136,6 +143,11 @@ class HttpApiImportOperator(StepOperator):
             schema = schema_from_dict(self.row_schema)
             auth = auth_from_config(self.auth)
             retry = RetryPolicy(attempts=self.retry_attempts, base_seconds=self.retry_base_seconds)
+            documents = (
+                document_spec(self.document, self.key, self.columns, self.create_table, self.row_schema)
+                if self.document is not None
+                else None
+            )
         except ValueError as e:
             raise FatalStepError(f"invalid http_import options: {e}") from e
         fields = [*(rule.name for rule in schema.fields), *self.constants]
@@ -156,6 +168,8 @@ class HttpApiImportOperator(StepOperator):
                 self.columns if self.create_table else None,
                 conflict_rule(self.conflict),
             )
+            if documents is not None:
+                sink = document_sink(conn, dialect, hook.placeholder, sink, documents, self.create_table)
             progress.cursor = cursors.read_cursor(conn, hook.placeholder, state_key) if sync else None
             client = ApiClient(
                 self.http_conn_id,
@@ -175,7 +189,16 @@ class HttpApiImportOperator(StepOperator):
             )  # fmt: skip
             writes = prefetched(
                 self._page_writes(
-                    client, paginator, first, sync, schema, sink, hook.placeholder, progress, run_id
+                    client,
+                    paginator,
+                    first,
+                    sync,
+                    schema,
+                    sink,
+                    hook.placeholder,
+                    progress,
+                    run_id,
+                    documents,
                 )
             )
             write_in_transaction(
@@ -210,6 +233,7 @@ class HttpApiImportOperator(StepOperator):
         placeholder: str,
         progress: _Progress,
         run_id: str,
+        documents: DocumentSpec | None = None,
     ) -> Iterator[Callable[[Any], int]]:
         """Fetch page after page (in the prefetch thread) and turn each into one database write."""
         last_log = time.monotonic()
@@ -220,7 +244,7 @@ class HttpApiImportOperator(StepOperator):
             except ValueError as e:
                 raise FatalStepError(f"{self.where}: {safe_url(url)}: {e}") from None
             progress.pages += 1
-            rows, bad = self._check(records, schema, url, progress.fetched)
+            rows, bad = self._check(records, schema, url, progress.fetched, documents)
             progress.fetched += len(records)
             progress.loaded += len(rows)
             progress.quarantined += len(bad)
@@ -238,9 +262,15 @@ class HttpApiImportOperator(StepOperator):
                 last_log = time.monotonic()
 
     def _check(
-        self, records: list[Any], schema: RowSchema, url: str, before: int
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[str, int, list[str], Any]]]:
-        rows: list[tuple[Any, ...]] = []
+        self,
+        records: list[Any],
+        schema: RowSchema,
+        url: str,
+        before: int,
+        documents: DocumentSpec | None = None,
+    ) -> tuple[list[Any], list[tuple[str, int, list[str], Any]]]:
+        """Rows to write (a document's rows when ``documents``) and the refused records with reasons."""
+        rows: list[Any] = []
         bad: list[tuple[str, int, list[str], Any]] = []
         extra = tuple(self.constants.values())
         source = safe_url(url)
@@ -249,6 +279,13 @@ class HttpApiImportOperator(StepOperator):
                 bad.append(
                     (source, number, [f"record is not a JSON object (got {type(record).__name__})"], record)
                 )
+                continue
+            if documents is not None:
+                document, reasons = documents.read(record, schema, self.constants)
+                if document is None:
+                    bad.append((source, number, reasons, record))
+                else:
+                    rows.append(document)
                 continue
             clean, reasons = validate_record(record, schema)
             if clean is None:
@@ -264,7 +301,7 @@ class HttpApiImportOperator(StepOperator):
 def _write_page(
     sink: RowSink,
     chunk_size: int,
-    rows: list[tuple[Any, ...]],
+    rows: list[Any],
     bad: list[tuple[str, int, list[str], Any]],
     placeholder: str,
     key: cursors.StepKey,

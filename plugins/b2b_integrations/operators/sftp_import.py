@@ -22,11 +22,13 @@ from b2b_integrations.formats.columnar import (
     fast_path_blocker,
     read_columnar,
 )
+from b2b_integrations.formats.documents import DocumentSpec, document_spec
 from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
 from b2b_integrations.formats.validation import schema_from_dict, validate_record
 from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
+from b2b_integrations.sinks.documents import document_sink
 from b2b_integrations.sinks.sql import (
     PostgresCopySink,
     RowSink,
@@ -130,6 +132,9 @@ class SftpFileImportOperator(StepOperator):
     :param chunk_size: Rows per database batch.
     :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
         column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
+    :param document: Each record is a document with line items (``formats.documents``): the header row
+        goes to ``table``, each line group to its own table, the document's old lines replaced in the same
+        transaction; a document with a bad line is quarantined whole.
     """
 
     template_fields: Sequence[str] = ("folder", "pattern", "regex", "table")
@@ -160,6 +165,7 @@ class SftpFileImportOperator(StepOperator):
         max_files: int | None = None,
         chunk_size: int = 1000,
         conflict: dict[str, Any] | None = None,
+        document: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -185,19 +191,19 @@ class SftpFileImportOperator(StepOperator):
         self.max_files = max_files
         self.chunk_size = chunk_size
         self.conflict = conflict
+        self.document = document
+        self._documents: DocumentSpec | None = None
 
     def run_step(self, context: Context) -> dict[str, Any]:
         try:
             fmt = options_from_dict(self.file_format)
             schema = schema_from_dict(self.row_schema)
+            self._documents = self._document_spec()
         except ValueError as e:
             raise FatalStepError(f"invalid file import options: {e}") from e
         if self.after_load not in ("move", "delete"):
             raise FatalStepError(f"after_load must be 'move' or 'delete', got {self.after_load!r}")
-        fields = [rule.name for rule in schema.fields]
-        target_fields = [*fields, *self.constants]
-        if self.source_file_column:
-            target_fields.append(self.source_file_column)
+        target_fields = self._target_fields(schema)
         hook, dialect = get_db_hook(self.db_conn_id)
 
         summary = _RunSummary()
@@ -219,6 +225,10 @@ class SftpFileImportOperator(StepOperator):
                     self.columns if self.create_table else None,
                     conflict_rule(self.conflict),
                 )
+                if self._documents is not None:
+                    sink = document_sink(
+                        conn, dialect, hook.placeholder, sink, self._documents, self.create_table
+                    )
                 todo = self._files_to_import(conn, hook.placeholder, remote, summary)
                 for index, remote_file in enumerate(todo, 1):
                     self.log.info(
@@ -255,6 +265,11 @@ class SftpFileImportOperator(StepOperator):
             "rows_quarantined": summary.rows_quarantined,
             "table": self.table,
         }
+
+    def _document_spec(self) -> DocumentSpec | None:
+        if self.document is None:
+            return None
+        return document_spec(self.document, self.key, self.columns, self.create_table, self.row_schema)
 
     def _work_root(self) -> Path:
         root = data_dir().joinpath(
@@ -438,15 +453,26 @@ class SftpFileImportOperator(StepOperator):
     ) -> tuple[Any, ...] | None:
         """The row to load for ``record``, or None after writing it to the quarantine report."""
         reasons = [record.error] if record.error else None
-        clean = None
-        if reasons is None:
+        clean = row = None
+        if reasons is None and self._documents is not None:
+            extras = self._target_fields(schema)[len(schema.fields) :]
+            extra = dict(zip(extras, self._extra_values(name), strict=True))
+            row, reasons = self._documents.read(record.fields, schema, extra)
+        elif reasons is None:
             clean, reasons = validate_record(record.fields, schema)
-        if clean is None:
+        if clean is None and row is None:
             counts.quarantined += 1
             quarantine.writerow([name, record.number, "; ".join(reasons or ["invalid"]), record.raw])
             return None
         counts.loaded += 1
+        if row is not None:
+            return row
         return (*(clean[rule.name] for rule in schema.fields), *self._extra_values(name))
+
+    def _target_fields(self, schema: Any) -> list[str]:
+        """Columns of the rows written to ``table``: the schema's fields, constants, the file name column."""
+        fields = [*(rule.name for rule in schema.fields), *self.constants]
+        return [*fields, self.source_file_column] if self.source_file_column else fields
 
     def _before_commit(
         self,
