@@ -7,6 +7,9 @@ a latency of 5 ms per request, and measures, each in a fresh process:
 - floor: a bare ``httpx.Client`` loop fetching the same pages one after another (same endpoint, page size and
          API key header), parsing the JSON and counting the records, nothing else.
 Prints wall time and records/s of each, and ours as a share of the floor's throughput (target >= 80%).
+Before any figure, every side is checked against the CRM: ours's rows read back from the database (each
+contact once, the CRM's count), the floor's record count, and the records the CRM served (each page once);
+a wrong run prints no figure and exits 1.
 
 Then one scheduler cycle of 50 customers (c01..c50), each running the operator once in its own process (as
 Airflow runs one process per task), 8 at a time (the executor's parallel slots): each starts its incremental
@@ -201,6 +204,7 @@ def main() -> None:
             floor = run_json(FLOOR, [f"{server.url}{ENDPOINT}", server.api_key, str(args.page_size)], env)
             floor_stats = server.admin_get("stats")
 
+            load_after_pair = os.getloadavg()
             # The scheduler cycle: each customer's first run starts at the 200th-newest contact.
             server.admin("config", {"latency_ms": 0})
             start = server.api(
@@ -226,8 +230,32 @@ def main() -> None:
             cycle_wall = time.perf_counter() - started
             cycle_stats = server.admin_get("stats")
             with psycopg2.connect(f"{PG}/{db}") as conn, conn.cursor() as cur:
-                cur.execute(f"SELECT count(*) FROM {TABLE} WHERE customer_id <> 'bench'")
-                cycle_rows = cur.fetchone()[0]
+                cur.execute(
+                    f"SELECT customer_id, count(*), count(DISTINCT id) FROM {TABLE} GROUP BY customer_id"
+                )
+                loaded = {customer: (n, distinct) for customer, n, distinct in cur.fetchall()}
+            cycle_rows = sum(n for customer, (n, _) in loaded.items() if customer != "bench")
+
+        problems = []
+        if loaded.get("bench") != (args.records, args.records):
+            problems.append(
+                f"ours: table holds (rows, ids) {loaded.get('bench')}, the CRM has {args.records:,}"
+            )
+        if ours["quarantined"]:
+            problems.append(f"ours: {ours['quarantined']:,} records quarantined, expected none")
+        for label, side, stats in (("ours", ours, ours_stats), ("floor", floor, floor_stats)):
+            if side["records"] != args.records or stats["records_served"] != args.records:
+                problems.append(
+                    f"{label}: {side['records']:,} records read, the CRM served {stats['records_served']:,},"
+                    f" it holds {args.records:,}"
+                )
+        wrong = {c: loaded.get(c) for c in customers if loaded.get(c) != (per_customer["total"],) * 2}
+        if wrong:
+            problems.append(
+                f"cycle: customers whose (rows, ids) differ from {per_customer['total']}: {wrong}"
+            )
+        if problems:
+            raise SystemExit("wrong result, no figures:\n  " + "\n  ".join(problems))
 
         ours_rate = ours["records"] / ours["seconds"]
         floor_rate = floor["records"] / floor["seconds"]
@@ -245,6 +273,7 @@ def main() -> None:
             )
         print(f"  ours loaded {ours['loaded']:,}, quarantined {ours['quarantined']:,}")
         print(f"  ours / floor throughput: {ours_rate / floor_rate:.0%} (target >= 80%)")
+        print(f"  load average (1, 5, 15 min) after the single import and floor: {load_after_pair}")
 
         walls = [run["wall"] for run in runs]
         executes = [run["seconds"] for run in runs]
@@ -261,6 +290,7 @@ def main() -> None:
             f"  records loaded {sum(run['loaded'] for run in runs):,} (rows in table {cycle_rows:,}); "
             f"server: {cycle_stats['requests']:,} requests, {cycle_stats['records_served']:,} records served"
         )
+        print(f"  load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     finally:
         server.stop()
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
