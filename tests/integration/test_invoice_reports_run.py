@@ -3,6 +3,7 @@ last month -> copied to the customer's folder once, even when the run is repeate
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def test_monthly_pdf_renders_last_month_and_is_delivered_once(
         rows = [
             ("repco", 1, 7, "INV-0001", 1200.50, "EUR", "paid", "2026-10-01"),
             ("repco", 2, 8, "INV-0002", 99.99, "EUR", "open", "2026-10-31"),
+            ("repco", 5, 8, "INV-0005", 20.00, "USD", "paid", "2026-10-20"),  # never added to the euros
             ("repco", 3, 9, "INV-0003", 5000.00, "EUR", "paid", "2026-11-01"),  # this month: not in October's
             ("other", 4, 9, "INV-0004", 7.00, "EUR", "paid", "2026-10-15"),  # another customer
         ]
@@ -59,7 +61,10 @@ def test_monthly_pdf_renders_last_month_and_is_delivered_once(
     text = "\n".join(page.extract_text() for page in PdfReader(delivered).pages)
     assert "Repco Société Générale Ærø" in text and "INV-0001" in text and "INV-0002" in text
     assert "INV-0003" not in text and "INV-0004" not in text
-    assert "1300.49" in text.replace(",", "")  # the total of the two October invoices
+    figures = text.replace(",", "")
+    assert re.search(r"Total amount \(EUR\)\s*1300\.49", figures)  # October's, per currency
+    assert re.search(r"Total amount \(USD\)\s*20\.00", figures)
+    assert "1320.49" not in figures and "Amount by currency" in text
     assert pg_rows(pg_db, "SELECT report, target FROM b2b_deliveries") == [("monthly_invoices", "local")]
 
     delivered.unlink()

@@ -124,6 +124,12 @@ def test_placeholders_are_filled_with_report_values_and_summary_figures() -> Non
     assert render("Figures:\n{summary}", VALUES, SUMMARY) == "Figures:\nTotal revenue: 1234.5\nInvoices: 12"
 
 
+def test_a_figure_kept_per_currency_is_written_per_currency() -> None:
+    summary = {"Total amount": {"EUR": 1300.49, "USD": 20.0}, "Invoices": 3}
+    assert render("{summary.Total amount}", VALUES, summary) == "EUR 1300.49, USD 20.0"
+    assert render("{summary}", VALUES, summary) == "Total amount: EUR 1300.49, USD 20.0\nInvoices: 3"
+
+
 def test_braces_that_are_not_placeholders_stay_as_written() -> None:
     text = 'JSON {"a": 1}, Jinja {{ ds }}, empty {}'
     check_template(text)

@@ -423,6 +423,98 @@ def test_staged_json_values_are_typed_by_declaration(tmp_path: Path) -> None:
     assert rows[1:] == [(dt.datetime(2026, 11, 2), True, 1.5), (dt.datetime(2026, 11, 3), False, None)]
 
 
+MONEY: dict[str, Any] = {
+    "title": "Invoices",
+    "columns": [
+        "number",
+        "status",
+        "currency",
+        {"name": "amount", "type": "number", "decimals": 2, "currency": "currency"},
+    ],
+    "summary": [
+        {"label": "Invoices", "op": "count"},
+        {"label": "Total amount", "op": "sum", "column": "amount", "decimals": 2},
+        {"label": "Largest invoice", "op": "max", "column": "amount", "decimals": 2},
+    ],
+    "chart": {"type": "bar", "category": "currency", "value": "amount", "title": "Amount by currency"},
+}
+
+
+def money_rows(rows: int) -> pd.DataFrame:
+    currencies = ["DKK", "GBP", "EUR", "USD", None]
+    return pd.DataFrame(
+        {
+            "number": [f"INV-{i:04d}" for i in range(rows)],
+            "status": [("paid", "open")[i % 2] for i in range(rows)],
+            "currency": [currencies[i % len(currencies)] for i in range(rows)],
+            "amount": [1000.0 + i for i in range(rows)],
+        }
+    )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "pdf"])
+def test_money_in_several_currencies_is_summed_per_currency(tmp_path: Path, fmt: str) -> None:
+    frame = money_rows(23)
+    result = render(tmp_path, fmt, frame, MONEY, size=4)
+    by_code = frame.fillna({"currency": "(blank)"}).groupby("currency")["amount"]
+    assert result.summary == {
+        "Invoices": 23,
+        "Total amount": {code: round(total, 2) for code, total in by_code.sum().items()},
+        "Largest invoice": {code: high for code, high in by_code.max().items()},
+    }
+    assert set(result.summary["Total amount"]) == {"(blank)", "DKK", "EUR", "GBP", "USD"}
+    if fmt == "pdf":
+        first = pdf_pages(result.path)[0]
+        for code, total in by_code.sum().items():
+            assert re.search(rf"Total amount \({re.escape(code)}\)\s*{total:,.2f}", first)
+        assert not re.search(r"Total amount\s*[0-9]", first)  # never one figure over every currency
+        assert "Amount by currency" in first
+
+
+def test_money_figures_keep_their_currency_through_an_empty_report(tmp_path: Path) -> None:
+    result = render(tmp_path, "pdf", money_rows(0), MONEY)
+    assert result.summary == {"Invoices": 0, "Total amount": {}, "Largest invoice": {}}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            {"chart": {"category": "status", "value": "amount"}},
+            r"render.chart.value: 'amount' is money in the currencies of column 'currency', and a sum by "
+            r"'status' would add different currencies together",
+        ),
+        (
+            {"columns": ["number", {"name": "amount", "currency": "currency"}]},
+            r"render.columns\[1\].currency: column 'currency' is not in render.columns",
+        ),
+        (
+            {"columns": [{"name": "fx", "type": "number"}, {"name": "amount", "currency": "fx"}]},
+            r"render.columns\[1\].currency: 'fx' must be the column of currency codes",
+        ),
+        (
+            {"columns": ["currency", {"name": "day", "type": "date", "currency": "currency"}]},
+            r"render.columns\[1\].currency: only number and integer columns are money",
+        ),
+    ],
+)
+def test_money_columns_are_checked_at_config_time(change: dict[str, Any], error: str) -> None:
+    options = {**MONEY, "summary": [{"op": "count"}], **change}
+    with pytest.raises(ValueError, match=error):
+        report_spec_from_config("pdf", options)
+    report_spec_from_config("pdf", {**options, "chart": {"category": "status"}, "columns": MONEY["columns"]})
+
+
+def test_too_many_currencies_for_the_summary_is_a_clear_error(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"currency": [f"C{i:02d}" for i in range(30)], "amount": [1.0] * 30})
+    options = {
+        "columns": ["currency", {"name": "amount", "currency": "currency"}],
+        "summary": [{"label": "Total", "op": "sum", "column": "amount"}],
+    }
+    with pytest.raises(ReportDataError, match=r"summary: more than 24 figures once kept per currency"):
+        render(tmp_path, "csv", frame, options)
+
+
 def test_a_failed_render_keeps_the_previous_file_and_leaves_no_temporary(tmp_path: Path) -> None:
     good = render(tmp_path, "csv", invoices(5))
 

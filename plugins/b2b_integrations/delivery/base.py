@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from b2b_integrations.delivery.messages import check_file_name, render
+from b2b_integrations.delivery.messages import check_file_name, format_value, render
 from b2b_integrations.errors import FatalStepError, RetriableStepError
 
 _HASH_BLOCK = 1024 * 1024
@@ -162,7 +162,7 @@ class DeliveryContext:
             from urllib.parse import quote as encode
 
             values = {k: encode("" if v is None else str(v), safe="") for k, v in values.items()}
-            summary = {k: encode(str(v), safe="") for k, v in summary.items()}
+            summary = {k: encode(format_value(v), safe="") for k, v in summary.items()}
         try:
             return render(template, values, summary)
         except ValueError as e:

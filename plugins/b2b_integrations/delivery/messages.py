@@ -56,6 +56,8 @@ def summary_text(summary: Mapping[str, Any]) -> str:
 
 
 def format_value(value: Any) -> str:
+    if isinstance(value, Mapping):  # a money figure kept per currency: "EUR 1300.49, USD 20.0"
+        return ", ".join(f"{code} {format_value(figure)}" for code, figure in value.items())
     return "" if value is None else str(value)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.reports.errors import ReportDataError
@@ -15,22 +15,34 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_CHART_GROUPS = 10_000  # distinct categories kept while reading; more means the category is too fine
+# Figures kept per currency: the PDF shows every one on its first page (two columns of twelve lines).
+MAX_SUMMARY_LINES = 24
 OTHER = "Other"
 BLANK = "(blank)"
 
 
 @dataclass
-class _Figure:
-    spec: SummarySpec
+class _Totals:
     count: int = 0
     total: float | int = 0
     low: Any = None
     high: Any = None
+
+
+@dataclass
+class _Figure:
+    spec: SummarySpec
     kind: str | None = None
+    parts: dict[str | None, _Totals] = field(default_factory=dict)
+    """Totals per currency code; one entry (None) for a figure without a currency."""
 
 
 class SummaryAccumulator:
-    """The report's summary figures, updated with each prepared chunk."""
+    """The report's summary figures, updated with each prepared chunk.
+
+    A figure over a money column (declared with its currency column) is kept per currency, so no value
+    ever adds up amounts in different currencies.
+    """
 
     def __init__(self, figures: tuple[SummarySpec, ...]) -> None:
         self.figures = [_Figure(spec) for spec in figures]
@@ -40,42 +52,88 @@ class SummaryAccumulator:
         for figure in self.figures:
             spec = figure.spec
             if spec.column is None:
-                figure.count += len(frame)
+                figure.parts.setdefault(None, _Totals()).count += len(frame)
                 continue
             series = _column(frame, spec.column, f"summary {spec.label!r}")
             kind = kinds[spec.column]
             if kind != "empty":
                 figure.kind = figure.kind or kind
-            figure.count += int(series.notna().sum())
-            if spec.op in ("sum", "avg"):
-                if kind not in NUMERIC_KINDS and kind != "empty":
-                    raise ReportDataError(
-                        f"summary {spec.label!r}: {spec.op} needs numbers, but column {spec.column!r} holds "
-                        f"{kind} values"
-                    )
-                figure.total += _python(series.sum()) if kind != "empty" else 0
-            elif spec.op in ("min", "max") and kind != "empty":
-                figure.low = _better(figure.low, _python(series.min()), min)
-                figure.high = _better(figure.high, _python(series.max()), max)
+            if spec.op in ("sum", "avg") and kind not in NUMERIC_KINDS and kind != "empty":
+                raise ReportDataError(
+                    f"summary {spec.label!r}: {spec.op} needs numbers, but column {spec.column!r} holds "
+                    f"{kind} values"
+                )
+            if spec.currency is None:
+                _fold(figure.parts.setdefault(None, _Totals()), series, spec.op, kind)
+                continue
+            codes = _column(frame, spec.currency, f"summary {spec.label!r} (its currency column)")
+            labels = text_values(codes, kinds[spec.currency]).str.strip().replace("", BLANK)
+            for code, part in series.groupby(labels, sort=False):
+                _fold(figure.parts.setdefault(str(code), _Totals()), part, spec.op, kind)
+            self._check_lines()
+
+    def _check_lines(self) -> None:
+        lines = sum(max(len(figure.parts), 1) for figure in self.figures)
+        if lines > MAX_SUMMARY_LINES:
+            counted = {f.spec.label: sorted(map(str, f.parts)) for f in self.figures if f.spec.currency}
+            raise ReportDataError(
+                f"summary: more than {MAX_SUMMARY_LINES} figures once kept per currency ({counted}); "
+                "list fewer money figures or select fewer currencies in the query"
+            )
 
     def values(self) -> dict[str, Any]:
-        """label -> JSON-safe value (numbers rounded to the figure's decimals, dates as ISO strings)."""
-        return {figure.spec.label: _json_safe(self._value(figure), figure) for figure in self.figures}
+        """label -> JSON-safe value (numbers rounded to the figure's decimals, dates as ISO strings); a
+        figure kept per currency gives ``{currency code: value}``."""
+        out: dict[str, Any] = {}
+        for figure in self.figures:
+            if figure.spec.currency is None:
+                out[figure.spec.label] = _json_safe(self._value(figure, None), figure)
+            else:
+                out[figure.spec.label] = {
+                    code: _json_safe(self._value(figure, code), figure) for code in _codes(figure)
+                }
+        return out
 
     def display(self) -> list[tuple[str, str]]:
-        """(label, text) for the PDF, formatted like the report's cells."""
-        return [(figure.spec.label, _display(self._value(figure), figure)) for figure in self.figures]
+        """(label, text) for the PDF, formatted like the report's cells; one line per currency."""
+        lines = []
+        for figure in self.figures:
+            label = figure.spec.label
+            if figure.spec.currency is None:
+                lines.append((label, _display(self._value(figure, None), figure)))
+            elif not figure.parts:
+                lines.append((label, _display(None, figure)))
+            else:
+                lines.extend(
+                    (f"{label} ({code})", _display(self._value(figure, code), figure))
+                    for code in _codes(figure)
+                )
+        return lines
 
     @staticmethod
-    def _value(figure: _Figure) -> Any:
+    def _value(figure: _Figure, code: str | None) -> Any:
         op = figure.spec.op
+        totals = figure.parts.get(code) or _Totals()
         if op == "count":
-            return figure.count
+            return totals.count
         if op == "sum":
-            return figure.total
+            return totals.total
         if op == "avg":
-            return figure.total / figure.count if figure.count else None
-        return figure.low if op == "min" else figure.high
+            return totals.total / totals.count if totals.count else None
+        return totals.low if op == "min" else totals.high
+
+
+def _fold(totals: _Totals, series: pd.Series, op: str, kind: str) -> None:
+    totals.count += int(series.notna().sum())
+    if op in ("sum", "avg"):
+        totals.total += _python(series.sum()) if kind != "empty" else 0
+    elif op in ("min", "max") and kind != "empty":
+        totals.low = _better(totals.low, _python(series.min()), min)
+        totals.high = _better(totals.high, _python(series.max()), max)
+
+
+def _codes(figure: _Figure) -> list[str]:
+    return sorted(str(code) for code in figure.parts)
 
 
 class ChartAccumulator:

@@ -64,8 +64,11 @@ def report_spec_from_config(
     title = _text(options.get("title", default_title), "render.title", max_length=200)
     columns = _columns(options.get("columns"))
     declared = {c.name for c in columns}
-    summary = _summary(options.get("summary"), declared)
+    currencies = {c.name: c.currency for c in columns if c.currency is not None}
+    summary = _summary(options.get("summary"), declared, currencies)
     chart = _chart(options.get("chart"), declared)
+    if chart is not None:
+        _check_chart_currency(chart, currencies)
     logo = options.get("logo")
     if logo is not None:
         logo = _text(logo, "render.logo")
@@ -168,9 +171,10 @@ def _columns(raw: Any) -> tuple[ColumnSpec, ...]:
             columns.append(ColumnSpec(name=_text(item, key), label=item))
             continue
         entry = _mapping(item, key)
-        _known_keys(entry, ("name", "label", "type", "decimals", "date_format", "width"), key)
+        _known_keys(entry, ("name", "label", "type", "decimals", "date_format", "width", "currency"), key)
         name = _text(entry.get("name"), f"{key}.name")
         width = entry.get("width")
+        currency = entry.get("currency")
         columns.append(
             ColumnSpec(
                 name=name,
@@ -179,16 +183,38 @@ def _columns(raw: Any) -> tuple[ColumnSpec, ...]:
                 decimals=_optional_int(entry.get("decimals"), f"{key}.decimals", 0, 10),
                 date_format=_strftime(entry.get("date_format"), f"{key}.date_format"),
                 width=_number(width, f"{key}.width", 0.5, 255) if width is not None else None,
+                currency=_text(currency, f"{key}.currency") if currency is not None else None,
             )
         )
     names = [c.name for c in columns]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"render.columns: column(s) {duplicates} listed more than once")
+    _check_currency_columns(columns)
     return tuple(columns)
 
 
-def _summary(raw: Any, declared: set[str]) -> tuple[SummarySpec, ...]:
+def _check_currency_columns(columns: list[ColumnSpec]) -> None:
+    by_name = {c.name: c for c in columns}
+    for index, column in enumerate(columns):
+        if column.currency is None:
+            continue
+        key = f"render.columns[{index}].currency"
+        code = by_name.get(column.currency)
+        if code is None:
+            raise ValueError(f"{key}: column {column.currency!r} is not in render.columns {sorted(by_name)}")
+        if code is column or code.currency is not None or code.type in ("number", "integer"):
+            raise ValueError(
+                f"{key}: {column.currency!r} must be the column of currency codes (EUR, USD ...), "
+                f"not a money or number column"
+            )
+        if column.type not in (None, "number", "integer"):
+            raise ValueError(
+                f"{key}: only number and integer columns are money, {column.name!r} is {column.type}"
+            )
+
+
+def _summary(raw: Any, declared: set[str], currencies: Mapping[str, str]) -> tuple[SummarySpec, ...]:
     if raw is None:
         return (SummarySpec(label="Rows", op="count"),)
     if not isinstance(raw, list) or len(raw) > MAX_SUMMARY_FIGURES:
@@ -213,6 +239,8 @@ def _summary(raw: Any, declared: set[str]) -> tuple[SummarySpec, ...]:
                 op=op,
                 column=column,
                 decimals=_optional_int(entry.get("decimals"), f"{key}.decimals", 0, 10),
+                # Counting rows is the same whatever their currency; any other figure is money per currency.
+                currency=currencies.get(column) if column is not None and op != "count" else None,
             )
         )
     labels = [f.label for f in figures]
@@ -255,6 +283,16 @@ def _chart(raw: Any, declared: set[str]) -> ChartSpec | None:
             "render.chart.sort",
         ),
     )
+
+
+def _check_chart_currency(chart: ChartSpec, currencies: Mapping[str, str]) -> None:
+    currency = currencies.get(chart.value) if chart.value is not None and chart.op != "count" else None
+    if currency is not None and chart.category != currency:
+        raise ValueError(
+            f"render.chart.value: {chart.value!r} is money in the currencies of column {currency!r}, and a "
+            f"{chart.op} by {chart.category!r} would add different currencies together; chart it by currency "
+            f"(category: {currency}), count rows (op: count), or select one currency in the query"
+        )
 
 
 def _csv(raw: Any) -> CsvOptions:

@@ -26,7 +26,8 @@ class ColumnSpec:
     ``type`` forces a type (values that do not convert are errors naming the row and column); None takes
     the type the data has. ``decimals`` and ``date_format`` (strftime) apply to CSV, XML and PDF text;
     xlsx keeps typed cells and uses ``decimals`` for the number format. ``width`` is a relative share of
-    the page width in the PDF and a character width in xlsx.
+    the page width in the PDF and a character width in xlsx. ``currency`` names the column holding each
+    row's currency code: this column's values are money, and figures over it are kept per currency.
     """
 
     name: str
@@ -35,17 +36,20 @@ class ColumnSpec:
     decimals: int | None = None
     date_format: str | None = None
     width: float | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
 class SummarySpec:
     """A figure computed over every row (chunk by chunk): ``count`` (rows, or non-empty values of
-    ``column``), ``sum``, ``avg``, ``min``, ``max`` of ``column``."""
+    ``column``), ``sum``, ``avg``, ``min``, ``max`` of ``column``. With ``currency`` (the column holding
+    ``column``'s currency), the figure is one value per currency, never a sum of different currencies."""
 
     label: str
     op: str
     column: str | None = None
     decimals: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
