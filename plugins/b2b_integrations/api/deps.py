@@ -7,6 +7,7 @@ tests build the app with their own and every router module stays a plain module-
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from b2b_integrations.api.errors import ApiError
 from b2b_integrations.instances.store import InstanceStore
 
 MAX_BODY_BYTES = 256 * 1024
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,8 +63,13 @@ def production_services() -> Services:
     def reparse(customer: str) -> None:
         from airflow.utils.session import create_session
 
-        with create_session() as session:
-            request_reparse(customer, session)
+        # The file is written: a failure here must not turn the write into an error. Without the request
+        # the dag-processor still reads the change at its next min_file_process_interval.
+        try:
+            with create_session() as session:
+                request_reparse(customer, session)
+        except Exception:
+            log.warning("b2b-integrations: could not queue a re-parse for customer %s", customer, exc_info=True)
 
     include_dir = include_dir_for_api_server()
     return Services(include_dir, InstanceStore(include_dir, after_write=reparse))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,8 @@ from b2b_integrations.instances.errors import (
     PreconditionFailed,
     PreconditionRequired,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -63,5 +66,11 @@ def add_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, InstanceError)
         return await api_error(request, _instance_error(error))
 
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Logged with its traceback (a 500 is a bug to fix); the caller gets no internals.
+        log.error("b2b-integrations: %s %s failed", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"error": "internal", "detail": "unexpected error; it was logged"}, 500)
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(InstanceError, instance_error)
+    app.add_exception_handler(Exception, unexpected)
