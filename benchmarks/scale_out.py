@@ -4,8 +4,8 @@
 For each engine a fresh real Airflow is started (tests/airflow_stack.py or tests/celery_stack.py: API server,
 scheduler, dag-processor on a throwaway PostgreSQL metadata DB; Celery's broker is the machine's Redis,
 database 12, flushed afterwards) with N customers (default 100) of one small template: a manually triggered
-flow of a transform (``generate_inventory``, 5 SKUs) and a load (upsert into the customer's table in a
-throwaway PostgreSQL app database). Once every DAG is parsed, one run per customer is triggered through the
+flow of a transform (``generate_inventory``, 5 SKUs) and a load (upsert into a table shared by the customers
+in a throwaway PostgreSQL app database, created by their concurrent first runs: nothing is created up front). Once every DAG is parsed, one run per customer is triggered through the
 REST API (10 at a time) and the batch is timed from the first trigger to the last run's end. Then K more
 runs (default 5) go one at a time through the idle deployment.
 
@@ -108,15 +108,6 @@ def template() -> dict[str, Any]:
             }
         },
     }
-
-
-def create_table(db: str, load_step: dict[str, Any]) -> None:
-    import psycopg2
-
-    from b2b_integrations.sinks.sql import create_table_statement
-
-    with psycopg2.connect(f"{PG}/{db}") as conn, conn.cursor() as cur:
-        cur.execute(create_table_statement(load_step["table"], load_step["columns"], load_step["key"]))
 
 
 def customers(count: int) -> dict[str, dict[str, Any]]:
@@ -253,9 +244,8 @@ def main() -> None:
                 )
                 _admin(f'DROP DATABASE IF EXISTS "{app_db}" WITH (FORCE)')  # each engine starts empty
                 _admin(f'CREATE DATABASE "{app_db}"')
-                # Created once up front: concurrent first runs would race on CREATE TABLE IF NOT EXISTS,
-                # which PostgreSQL does not serialise (see tests/integration/test_scale_out.py).
-                create_table(app_db, template()["flows"]["snapshot"]["steps"][1])
+                # No table up front: every customer's first run creates the shared table at the same moment,
+                # which the DDL lock (state/ddl.py) must make safe; a failed run fails the script.
                 env = {"AIRFLOW_CONN_BENCH_DB": f"{PG}/{app_db}"}
                 print(f"{engine}: starting ...", flush=True)
                 result = measure(engine, args.customers, args.slots, args.idle_runs, include, env)
