@@ -400,3 +400,55 @@ def test_api_import_of_orders_with_lines_replaces_lines_and_quarantines_a_bad_do
         "SELECT record_number, reasons FROM b2b_quarantine WHERE customer_id = 'acme' AND flow = 'api'"
     )
     assert rows(pg_db, quarantined) == [(2, "lines[2]: field 'qty': -1 is below the minimum 1")]
+
+
+# --------------------------------------------------------------------------- the shipped template
+
+
+def test_shipped_partner_po_xml_template_runs_as_a_generated_dag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str, sshd: Any, sftp_folder: str, pg_db: str
+) -> None:
+    """include/integrations/partner_po_xml.yaml (the README's worked example), deployed for one customer, loads
+    the purchase order of issue 20 and a second file with prices end to end."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from helpers import REPO, shipped_template, write_include
+
+    customer = {
+        "id": "poco",
+        "name": "PO Co",
+        "integrations": {
+            "partner_po_xml": {
+                "config": {"remote_folder": sftp_folder},
+                "connections": {"partner_sftp": "poco_sftp", "app_db": "poco_db"},
+            }
+        },
+    }
+    include = write_include(
+        tmp_path / "include", {"partner_po_xml": shipped_template("partner_po_xml")}, {"poco": customer}
+    )
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("AIRFLOW_CONN_POCO_SFTP", sshd.airflow_conn_json())
+    monkeypatch.setenv("AIRFLOW_CONN_POCO_DB", f"{PG}/{pg_db}")
+    Path(sftp_folder, "po-1.xml").write_bytes((DOCUMENTS / "purchase_order.xml").read_bytes())
+    Path(sftp_folder, "po-2.xml").write_text(
+        '<orders><order id="PO-2"><customer>ACME</customer><order_date>2025-03-02</order_date>'
+        '<line><sku>C-3</sku><qty>4</qty><price currency="EUR">12.50</price></line></order></orders>'
+    )
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    run = bag.dags["poco__partner_po_xml__purchase_orders"].test()
+    assert run.state == "success"
+    assert rows(
+        pg_db,
+        "SELECT customer_id, order_id, customer, order_date::text, source_file FROM partner_po ORDER BY 2",
+    ) == [("poco", "PO-1", "ACME", None, "po-1.xml"), ("poco", "PO-2", "ACME", "2025-03-02", "po-2.xml")]
+    assert rows(
+        pg_db,
+        "SELECT order_id, line_no, sku, qty, unit_price::text, currency FROM partner_po_lines ORDER BY 1, 2",
+    ) == [
+        ("PO-1", 1, "A-1", 2, None, None),
+        ("PO-1", 2, "B-2", 5, None, None),
+        ("PO-2", 1, "C-3", 4, "12.50", "EUR"),
+    ]

@@ -104,6 +104,14 @@ class DocumentLineField(StrictModel):
     minimum: float | None = Field(None, description="Smallest allowed value (integer and number fields).")
     maximum: float | None = Field(None, description="Largest allowed value (integer and number fields).")
 
+    @model_validator(mode="after")
+    def _check_bounds(self) -> DocumentLineField:
+        if (self.minimum is not None or self.maximum is not None) and self.type not in ("integer", "number"):
+            raise ValueError(f"minimum/maximum need type integer or number, not {self.type}")
+        if self.minimum is not None and self.maximum is not None and self.maximum < self.minimum:
+            raise ValueError(f"maximum {self.maximum} is below minimum {self.minimum}")
+        return self
+
 
 class DocumentLines(StrictModel):
     """A repeated group of the document (or of a line) and the table its items go to."""
@@ -188,7 +196,13 @@ class SqlTargetStep(StepBase):
             return
         from b2b_integrations.formats.documents import document_spec
 
-        document_spec(document.model_dump(), self.key, self.columns, self.create_table, header_schema)
+        try:
+            document_spec(document.model_dump(), self.key, self.columns, self.create_table, header_schema)
+        except ValueError as e:
+            # The spec names keys inside the block ("lines[0].fields[3]: ..."): say which block.
+            raise ValueError(
+                f"document.{e}" if str(e).startswith(("lines[", "header_paths")) else str(e)
+            ) from None
         declared = _schema_field_names(header_schema)
         unknown = sorted(set(document.header_paths) - declared) if declared is not None else []
         if unknown:
