@@ -290,3 +290,17 @@ def test_created_line_tables_take_their_key_types_from_the_parent() -> None:
             {"order_id": "TEXT"},
             True,
         )
+
+
+def test_readme_example_is_an_excerpt_of_the_shipped_template() -> None:
+    """The README's worked example shows the YAML of include/integrations/partner_po_xml.yaml, which
+    tests/integration/test_documents_import.py runs as a generated DAG."""
+    import re
+
+    repo = Path(__file__).parents[2]
+    marker = "<!-- documents-example: excerpt of include/integrations/partner_po_xml.yaml -->"
+    section = (repo / "README.md").read_text(encoding="utf-8").split(marker)[1].split("\n- **")[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    template = (repo / "include" / "integrations" / "partner_po_xml.yaml").read_text(encoding="utf-8")
+    assert len(blocks) == 2
+    assert all(block in template for block in blocks)
