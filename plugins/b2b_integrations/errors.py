@@ -55,6 +55,12 @@ class RetriableStepError(StepError):
     """Transient failure (timeouts, 5xx, 429, locked files): Airflow's retries apply."""
 
 
+class StepFailed(StepError):
+    """Any other error a step raised (a database's ``UndefinedTable``, a missing connection, a bug),
+    re-raised with the customer, integration, flow and step in its message; the original is its
+    ``__cause__``. Airflow retries it as it would have retried the original."""
+
+
 # Names of exception classes (anywhere in an exception's MRO) that mean "the infrastructure did not answer":
 # connection refused or reset, timeouts, a database that went away or is locked. Matched by name so this
 # module imports no driver: psycopg/psycopg2/sqlite3/SQLAlchemy ``OperationalError`` and

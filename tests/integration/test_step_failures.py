@@ -23,7 +23,13 @@ def _template(steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customer_id: str, steps: list[dict[str, Any]]):
+def _run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    customer_id: str,
+    steps: list[dict[str, Any]],
+    **test_options: Any,
+):
     from airflow.dag_processing.dagbag import DagBag
 
     customer = {
@@ -40,7 +46,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, customer_id: str, step
     )
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    run = bag.dags[f"{customer_id}__checks__run"].test()
+    run = bag.dags[f"{customer_id}__checks__run"].test(**test_options)
     return run, {ti.task_id: ti for ti in run.get_task_instances()}, target
 
 
@@ -90,3 +96,27 @@ def test_fatal_step_errors_fail_without_retry(
     assert run.state == "failed"
     # The template allows 3 retries; AirflowFailException skips them.
     assert tis["bad"].state == "failed" and tis["bad"].try_number == 1
+
+
+def test_manual_run_without_logical_date_renders_ds_and_a_database_error_names_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Airflow 3 triggers manual runs without a logical date: ``{{ ds }}`` is the day the run was asked
+    for. A load into a table nobody created fails with the driver's error led by whose step it is."""
+    steps = [
+        {"id": "make", "kind": "transform", "callable": "sample_transforms.rows", "options": {"count": 2, "tag": "{{ ds }}"}},
+        {"id": "load", "kind": "load", "connection": "db", "table": "never_created", "key": ["id"], "retries": 0},
+    ]  # fmt: skip
+    run, tis, _ = _run(tmp_path, monkeypatch, "nodateco", steps, logical_date=None)
+    assert run.logical_date is None
+    assert tis["make"].state == "success" and tis["load"].state == "failed"
+    from b2b_integrations.staging import stage_path
+
+    staged = stage_path("nodateco", "checks", "run", run.run_id, "make").read_text(encoding="utf-8")
+    tags = {json.loads(line)["tag"] for line in staged.splitlines()}
+    assert tags == {run.run_after.date().isoformat()}
+    output = capfd.readouterr()
+    assert (
+        "customer nodateco, integration checks, flow run, step load: OperationalError: no such table: never_created"
+        in output.out + output.err
+    )

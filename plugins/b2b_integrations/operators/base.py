@@ -8,10 +8,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+    DagRunTriggerException,
+    DownstreamTasksSkipped,
+)
 
 from b2b_integrations.config.references import resolve
-from b2b_integrations.errors import FatalStepError
+from b2b_integrations.errors import FatalStepError, RetriableStepError, StepFailed
 from b2b_integrations.staging import (
     EVENT_CURSOR_KEY,
     STAGED_KEY,
@@ -100,10 +106,18 @@ class StepOperator(BaseOperator):
         """Messages this step set aside (see :meth:`quarantine`); the last step stores them."""
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        import jinja2
+
         params = context.get("params") or {}
         for name, raw in self.config_refs.items():
             setattr(self, name, resolve(raw, {"config": params}))
-        super().render_template_fields(context, jinja_env)
+        try:
+            super().render_template_fields(with_run_date(context), jinja_env)
+        except jinja2.TemplateError as e:
+            # The same template fails the same way on every try.
+            raise AirflowFailException(f"{self.where}: cannot render its options: {e}") from e
+        except Exception as e:
+            raise StepFailed(f"{self.where}: cannot render its options: {type(e).__name__}: {e}") from e
 
     @property
     def where(self) -> str:
@@ -116,7 +130,18 @@ class StepOperator(BaseOperator):
         try:
             result = self.run_step(context)
         except FatalStepError as e:
-            raise AirflowFailException(f"{self.where}: {e}") from e
+            raise AirflowFailException(self._named(e)) from e
+        except _CONTROL_FLOW:
+            raise
+        except AirflowFailException as e:
+            raise AirflowFailException(self._named(e)) from e
+        except Exception as e:
+            # Whatever raised it (a driver's UndefinedTable, Airflow's missing connection, a bug), the
+            # message must say whose run failed; Airflow retries it as it would the original.
+            if self.where in str(e):
+                raise
+            named = RetriableStepError if isinstance(e, RetriableStepError) else StepFailed
+            raise named(self._named(e, "" if named is RetriableStepError else type(e).__name__)) from e
         if isinstance(result, dict) and self.events_cursor is not None:
             # Which events this run processed, and the position the last step commits when all went well.
             result = {**result, "webhook_events": self.handled_events, "webhook_cursor": self.events_cursor}
@@ -133,6 +158,13 @@ class StepOperator(BaseOperator):
     def run_step(self, context: Context) -> Any:
         """Do the step's work; subclasses implement this instead of ``execute``."""
         raise NotImplementedError
+
+    def _named(self, error: BaseException, kind: str = "") -> str:
+        """The error's message led by :attr:`where`, unless it names the step already."""
+        text = str(error).strip() or type(error).__name__
+        if self.where in text:
+            return text
+        return f"{self.where}: {kind}: {text}" if kind else f"{self.where}: {text}"
 
     def quarantine(
         self,
@@ -411,6 +443,48 @@ def _api_status(error: BaseException) -> int | None:
 
 
 _INT64 = 2**63
+# Exceptions that steer Airflow (skip, reschedule, trigger) rather than report a failure: passed on as raised.
+_CONTROL_FLOW = (
+    AirflowSkipException,
+    AirflowRescheduleException,
+    DagRunTriggerException,
+    DownstreamTasksSkipped,
+)
+# Set by Airflow only for runs with a logical date, which Airflow 3 leaves out of manual runs by default.
+_RUN_DATE_KEYS = ("logical_date", "ds", "ds_nodash", "ts", "ts_nodash", "ts_nodash_with_tz")
+
+
+def with_run_date(context: Any) -> Any:
+    """The context for rendering a step's options: in a run without a logical date (a manual trigger),
+    ``{{ ds }}``, ``{{ ts }}``, ``{{ logical_date }}`` and the data interval come from the time the run was
+    requested (``run_after``), as a cron-scheduled run's would come from its tick; any other run's context
+    is returned unchanged."""
+    dag_run = context.get("dag_run")
+    at = getattr(dag_run, "run_after", None)
+    if context.get("logical_date") is not None or at is None:
+        return context
+    import pendulum
+
+    at = pendulum.instance(at)
+    ds, ts = at.strftime("%Y-%m-%d"), at.isoformat()
+    values = dict(
+        zip(
+            _RUN_DATE_KEYS,
+            (
+                at,
+                ds,
+                ds.replace("-", ""),
+                ts,
+                at.strftime("%Y%m%dT%H%M%S"),
+                ts.replace("-", "").replace(":", ""),
+            ),
+            strict=True,
+        )
+    )
+    interval = {key: at for key in ("data_interval_start", "data_interval_end") if context.get(key) is None}
+    return {**context, **values, **interval}
+
+
 _MICROSECOND = timedelta(microseconds=1)
 
 
