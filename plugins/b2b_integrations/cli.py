@@ -13,7 +13,11 @@ from b2b_integrations.factory.planner import plan_project
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from b2b_integrations.config.deployment_checks import deployment_problems
+
     project = load_project(args.include_dir)
+    if args.check_imports or args.check_connections:
+        project.problems.extend(deployment_problems(project, args.check_imports, args.check_connections))
     for problem in project.problems:
         print(f"error: {problem}")
     for warning in project.warnings:
@@ -165,6 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     validate.add_argument(
         "include_dir", nargs="?", default="include", help="folder with integrations/ and customers/"
+    )
+    validate.add_argument(
+        "--no-import-check",
+        dest="check_imports",
+        action="store_false",
+        help="skip importing the templates' callables (done in a subprocess)",
+    )
+    validate.add_argument(
+        "--check-connections",
+        action="store_true",
+        help="also check that every connection id customers name exists in this deployment (run it where "
+        "`airflow` commands reach the deployment, e.g. after `source scripts/demo-env.sh`)",
     )
     validate.set_defaults(func=_validate)
     schema = commands.add_parser("schema", help="write the JSON Schemas of template and customer files")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from b2b_integrations.callables import import_callable
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.operators.sql_load import SqlLoadOperator, rows_for_insert
-from b2b_integrations.operators.transform import import_callable
 
 WHERE = {"customer_id": "acme", "integration": "crm", "flow": "contacts"}
 

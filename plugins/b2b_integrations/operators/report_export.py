@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
+from b2b_integrations.callables import import_callable
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.operators.transform import import_callable
 from b2b_integrations.reports.config import default_title, format_file_name, report_spec_from_config
 from b2b_integrations.reports.period import period_label, plain_utc, report_period
 from b2b_integrations.reports.render import render_report

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from b2b_integrations.callables import import_callable
 from b2b_integrations.errors import FatalStepError, is_transient
 from b2b_integrations.operators.base import MESSAGE_ID, RECEIVED_AT, StepOperator
 
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
-
-
-def import_callable(dotted_path: str) -> Callable[..., Any]:
-    """Import ``package.module.function`` (or ``package.module:function``) with a clear error."""
-    module_name, sep, attr = dotted_path.replace(":", ".").rpartition(".")
-    if not sep or not module_name:
-        raise FatalStepError(f"callable {dotted_path!r} must be a dotted path 'package.module.function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise FatalStepError(f"cannot import module {module_name!r} of callable {dotted_path!r}: {e}") from e
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise FatalStepError(f"{module_name!r} has no callable named {attr!r}")
-    return func
 
 
 class TransformOperator(StepOperator):
