@@ -382,3 +382,31 @@ def test_a_fields_own_separators_replace_the_schemas_as_a_pair() -> None:
 def test_format_and_separator_errors(data: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         schema_from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "fmt", ["%d.%m.%Y", "%Y%m%d", "%d/%m/%Y %H:%M:%S", "%m-%d-%Y %H%M", "%Y-%m-%dT%H:%M"]
+)
+def test_the_date_format_fast_lane_decides_as_strptime(fmt: str) -> None:
+    import random
+
+    from b2b_integrations.formats.validation import rule_converter
+
+    rng = random.Random(fmt)
+    convert = rule_converter(FieldRule("at", type="datetime", format=fmt))[0]
+    texts = []
+    for _ in range(3000):  # real moments, then one digit changed: day 0, month 13, February 30th ...
+        text = datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
+                        rng.randint(0, 59), rng.randint(0, 59)).strftime(fmt)  # fmt: skip
+        at = rng.randrange(len(text))
+        texts += [text, text[:at] + str(rng.randint(0, 9)) + text[at + 1 :] if text[at].isdigit() else text]
+    for text in texts:
+        try:
+            expected: Any = datetime.strptime(text, fmt)
+        except ValueError:
+            expected = ValueError
+        try:
+            got: Any = convert(text)
+        except ValueError:
+            got = ValueError
+        assert got == expected, text

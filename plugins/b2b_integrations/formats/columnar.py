@@ -19,7 +19,6 @@ they were in the file after trimming, and the record number last so the loader k
 from __future__ import annotations
 
 import csv
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,12 @@ from b2b_integrations.formats.readers import (
     _non_blank_rows,
     _serialise_row,
 )
-from b2b_integrations.formats.validation import FieldRule, RowSchema, separated_number_pattern
+from b2b_integrations.formats.validation import (
+    FieldRule,
+    RowSchema,
+    date_format_pattern,
+    separated_number_pattern,
+)
 
 # Arrow reads this much of the file per batch (~4k rows); more buys little speed and costs memory.
 _BLOCK_BYTES = 512 * 1024
@@ -52,16 +56,6 @@ _DATETIME = (
 )
 _TRUE = ["true", "yes", "1"]
 _FALSE = ["false", "no", "0"]
-# The strptime directives a date format may use on the fast path, each as the zero-padded text strftime
-# writes: strptime also takes "3.12.2026" for %d.%m.%Y, and such rows go to the record path as suspects.
-_DATE_PARTS = {
-    "Y": "[0-9]{4}",
-    "m": "0[1-9]|1[0-2]",
-    "d": "0[1-9]|[12][0-9]|3[01]",
-    "H": "[01][0-9]|2[0-3]",
-    "M": "[0-5][0-9]",
-    "S": "[0-5][0-9]",
-}
 
 
 class FastPathUnavailable(Exception):
@@ -103,7 +97,7 @@ def fast_path_blocker(options: FormatOptions, schema: RowSchema) -> str | None:
     if unsupported:
         return f"allowed values on date/datetime field(s) {unsupported}"
     formats = [
-        f"{r.name} ({r.format})" for r in schema.fields if r.format and _format_regex(r.format) is None
+        f"{r.name} ({r.format})" for r in schema.fields if r.format and date_format_pattern(r.format) is None
     ]
     if formats:
         return f"the date format of field(s) {', '.join(formats)} uses directives besides %Y %m %d %H %M %S"
@@ -349,33 +343,12 @@ def _plain_number(rule: FieldRule, value: Any, pc: Any) -> tuple[Any, Any]:
     return plain, written
 
 
-def _format_regex(fmt: str) -> str | None:
-    """An RE2 pattern with a named group per directive for texts strftime writes in ``fmt``, or None when
-    ``fmt`` uses a directive the fast path does not read (names, %y, %z ...: those files take the record
-    path)."""
-    parts, seen, i = ["^"], set(), 0
-    while i < len(fmt):
-        if fmt[i] != "%":
-            parts.append(re.escape(fmt[i]))
-            i += 1
-            continue
-        directive = fmt[i + 1 : i + 2]
-        if directive == "%":
-            parts.append("%")
-        elif directive in _DATE_PARTS and directive not in seen:
-            parts.append(f"(?P<{directive}>{_DATE_PARTS[directive]})")
-            seen.add(directive)
-        else:
-            return None
-        i += 2
-    return "".join([*parts, "$"]) if {"Y", "m", "d"} <= seen else None
-
-
 def _formatted_date(rule: FieldRule, value: Any, pa: Any, pc: Any) -> tuple[Any, Any]:
     """(ISO text to load, mask of real dates) for a date/datetime field with a format."""
-    pattern = _format_regex(rule.format or "")
+    pattern = date_format_pattern(rule.format or "")
     assert pattern is not None  # fast_path_blocker sent other formats to the record path
-    found = pc.extract_regex(value, pattern)
+    # strptime also reads "3.12.2026" for %d.%m.%Y: such rows do not match and go as suspects.
+    found = pc.extract_regex(value, f"^{pattern}$")
     names = {found.type.field(i).name for i in range(found.type.num_fields)}
 
     def part(name: str) -> Any:
