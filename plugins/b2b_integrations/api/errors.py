@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from b2b_integrations.instances.errors import (
@@ -71,6 +72,12 @@ def add_error_handlers(app: FastAPI) -> None:
         log.error("b2b-integrations: %s %s failed", request.method, request.url.path, exc_info=error)
         return JSONResponse({"error": "internal", "detail": "unexpected error; it was logged"}, 500)
 
+    async def invalid_request(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        where = ["/".join(str(part) for part in item.get("loc", ())) for item in error.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": f"invalid {', '.join(where) or 'request'}"}, 422)
+
     app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(InstanceError, instance_error)
     app.add_exception_handler(Exception, unexpected)
