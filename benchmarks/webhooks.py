@@ -12,9 +12,13 @@ from a separate sender process (httpx async on loopback, every delivery signed w
   answered, for D seconds (default 10) or M requests; prints 2xx/s and the latencies; then checks that no
   event was lost: the message ids answered 2xx are exactly those of the receipts (``b2b_webhook_receipts``)
   and of the inbox asset's events (``asset_event``), with no duplicates (the fixed rate's are checked too);
-- floor: the same two loads against a bare ASGI app on uvicorn (as many workers as the API server, same
-  host, uvloop/httptools like it) that reads the body and answers 202, no work; prints ours / floor
-  throughput at saturation (target >= 30%);
+- floors: the same two loads against two plain ASGI apps on uvicorn (as many workers as the API server,
+  same host, uvloop/httptools like it): the *bare* floor reads the body and answers 202, no work (at
+  saturation it is bound by the sender, which uses a whole core: it measures the sender, not a server);
+  the *work* floor also verifies the Standard Webhooks signature (hmac, constant-time compare) and inserts
+  one row per request into PostgreSQL (``INSERT ... ON CONFLICT (message_id) DO NOTHING``, autocommit, a
+  pool of 8 connections per worker), the least a receiver that acknowledges only what it stored must do;
+  prints ours / each floor's throughput at saturation (target >= 30% of the bare floor, as before);
 - webhook -> run queued: only now is a scheduler started (LocalExecutor). It first consumes the backlog the
   loads left on the inbox (the time is printed); then K single deliveries (default 5) are sent, each S s
   (default 3) after the consumer DAG is idle, and for each the time from its 202 (sender's clock) to the
@@ -34,6 +38,10 @@ processes compete with the API server for the same cores, so the ack figures wou
 rather than the receiver; the dag-processor alone creates the inbox asset (DAGs are unpaused at creation in
 this stack), which is all the receiver needs. The customer's app database (for the load step of the runs in
 the last phase) is a throwaway PostgreSQL database, dropped at the end; the end-to-end row count is printed.
+Before any figure is printed the run is checked: every answer a 2xx, every 2xx of ours stored once as a
+receipt and as an inbox event (the work floor's rows likewise), the backlog drained, every single delivery
+run to success and every stored delivery loaded once into the customer's table; a wrong run prints what is
+wrong instead and exits 1.
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth). Everything runs on this host, so the sender, the server and
 PostgreSQL share its cores. Takes about 2 minutes with the defaults.
@@ -176,6 +184,60 @@ FLOOR_APP = textwrap.dedent(
 )
 
 
+# The work floor: the same plain app, plus what a receiver that acknowledges only what it stored must do.
+WORK_FLOOR_APP = textwrap.dedent(
+    """
+    import asyncio, base64, hashlib, hmac, os
+    import psycopg
+
+    KEY = base64.b64decode(os.environ["FLOOR_SECRET"].removeprefix("whsec_"))
+    DSN = os.environ["FLOOR_DSN"]
+    pool = None
+
+    async def connections():
+        global pool
+        if pool is None:
+            pool = asyncio.Queue()
+            for _ in range(8):
+                pool.put_nowait(await psycopg.AsyncConnection.connect(DSN, autocommit=True))
+        return pool
+
+    async def answer(send, status):
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"status":"accepted"}'})
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        if scope["method"] != "POST":
+            return await answer(send, 200)
+        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        msg_id = headers.get(b"webhook-id", b"")
+        signed = msg_id + b"." + headers.get(b"webhook-timestamp", b"") + b"." + body
+        expected = b"v1," + base64.b64encode(hmac.new(KEY, signed, hashlib.sha256).digest())
+        if not any(hmac.compare_digest(expected, s) for s in headers.get(b"webhook-signature", b"").split()):
+            return await answer(send, 401)
+        queue = await connections()
+        conn = await queue.get()
+        try:
+            await conn.execute(
+                "INSERT INTO floor_receipts (message_id, body) VALUES (%s, %s) ON CONFLICT (message_id) DO NOTHING",
+                (msg_id.decode(), body.decode()),
+            )
+        finally:
+            queue.put_nowait(conn)
+        await answer(send, 202)
+    """
+)
+
+
 def cpu_seconds(session: int | None = None, command: str | None = None) -> float:
     """CPU seconds (user + system, with reaped children's) of the processes in ``session`` or named ``command``."""
     total = 0
@@ -306,15 +368,18 @@ def warm_up(url: str, prefix: str, count: int = 40) -> None:
         raise SystemExit(f"warm-up against {url} answered {statuses}")
 
 
-def start_floor(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_floor(
+    tmp: Path, workers: int, source: str = FLOOR_APP, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
-    (tmp / "floor_app.py").write_text(FLOOR_APP, encoding="utf-8")
+    module = "floor_app" if source == FLOOR_APP else "work_floor_app"
+    (tmp / f"{module}.py").write_text(source, encoding="utf-8")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(tmp), "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(tmp), "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
-        start_new_session=True,
+        start_new_session=True, env={**os.environ, **(env or {})},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -453,13 +518,15 @@ def run_queued_latency(stack: AirflowStack, count: int, spacing: float) -> list[
     return out
 
 
-def print_load(title: str, ours: dict[str, Any], floor: dict[str, Any], saturation: bool) -> None:
+def print_load(
+    title: str, ours: dict[str, Any], floor: dict[str, Any], work: dict[str, Any], saturation: bool
+) -> None:
     print(title)
     print(
         f"  {'':<6} {'sent':>6} {'2xx/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'gap ms':>6} "
         f"{'server CPU':>10} {'ms/req':>6} {'PG CPU':>6} {'sender CPU':>10} {'host CPU':>8}  statuses"
     )
-    for label, side in (("ours", ours), ("floor", floor)):
+    for label, side in (("ours", ours), ("floor", floor), ("work", work)):
         note = "" if saturation else f", sender lag max {side['lag_ms']:.1f} ms"
         if side["sender_cpu"] > 0.85:
             note += " (the sender was the limit: the server can do more)"
@@ -483,24 +550,43 @@ def run_phases(args: argparse.Namespace, tmp: Path, app_db: str, running: dict[s
     floor_proc, floor_url = start_floor(tmp, args.api_workers)
     running["floor"] = floor_proc
     floor_url += PATH
+    work_proc, work_url = start_floor(
+        tmp, args.api_workers, WORK_FLOOR_APP, {"FLOOR_SECRET": SECRET, "FLOOR_DSN": f"{PG}/{app_db}"}
+    )
+    running["work floor"] = work_proc
+    work_url += PATH
     warm_up(stack.url + PATH, "warm-")
     warm_up(floor_url, "warmfloor-")
+    warm_up(work_url, "warmwork-")
     f: dict[str, Any] = {}
 
     rate = {"mode": "rate", "requests": args.requests, "rate": args.rate, "concurrency": 256}
-    print(f"fixed rate: {args.requests:,} at {args.rate:g}/s, ours then floor ...", flush=True)
+    print(f"fixed rate: {args.requests:,} at {args.rate:g}/s, ours then the floors ...", flush=True)
     f["rate_ours"] = measure_ours(stack, {"prefix": "rate-", **rate})
     f["rate_floor"] = summary(run_sender({"url": floor_url, "prefix": "rate-", **rate}, floor_proc.pid))
+    f["rate_work"] = summary(run_sender({"url": work_url, "prefix": "rate-", **rate}, work_proc.pid))
 
     saturate = {"mode": "saturate", "requests": args.max_requests, "seconds": args.seconds}
     saturate["concurrency"] = args.concurrency
-    print(f"saturation: {args.concurrency} in flight for {args.seconds:g} s, ours then floor ...", flush=True)
+    print(
+        f"saturation: {args.concurrency} in flight for {args.seconds:g} s, ours then the floors ...",
+        flush=True,
+    )
     f["sat_ours"] = measure_ours(stack, {"prefix": "sat-", **saturate})
     f["sat_floor"] = summary(run_sender({"url": floor_url, "prefix": "sat-", **saturate}, floor_proc.pid))
+    f["sat_work"] = summary(run_sender({"url": work_url, "prefix": "sat-", **saturate}, work_proc.pid))
     stop_floor(floor_proc)
+    stop_floor(work_proc)
+    stored = [m for (m,) in pg_rows(app_db, "SELECT message_id FROM floor_receipts")]
     f["checks"] = {
         "saturation": lost_events(stack, "sat-", f["sat_ours"]["accepted_ids"]),
         "fixed rate": lost_events(stack, "rate-", f["rate_ours"]["accepted_ids"]),
+        "work floor": {
+            "ok": sorted(m for m in stored if not m.startswith("warmwork-"))
+            == sorted(f["rate_work"]["accepted_ids"] + f["sat_work"]["accepted_ids"]),
+            "accepted": len(f["rate_work"]["accepted_ids"]) + len(f["sat_work"]["accepted_ids"]),
+            "rows": len(stored),
+        },
     }
 
     f["backlog_events"] = stack.sql(
@@ -517,6 +603,26 @@ def run_phases(args: argparse.Namespace, tmp: Path, app_db: str, running: dict[s
     return f
 
 
+def problems(f: dict[str, Any]) -> list[str]:
+    """What makes this run's figures worthless (empty when nothing)."""
+    found = []
+    for key in ("rate_ours", "rate_floor", "rate_work", "sat_ours", "sat_floor", "sat_work"):
+        bad = {status: n for status, n in f[key]["statuses"].items() if not status.startswith("2")}
+        if bad:
+            found.append(f"{key}: answers other than 2xx: {bad}")
+    for label, c in f["checks"].items():
+        if not c["ok"]:
+            found.append(f"{label}: the 2xx answers and what was stored differ: {c}")
+    if not f["backlog"]["drained"]:
+        found.append(f"the backlog did not drain: runs {f['backlog']['states']}")
+    states = Counter(str(s["state"]) for s in f["singles"])
+    if states != Counter({"success": len(f["singles"])}):
+        found.append(f"single deliveries' runs: {dict(states)}")
+    if f["loaded"] != f["stored"]:
+        found.append(f"{f['stored']:,} deliveries stored but {f['loaded']:,} rows loaded")
+    return found
+
+
 def report(args: argparse.Namespace, load: tuple[float, float, float], f: dict[str, Any]) -> None:
     print(
         f"\nmachine: {os.cpu_count()} cores, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
@@ -524,21 +630,30 @@ def report(args: argparse.Namespace, load: tuple[float, float, float], f: dict[s
         "its own process"
     )
     title = f"\nfixed rate: {args.requests:,} signed deliveries at {args.rate:g}/s, open loop"
-    print_load(title, f["rate_ours"], f["rate_floor"], saturation=False)
+    print_load(title, f["rate_ours"], f["rate_floor"], f["rate_work"], saturation=False)
     p99 = f["rate_ours"]["p99"]
     print(
         f"  ours p99 ack {p99:.1f} ms at {args.rate:g} req/s (target < 50 ms at 100 req/s): "
         f"{'met' if p99 < 50 else 'NOT met'}"
     )
     title = f"\nsaturation: {args.concurrency} in flight, {args.seconds:g} s"
-    print_load(title, f["sat_ours"], f["sat_floor"], saturation=True)
+    print_load(title, f["sat_ours"], f["sat_floor"], f["sat_work"], saturation=True)
     share = f["sat_ours"]["accepted_per_s"] / f["sat_floor"]["accepted_per_s"]
-    print(f"  ours / floor throughput: {share:.1%} (target >= 30%): {'met' if share >= 0.3 else 'NOT met'}")
+    work = f["sat_ours"]["accepted_per_s"] / f["sat_work"]["accepted_per_s"]
+    print(
+        f"  ours / bare floor throughput: {share:.1%} (target >= 30%): {'met' if share >= 0.3 else 'NOT met'}"
+        f"; ours / work floor (signature + one INSERT per request): {work:.1%}"
+    )
     for label, c in f["checks"].items():
+        if label == "work floor":
+            print(
+                f"  work floor: 2xx answers {c['accepted']:,}, each stored once (rows {c['rows']:,}, warm-up included)"
+            )
+            continue
         print(
             f"  {label}: 2xx answers {c['accepted']:,}, receipts {c['receipts']:,}, asset events "
             f"{c['events']:,}; lost {c['lost']}, duplicates {c['duplicates']}, stored without a 2xx "
-            f"{c['unanswered']}: {'no event lost' if c['ok'] else 'MISMATCH'}"
+            f"{c['unanswered']}: no event lost"
         )
 
     backlog = f["backlog"]
@@ -565,6 +680,7 @@ def report(args: argparse.Namespace, load: tuple[float, float, float], f: dict[s
             f"  those runs, queued -> finished: p50 {statistics.median(runs):.1f} s, max {max(runs):.1f} s {states}"
         )
     print(f"  end to end: {f['stored']:,} deliveries stored, {f['loaded']:,} rows in the customer's table")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
 
 
 def main() -> None:
@@ -596,16 +712,23 @@ def main() -> None:
                 "CREATE TABLE invoice_events (id VARCHAR(40) PRIMARY KEY, status VARCHAR(20), "
                 "amount_cents BIGINT, currency VARCHAR(3))"
             )
+            cur.execute(
+                "CREATE TABLE floor_receipts (message_id VARCHAR(255) PRIMARY KEY, body TEXT NOT NULL)"
+            )
         load = os.getloadavg()
         running: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="b2b-webhook-bench-") as tmp:
             try:
                 figures = run_phases(args, Path(tmp), app_db, running)
             finally:  # stopped before their include folder goes
-                if "floor" in running:
-                    stop_floor(running["floor"])
+                for floor in ("floor", "work floor"):
+                    if floor in running:
+                        stop_floor(running[floor])
                 if "stack" in running:
                     running["stack"].stop()
+        wrong = problems(figures)
+        if wrong:
+            raise SystemExit("wrong result, no figures:\n  " + "\n  ".join(wrong))
         report(args, load, figures)
     finally:
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{app_db}" WITH (FORCE)')
