@@ -192,18 +192,37 @@ def check_customer_text(
     What a write through the instances API is checked with before anything is written. Only the customer
     file's own problems are returned (a broken template shows there as "integration template ... is invalid").
     """
-    root = Path(include_dir)
-    shown = display_path(root / CUSTOMERS_DIR / f"{customer_id}.yaml", root)
-    if not re.fullmatch(IDENT_PATTERN, customer_id):
-        return [Problem(shown, "id", f"invalid customer id {customer_id!r}: use lower_snake_case")]
-    project = Project(include_dir=root)
-    with tempfile.TemporaryDirectory(prefix="b2b-candidate-") as tmp:
-        candidate = Path(tmp) / f"{customer_id}.yaml"
-        candidate.write_text(text, encoding="utf-8")
-        templates, versions = yaml_files(root / TEMPLATES_DIR), version_files(root)
-        _load_files(project, templates, versions, [candidate], _prefixes(transform_prefixes), None)
-        written_as = display_path(candidate, root)
-        return [replace(p, file=shown) for p in project.problems if p.file == written_as]
+    return CustomerChecker(include_dir, transform_prefixes).check(customer_id, text)
+
+
+class CustomerChecker:
+    """:func:`check_customer_text` for many candidate files, reading the templates once (a rollout checks
+    every instance of an integration; reading every template per instance cost most of the time)."""
+
+    def __init__(
+        self, include_dir: str | os.PathLike[str], transform_prefixes: Iterable[str] | None = None
+    ) -> None:
+        self.root = Path(include_dir)
+        self._templates = Project(include_dir=self.root)
+        templates, versions = yaml_files(self.root / TEMPLATES_DIR), version_files(self.root)
+        self._broken = _load_templates(
+            self._templates, templates, versions, _prefixes(transform_prefixes), None
+        )
+
+    def check(self, customer_id: str, text: str) -> list[Problem]:
+        shown = display_path(self.root / CUSTOMERS_DIR / f"{customer_id}.yaml", self.root)
+        if not re.fullmatch(IDENT_PATTERN, customer_id):
+            return [Problem(shown, "id", f"invalid customer id {customer_id!r}: use lower_snake_case")]
+        loaded = self._templates
+        project = Project(
+            include_dir=self.root, templates=loaded.templates, template_versions=loaded.template_versions
+        )
+        with tempfile.TemporaryDirectory(prefix="b2b-candidate-") as tmp:
+            candidate = Path(tmp) / f"{customer_id}.yaml"
+            candidate.write_text(text, encoding="utf-8")
+            _load_customers(project, [candidate], self._broken, None)
+            written_as = display_path(candidate, self.root)
+            return [replace(p, file=shown) for p in project.problems if p.file == written_as]
 
 
 def load_app_settings(include_dir: str | os.PathLike[str]) -> Project:
@@ -246,6 +265,19 @@ def _load_files(
 ) -> None:
     """The one loading routine behind every entry point: templates (current files, then the versions kept
     beside them), then customers against them."""
+    broken_templates = _load_templates(project, template_paths, version_paths, prefixes, last_valid)
+    _load_customers(project, customer_paths, broken_templates, last_valid)
+
+
+def _load_templates(
+    project: Project,
+    template_paths: list[Path],
+    version_paths: list[Path],
+    prefixes: tuple[str, ...],
+    last_valid: LastValidStore | None,
+) -> dict[str, str]:
+    """Templates into ``project``; returns the broken ones without a usable copy (name or ``name/version``
+    -> displayed file), which the customers' messages name."""
     root = project.include_dir
     broken_templates: dict[str, str] = {}
     for path in template_paths:
@@ -285,6 +317,16 @@ def _load_files(
             project.template_versions.setdefault(name, {})[version] = fallback
         else:
             broken_templates[f"{name}/{version}"] = file
+    return broken_templates
+
+
+def _load_customers(
+    project: Project,
+    customer_paths: list[Path],
+    broken_templates: dict[str, str],
+    last_valid: LastValidStore | None,
+) -> None:
+    root = project.include_dir
     for path in customer_paths:
         project.files_checked += 1
         file = display_path(path, root)
@@ -310,7 +352,9 @@ def _load_app(project: Project) -> None:
         project.files_checked += 1
         doc = _read(app_file, display_path(app_file, root), project)
         if doc is not None and not doc.duplicate_keys:
-            project.app = _Reporter(doc, display_path(app_file, root), project).validate(AppSettings, doc.data)
+            project.app = _Reporter(doc, display_path(app_file, root), project).validate(
+                AppSettings, doc.data
+            )
 
 
 def _from_last_valid(

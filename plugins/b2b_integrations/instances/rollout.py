@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from b2b_integrations.config.base import IDENT_PATTERN
 from b2b_integrations.config.loader import (
     CUSTOMERS_DIR,
-    check_customer_text,
+    CustomerChecker,
     display_path,
     load_project,
     yaml_files,
@@ -111,10 +111,11 @@ def plan_rollout(
     paths = {p.stem: p for p in yaml_files(root / CUSTOMERS_DIR) if re.fullmatch(IDENT_PATTERN, p.stem)}
     for customer in sorted(wanted - set(paths)) if wanted is not None else []:
         plan.problems.append(Problem(f"customer {customer}", "", "no such customer"))
+    checker = CustomerChecker(root)
     for customer, path in paths.items():
         if wanted is not None and customer not in wanted:
             continue
-        item = _plan_item(root, path, customer, integration, plan.to_version, target, current)
+        item = _plan_item(checker, path, customer, integration, plan.to_version, target, current)
         if item is None:
             if wanted is not None:
                 plan.problems.append(
@@ -134,9 +135,15 @@ def plan_rollout(
 
 
 def _plan_item(
-    root: Path, path: Path, customer: str, integration: str, to_version: str, target: Any, current: Any
+    checker: CustomerChecker,
+    path: Path,
+    customer: str,
+    integration: str,
+    to_version: str,
+    target: Any,
+    current: Any,
 ) -> RolloutItem | Problem | None:
-    shown = display_path(path, root)
+    shown = display_path(path, checker.root)
     try:
         text = path.read_text(encoding="utf-8")
         document = documents.parse(text)
@@ -165,18 +172,20 @@ def _plan_item(
         etag=documents.etag(before),
         settings=after,
         changes=documents.changes(before, after),
-        problems=_blocking(root, customer, integration, text, candidate),
+        problems=_blocking(checker, customer, integration, text, candidate),
     )
 
 
-def _blocking(root: Path, customer: str, integration: str, text: str, candidate: str) -> list[Problem]:
+def _blocking(
+    checker: CustomerChecker, customer: str, integration: str, text: str, candidate: str
+) -> list[Problem]:
     """The candidate file's problems that the rollout causes or that are about this integration (a problem
     another integration of the customer already had is not the rollout's to solve; the store ignores it
     the same way)."""
-    found = check_customer_text(root, customer, candidate)
+    found = checker.check(customer, candidate)
     if not found:
         return []
-    already = {(p.key_path, p.message) for p in check_customer_text(root, customer, text)}
+    already = {(p.key_path, p.message) for p in checker.check(customer, text)}
     scope = f"integrations.{integration}"
     return [
         p
