@@ -130,6 +130,8 @@ def _rollout(args: argparse.Namespace) -> int:
         return 1
     for customer in plan.unchanged:
         print(f"{customer}: already on version {plan.to_version}")
+    for problem in plan.unreadable:
+        print(f"skipped: {problem}", file=sys.stderr)
     if args.dry_run:
         outcomes = [(item, item.ok, item.problems, "ok" if item.ok else "would fail") for item in plan.items]
     else:
@@ -153,7 +155,7 @@ def _rollout(args: argparse.Namespace) -> int:
             print(f"  {change['path']}: {before} -> {after}")
         for problem in problems:
             print(f"  problem: {problem}")
-    failed = sum(1 for _, ok, _, _ in outcomes if not ok)
+    failed = sum(1 for _, ok, _, _ in outcomes if not ok) + len(plan.unreadable)
     summary = (
         f"{len(outcomes)} instance(s) of {args.integration} to version {plan.to_version}: {failed} failing"
     )

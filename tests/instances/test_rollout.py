@@ -61,6 +61,11 @@ def test_dry_run_then_rollout_of_the_shipped_crm_contacts_from_1_to_2(shipped: P
     # Done once: a second plan has nothing left to move.
     again = plan_rollout(shipped, "crm_contacts", "2")
     assert again.items == [] and again.unchanged == ["acme"]
+    # A rollback is a rollout to version 1, whose upgrade block renames the value back.
+    back = plan_rollout(shipped, "crm_contacts", "1")
+    assert back.ok and back.items[0].settings["config"] == {"page_limit": 200}
+    assert [o.applied for o in apply_rollout(store, back, actor="ops@example.com")] == [True]
+    assert load_project(shipped).problems == [] and _snapshot(shipped) != after
 
 
 def _templates(include: Path, v2: dict[str, Any]) -> None:
@@ -134,6 +139,19 @@ def test_upgrade_defaults_and_renames_carry_instances_over(tmp_path: Path) -> No
         "config": {"region": "eu", "warehouse": "MAIN"},
         "connections": {"db": "acme_db"},
     }
+
+
+def test_an_unreadable_customer_file_is_named_and_does_not_stop_the_others(tmp_path: Path) -> None:
+    include = tmp_path / "include"
+    _templates(include, minimal_template(version="2"))
+    _customers(include, acme=minimal_customer("acme", version="1"), globex="id: globex\nname: [unclosed\n")
+    plan = plan_rollout(include, "sync", "2")
+    assert [i.customer for i in plan.items] == ["acme"] and plan.items[0].ok and not plan.ok
+    assert [(p.file, "cannot be read" in p.message) for p in plan.unreadable] == [
+        ("include/customers/globex.yaml", True)
+    ]
+    outcomes = apply_rollout(InstanceStore(include, History(tmp_path / "history")), plan, actor="t")
+    assert [o.applied for o in outcomes] == [True]
 
 
 def test_an_instance_changed_after_the_plan_is_not_overwritten(tmp_path: Path) -> None:

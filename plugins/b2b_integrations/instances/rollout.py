@@ -63,10 +63,13 @@ class RolloutPlan:
     problems: list[Problem] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     """Customers already pinned to ``to_version``."""
+    unreadable: list[Problem] = field(default_factory=list)
+    """Customer files that cannot be parsed: whether they have the integration is unknown, so they are left
+    out (and named) rather than stopping every other customer's move."""
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(item.ok for item in self.items)
+        return not self.problems and not self.unreadable and all(item.ok for item in self.items)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def plan_rollout(
                     )
                 )
         elif isinstance(item, Problem):
-            plan.problems.append(item)
+            plan.unreadable.append(item)
         elif item.from_version == plan.to_version and item.pinned:
             plan.unchanged.append(customer)
         else:
