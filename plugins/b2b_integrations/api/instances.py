@@ -18,6 +18,7 @@ from b2b_integrations.api import models
 from b2b_integrations.api.access import Caller, authorize
 from b2b_integrations.api.deps import Services, ServicesFactory, Svc, Who, read_object, template_versions
 from b2b_integrations.api.errors import ApiError, add_error_handlers
+from b2b_integrations.api.observe import router as observe_router
 from b2b_integrations.instances.errors import NotFound
 from b2b_integrations.instances.store import InstanceRecord
 
@@ -67,6 +68,7 @@ def add_instance_routes(app: FastAPI, services: ServicesFactory) -> None:
     add_error_handlers(app)
     app.state.b2b_instances = _once(services)
     app.include_router(router)
+    app.include_router(observe_router)
 
 
 def _once(factory: ServicesFactory) -> ServicesFactory:

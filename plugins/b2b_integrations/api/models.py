@@ -160,3 +160,127 @@ class MarketplaceEntry(BaseModel):
 
 class Marketplace(BaseModel):
     integrations: list[MarketplaceEntry]
+
+
+# ---- status, runs and actions (api/observe.py) ---------------------------------------------------------
+class RunError(BaseModel):
+    step: str | None = Field(examples=["load"])
+    message: str = Field(examples=["step 'load' failed"])
+    code: str | None = None
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    run_id: str = Field(examples=["scheduled__2026-12-03T16:00:00+00:00"])
+    state: str | None = Field(examples=["failed"])
+    run_type: str | None = Field(None, examples=["scheduled"])
+    run_after: str | None = None
+    logical_date: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    failed_step: str | None = Field(None, description="Failed runs: the step that failed.", examples=["load"])
+    error: RunError | None = Field(None, description="Failed runs: what the customer may be told.")
+    log_excerpt: str | None = Field(
+        None,
+        description="Run history only: the last lines of the failed step's log, secrets masked, size capped.",
+    )
+
+
+class FlowStatus(BaseModel):
+    flow: str = Field(examples=["contacts"])
+    dag_id: str = Field(examples=["acme__crm_contacts__contacts"])
+    deployed: bool = Field(description="false: the DAG is not (yet) in Airflow.")
+    is_paused: bool
+    last_run: RunSummary | None
+    last_finished_run: dict[str, Any] | None = Field(
+        None, examples=[{"run_id": "manual__...", "state": "success"}]
+    )
+    next_run: dict[str, Any] = Field(
+        examples=[{"logical_date": "2026-12-03T17:00:00+00:00", "create_after": "2026-12-03T17:00:00+00:00",
+                   "trigger": "schedule"}]
+    )  # fmt: skip
+    counts: dict[str, int | None] = Field(
+        description="rows_loaded_24h and quarantined_records_24h: summed from the load steps' results of "
+        "the last 24 h; quarantined_messages: inbox messages set aside, not replayed; failed_files, "
+        "dead_letters, pending_deliveries (flows with such steps): open rows in the app database's ledgers, "
+        "null when that database could not be read.",
+        examples=[{"rows_loaded_24h": 1200, "quarantined_records_24h": 2, "quarantined_messages": 0}],
+    )
+    counts_unavailable: str | None = Field(None, description="Why some counts are null.")
+
+
+class InstanceStatus(BaseModel):
+    customer: str = Field(examples=["acme"])
+    integration: str = Field(examples=["crm_contacts"])
+    health: str = Field(
+        description="healthy, degraded, failing, paused, never run or config problem (most urgent wins).",
+        examples=["degraded"],
+    )
+    reasons: list[str] = Field(examples=[["flow contacts: 2 quarantined records in the last 24 h"]])
+    active: bool
+    as_of: str
+    config_problems: list[Problem]
+    running_on_last_valid: str | None = Field(
+        None,
+        description="The customer file has a problem, so all its instances run on its last valid copy (this "
+        "one) until it is fixed; the problems are listed on the instances they concern.",
+    )
+    counts: dict[str, int] = Field(description="The flows' counts summed (null counts as 0).")
+    flows: list[FlowStatus]
+
+
+class RunList(BaseModel):
+    customer: str
+    integration: str
+    flow: str
+    total: int
+    offset: int
+    limit: int
+    runs: list[RunSummary]
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"config": {"page_size": 10}}]})
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Config values for this run only (the flow's params)."
+    )
+
+
+class RunStarted(BaseModel):
+    customer: str
+    integration: str
+    flow: str
+    run_id: str = Field(examples=["manual__2026-12-03T16:05:00.123456+00:00"])
+    config: dict[str, Any]
+    state: str = Field(examples=["queued"])
+
+
+class RunRetried(BaseModel):
+    customer: str
+    integration: str
+    flow: str
+    run_id: str
+    cleared_steps: list[str] = Field(examples=[["load"]])
+    state: str = Field(examples=["queued"])
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"dead_letters": True, "quarantined": True}, {"flow": "invoice_events",
+                                        "quarantined": True, "dead_letters": False, "message_ids": ["msg_1"]}]},
+    )  # fmt: skip
+    flow: str | None = Field(None, description="Only this flow (required with message ids).")
+    dead_letters: bool = Field(True, description="Re-send the dead-lettered events of deliver_events steps.")
+    quarantined: bool = Field(True, description="Queue quarantined inbox messages again (once each).")
+    message_ids: list[str] | None = Field(None, description="Only these quarantined messages.")
+    webhooks: list[str] | None = Field(None, description="Stored webhooks (by message id) to process again.")
+
+
+class ReplayAnswer(BaseModel):
+    customer: str
+    integration: str
+    flows: list[dict[str, Any]] = Field(
+        examples=[[{"flow": "invoice_events", "quarantined": [{"message_id": "msg_1",
+                   "outcome": "queued again as msg_1#replay-20261203T160500000000"}]}]]
+    )  # fmt: skip

@@ -1,0 +1,466 @@
+"""Status, run history and troubleshooting actions of the instances API on a real Airflow (API server,
+scheduler, dag-processor on PostgreSQL), through HTTP as an embedding SaaS product calls them.
+
+One stack for the module. Customer ``obsco`` has four instances, each there for one health word:
+``obs`` (a flow that loads, one that fails with a credential in its error, one never run, one for run-now
+overrides: failing), ``clean`` (one succeeded run: healthy), ``quiet`` (never run; paused; config problem)
+and ``inbox`` (a webhook flow with a quarantined message: degraded). ``otherco`` is the other tenant.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from standardwebhooks.webhooks import Webhook
+
+from airflow_stack import AirflowStack, start_airflow_stack
+from helpers import PG, REPO, write_include
+from helpers import pg_rows as rows
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "pw-" + uuid.uuid4().hex[:12]
+EXTRA_SECRET = "hint-" + uuid.uuid4().hex[:12]
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"observe-billing-signing-key-012").decode()
+API = "/b2b/api/v1/customers"
+OBS = f"{API}/obsco/instances/obs"
+
+
+def _load(table: str) -> dict[str, Any]:
+    return {
+        "id": "load",
+        "kind": "load",
+        "connection": "db",
+        "table": table,
+        "key": ["id"],
+        "create_table": True,
+        "columns": {"id": "INTEGER", "tag": "TEXT", "score": "REAL"},
+    }
+
+
+def _make(count: Any = "${config.row_count}") -> dict[str, Any]:
+    return {
+        "id": "make",
+        "kind": "transform",
+        "callable": "sample_transforms.rows",
+        "options": {"count": count, "tag": "${customer.id}"},
+    }
+
+
+TEMPLATES: dict[str, dict[str, Any]] = {
+    "obs": {
+        "name": "obs",
+        "defaults": {"retries": 0},
+        "config": {"row_count": {"type": "integer", "default": 2, "minimum": 1, "maximum": 50}},
+        "connections": {"db": {"type": "postgres"}, "api": {"type": "generic"}},
+        "flows": {
+            "good": {"trigger": {"type": "manual"}, "steps": [_make(), _load("obs_good")]},
+            "tune": {"trigger": {"type": "manual"}, "steps": [_make(), _load("obs_tune")]},
+            "idle": {"trigger": {"type": "manual"}, "steps": [_make(), _load("obs_idle")]},
+            "bad": {
+                "trigger": {"type": "manual"},
+                "steps": [
+                    {
+                        "id": "boom",
+                        "kind": "transform",
+                        "callable": "observe_transforms.leaky",
+                        "options": {"conn_id": "${connections.api}"},
+                    }
+                ],
+            },
+        },
+    },
+    "clean": {
+        "name": "clean",
+        "defaults": {"retries": 0},
+        "connections": {"db": {"type": "postgres"}},
+        "flows": {
+            "once": {
+                "trigger": {"type": "schedule", "schedule": "@daily"},
+                "steps": [_make(3), _load("clean_once")],
+            }
+        },
+    },
+    "quiet": {
+        "name": "quiet",
+        "config": {"size": {"type": "integer", "default": 1}},
+        "connections": {"db": {"type": "postgres"}},
+        "flows": {"later": {"trigger": {"type": "manual"}, "steps": [_make("${config.size}"), _load("q")]}},
+    },
+    "inbox": {
+        "name": "inbox",
+        "connections": {"webhook_secret": {"type": "generic"}, "db": {"type": "postgres"}},
+        "flows": {
+            "events": {
+                "trigger": {
+                    "type": "webhook",
+                    "signature": "standard_webhooks",
+                    "secret_connection": "webhook_secret",
+                },
+                "steps": [
+                    {
+                        "id": "normalise",
+                        "kind": "transform",
+                        "callable": "b2b_integrations.transforms.common.select_columns",
+                        "options": {"rename": {"invoice_id": "id"}, "columns": ["id", "status"]},
+                    },
+                    {
+                        "id": "store",
+                        "kind": "load",
+                        "connection": "db",
+                        "table": "inbox_events",
+                        "key": ["id"],
+                        "create_table": True,
+                        "columns": {"id": "VARCHAR(40)", "status": "VARCHAR(20)"},
+                    },
+                ],
+            }
+        },
+    },
+}
+OBSCO = {
+    "id": "obsco",
+    "name": "Obs Co",
+    "integrations": {
+        "obs": {"connections": {"db": "obsco_db", "api": "obsco_api"}},
+        "clean": {"connections": {"db": "obsco_db"}},
+        "quiet": {"connections": {"db": "obsco_db"}},
+        "inbox": {"connections": {"db": "obsco_db", "webhook_secret": "obsco_hooks"}},
+    },
+}
+OTHERCO = {
+    "id": "otherco",
+    "name": "Other Co",
+    "integrations": {"clean": {"connections": {"db": "obsco_db"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_db: str) -> Iterator[AirflowStack]:
+    include = write_include(
+        tmp_path_factory.mktemp("observe") / "include", TEMPLATES, {"obsco": OBSCO, "otherco": OTHERCO}
+    )
+    stack = start_airflow_stack(
+        include,
+        {
+            "AIRFLOW_CONN_OBSCO_DB": f"{PG}/{pg_db}",
+            "AIRFLOW_CONN_OBSCO_API": json.dumps(
+                {"conn_type": "generic", "password": PASSWORD, "extra": {"region_hint": EXTRA_SECRET}}
+            ),
+            "AIRFLOW_CONN_OBSCO_HOOKS": json.dumps({"conn_type": "generic", "password": WEBHOOK_SECRET}),
+            "B2B_TRANSFORM_PREFIXES": "b2b_integrations.transforms,sample_transforms,observe_transforms",
+            "PYTHONPATH": str(REPO / "tests"),
+        },
+    )
+    try:
+        stack.wait_for(
+            "the DAGs parsed",
+            lambda: (
+                stack.sql("SELECT count(*) FROM dag WHERE dag_id LIKE 'obsco__%' AND NOT is_stale")[0][0] == 7
+            ),
+            timeout=180,
+        )
+        stack.include = include  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(stack: AirflowStack) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {stack.token()}"}
+    with httpx.Client(base_url=stack.url, headers=headers, timeout=60) as client:
+        yield client
+
+
+def _customer_client(
+    stack: AirflowStack, admin: httpx.Client, customer: str, scopes: list[str]
+) -> httpx.Client:
+    answer = admin.post(f"{API}/{customer}/tokens", json={"scopes": scopes})
+    assert answer.status_code == 201, answer.text
+    return httpx.Client(
+        base_url=stack.url, headers={"Authorization": f"Bearer {answer.json()['token']}"}, timeout=60
+    )
+
+
+def _run_state(stack: AirflowStack, dag_id: str, run_id: str) -> str | None:
+    found = stack.sql(f"SELECT state FROM dag_run WHERE dag_id = '{dag_id}' AND run_id = '{run_id}'")
+    return found[0][0] if found else None
+
+
+def _finished(stack: AirflowStack, dag_id: str, run_id: str, timeout: float = 180) -> str:
+    return stack.wait_for(
+        f"{dag_id} {run_id} finished",
+        lambda: (state := _run_state(stack, dag_id, run_id)) in ("success", "failed") and state,
+        timeout=timeout,
+    )
+
+
+def _run_now(client: httpx.Client, path: str, body: dict[str, Any] | None = None) -> str:
+    answer = client.post(path, json=body or {})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["run_id"])
+
+
+@pytest.fixture(scope="module")
+def ran(stack: AirflowStack, admin: httpx.Client) -> dict[str, list[str]]:
+    """Runs made once for the module: obs/good once, obs/bad twice, clean/once once, all finished."""
+    started = {
+        "obsco__obs__good": [_run_now(admin, f"{OBS}/flows/good/runs")],
+        "obsco__obs__bad": [_run_now(admin, f"{OBS}/flows/bad/runs")],
+        "obsco__clean__once": [_run_now(admin, f"{API}/obsco/instances/clean/flows/once/runs")],
+    }
+    # A second failed run, newer than the first (run ids carry the creation time).
+    _finished(stack, "obsco__obs__bad", started["obsco__obs__bad"][0])
+    started["obsco__obs__bad"].insert(0, _run_now(admin, f"{OBS}/flows/bad/runs"))
+    for dag_id, run_ids in started.items():
+        for run_id in run_ids:
+            _finished(stack, dag_id, run_id)
+    return started
+
+
+def _send_webhook(stack: AirflowStack, payload: dict[str, Any]) -> str:
+    body = json.dumps(payload)
+    msg_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(WEBHOOK_SECRET).sign(msg_id, now, body),
+    }
+    answer = httpx.post(
+        f"{stack.url}/b2b/webhooks/obsco/inbox/events", content=body, headers=headers, timeout=30
+    )
+    assert answer.status_code == 202, answer.text
+    return msg_id
+
+
+def _status(client: httpx.Client, integration: str) -> dict[str, Any]:
+    answer = client.get(f"{API}/obsco/instances/{integration}/status")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+@pytest.fixture(scope="module")
+def inbox(stack: AirflowStack, admin: httpx.Client, pg_db: str) -> dict[str, str]:
+    """One invoice loaded and one message quarantined (no key) in the ``inbox`` instance."""
+    good = _send_webhook(stack, {"invoice_id": "INV-1", "status": "paid"})
+    stack.wait_for(
+        "INV-1 loaded",
+        lambda: (
+            rows(pg_db, "SELECT to_regclass('inbox_events')") != [(None,)]
+            and rows(pg_db, "SELECT id FROM inbox_events") == [("INV-1",)]
+        ),
+        timeout=180,
+    )
+    keyless = _send_webhook(stack, {"invoice_id": None, "status": "paid"})
+    stack.wait_for(
+        "the keyless message quarantined",
+        lambda: _status(admin, "inbox")["counts"]["quarantined_messages"] >= 1,
+        timeout=180,
+    )
+    return {"good": good, "keyless": keyless}
+
+
+# ---- status -------------------------------------------------------------------------------------------
+def test_status_of_a_succeeded_a_failed_and_a_never_run_flow(
+    admin: httpx.Client, ran: dict[str, list[str]]
+) -> None:
+    status = _status(admin, "obs")
+    flows = {f["flow"]: f for f in status["flows"]}
+    assert set(flows) == {"good", "tune", "idle", "bad"}
+    assert status["health"] == "failing"
+    assert "flow bad: last run failed" in status["reasons"]
+
+    good = flows["good"]
+    assert good["deployed"] and not good["is_paused"]
+    assert good["last_run"]["run_id"] == ran["obsco__obs__good"][0]
+    assert good["last_run"]["state"] == "success" and good["last_run"]["end_date"]
+    # Two rows (the default row_count) from the one run of this flow.
+    assert good["counts"]["rows_loaded_24h"] == 2
+    assert good["next_run"] == {"logical_date": None, "create_after": None, "trigger": "manual"}
+
+    bad = flows["bad"]
+    assert bad["last_run"]["state"] == "failed"
+    assert bad["last_run"]["failed_step"] == "boom"
+    assert bad["last_run"]["error"] == {"step": "boom", "message": "step 'boom' failed", "code": None}
+    assert PASSWORD not in json.dumps(status) and EXTRA_SECRET not in json.dumps(status)
+
+    idle = flows["idle"]
+    assert idle["last_run"] is None and idle["counts"]["rows_loaded_24h"] == 0
+
+
+def test_health_words_healthy_never_run_paused_and_config_problem(
+    stack: AirflowStack, admin: httpx.Client, ran: dict[str, list[str]]
+) -> None:
+    clean = _status(admin, "clean")
+    assert (clean["health"], clean["reasons"]) == ("healthy", [])
+    once = clean["flows"][0]
+    assert once["next_run"]["trigger"] == "schedule" and once["next_run"]["create_after"]
+    # Three rows per run: the manual one, and the scheduler's catch-up of the last @daily tick if it ran.
+    runs = stack.sql("SELECT count(*) FROM dag_run WHERE dag_id = 'obsco__clean__once' AND state = 'success'")
+    assert once["counts"]["rows_loaded_24h"] == clean["counts"]["rows_loaded_24h"] == 3 * runs[0][0]
+
+    assert _status(admin, "quiet")["health"] == "never run"
+
+    path = f"{API}/obsco/instances/quiet"
+    etag = admin.get(path).headers["etag"]
+    deactivated = admin.post(f"{path}/deactivate", headers={"If-Match": etag})
+    assert deactivated.status_code == 200, deactivated.text
+    try:
+        assert _status(admin, "quiet")["health"] == "paused"
+        refused = admin.post(f"{path}/flows/later/runs", json={})
+        assert refused.status_code == 409 and refused.json()["error"] == "paused"
+    finally:
+        etag = admin.get(path).headers["etag"]
+        assert admin.post(f"{path}/activate", headers={"If-Match": etag}).status_code == 200
+
+    # A hand edit (not through the API, which would refuse it) breaks the quiet block only.
+    customer_file = Path(stack.include) / "customers" / "obsco.yaml"  # type: ignore[attr-defined]
+    original = customer_file.read_text()
+    broken = yaml.safe_load(original)
+    broken["integrations"]["quiet"]["config"] = {"size": "many"}
+    customer_file.write_text(yaml.safe_dump(broken, sort_keys=False))
+    try:
+        status = _status(admin, "quiet")
+        assert status["health"] == "config problem"
+        assert [p["key_path"] for p in status["config_problems"]] == ["integrations.quiet.config.size"]
+        # Another block of the same file: healthy, but told that the whole file runs on its last valid copy.
+        clean = _status(admin, "clean")
+        assert clean["health"] == "healthy" and clean["running_on_last_valid"]
+    finally:
+        customer_file.write_text(original)
+    assert _status(admin, "quiet")["health"] == "never run"
+
+
+def test_degraded_by_a_quarantined_message(admin: httpx.Client, inbox: dict[str, str]) -> None:
+    status = _status(admin, "inbox")
+    assert status["health"] == "degraded"
+    assert any(r.startswith("flow events:") and "quarantined messages" in r for r in status["reasons"])
+    assert status["flows"][0]["next_run"]["trigger"] == "event"
+
+
+# ---- runs ---------------------------------------------------------------------------------------------
+def test_runs_are_paginated_newest_first_with_the_failed_step_and_a_redacted_log_excerpt(
+    stack: AirflowStack, admin: httpx.Client, ran: dict[str, list[str]]
+) -> None:
+    first = admin.get(f"{OBS}/flows/bad/runs", params={"limit": 1}).json()
+    second = admin.get(f"{OBS}/flows/bad/runs", params={"limit": 1, "offset": 1}).json()
+    assert first["total"] == second["total"] == 2
+    assert [r["run_id"] for r in first["runs"] + second["runs"]] == ran["obsco__obs__bad"]
+    run = first["runs"][0]
+    assert run["state"] == "failed" and run["failed_step"] == "boom"
+    assert run["error"] == {"step": "boom", "message": "step 'boom' failed", "code": None}
+    excerpt = run["log_excerpt"]
+    assert "ValueError" in excerpt and "the partner API refused the credential" in excerpt
+    assert PASSWORD not in excerpt and EXTRA_SECRET not in excerpt and "***" in excerpt
+    assert len(excerpt.splitlines()) <= 40
+    # The task's own log holds them: the masking is this endpoint's, not an accident of the task.
+    logs = "".join(
+        p.read_text(errors="replace") for p in (stack.home / "logs").rglob("*.log") if "boom" in str(p)
+    )
+    assert PASSWORD in logs
+
+    assert admin.get(f"{OBS}/flows/bad/runs", params={"limit": 0}).status_code == 422
+    assert admin.get(f"{OBS}/flows/nope/runs").status_code == 404
+
+
+# ---- actions ------------------------------------------------------------------------------------------
+def test_run_now_with_an_override_and_refusals_naming_the_key(
+    stack: AirflowStack, admin: httpx.Client, pg_db: str
+) -> None:
+    run_id = _run_now(admin, f"{OBS}/flows/tune/runs", {"config": {"row_count": 4}})
+    assert _finished(stack, "obsco__obs__tune", run_id) == "success"
+    assert rows(pg_db, "SELECT count(*) FROM obs_tune WHERE tag = 'obsco'") == [(4,)]
+
+    for body, key in (
+        ({"config": {"row_count": 0}}, "config.row_count"),
+        ({"config": {"row_count": "many"}}, "config.row_count"),
+        ({"config": {"rows": 3}}, "config.rows"),
+        ({"conf": {}}, "conf"),
+    ):
+        answer = admin.post(f"{OBS}/flows/tune/runs", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["detail"].startswith(f"{key}:"), answer.text
+    assert admin.post(f"{OBS}/flows/tune/runs", content=b"[1]").status_code == 400
+
+
+def test_retry_of_a_failed_run(stack: AirflowStack, admin: httpx.Client, ran: dict[str, list[str]]) -> None:
+    run_id = ran["obsco__obs__bad"][0]
+    tries = f"SELECT try_number FROM task_instance WHERE dag_id = 'obsco__obs__bad' AND run_id = '{run_id}'"
+    before = stack.sql(tries)[0][0]
+    answer = admin.post(f"{OBS}/flows/bad/runs/{run_id}/retry")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["cleared_steps"] == ["boom"]
+    stack.wait_for("the step tried again", lambda: stack.sql(tries)[0][0] == before + 1, timeout=180)
+    assert _finished(stack, "obsco__obs__bad", run_id) == "failed"
+
+    succeeded = admin.post(f"{OBS}/flows/good/runs/{ran['obsco__obs__good'][0]}/retry")
+    assert succeeded.status_code == 409 and succeeded.json()["error"] == "not_failed"
+    assert admin.post(f"{OBS}/flows/bad/runs/no-such-run/retry").status_code == 404
+
+
+def test_replay_of_quarantined_messages_and_a_stored_webhook(
+    stack: AirflowStack, admin: httpx.Client, inbox: dict[str, str]
+) -> None:
+    path = f"{API}/obsco/instances/inbox/replay"
+    answer = admin.post(path, json={"dead_letters": False})
+    assert answer.status_code == 200, answer.text
+    outcomes = {o["message_id"]: o["outcome"] for o in answer.json()["flows"][0]["quarantined"]}
+    assert outcomes[inbox["keyless"]].startswith(f"queued again as {inbox['keyless']}#replay-")
+    # Still without its key: the replay is set aside again under its own id, once.
+    stack.wait_for(
+        "the replay quarantined again",
+        lambda: _status(admin, "inbox")["counts"]["quarantined_messages"] >= 1,
+        timeout=180,
+    )
+    again = admin.post(path, json={"flow": "events", "quarantined": True, "message_ids": [inbox["keyless"]]})
+    assert again.json()["flows"][0]["quarantined"][0]["outcome"].startswith("already replayed as")
+
+    runs = "SELECT count(*) FROM dag_run WHERE dag_id = 'obsco__inbox__events'"
+    before = stack.sql(runs)[0][0]
+    webhook = admin.post(path, json={"flow": "events", "quarantined": False, "webhooks": [inbox["good"]]})
+    assert webhook.status_code == 200, webhook.text
+    assert isinstance(webhook.json()["flows"][0]["webhooks"][0]["asset_event_id"], int)
+    stack.wait_for("a run of the replayed webhook", lambda: stack.sql(runs)[0][0] > before, timeout=120)
+
+    for body in ({"message_ids": ["x"]}, {"quarantined": "yes"}, {"what": 1}):
+        assert admin.post(path, json=body).status_code == 422, body
+    missing = admin.post(path, json={"flow": "events", "webhooks": ["msg_never_sent"]})
+    assert missing.status_code == 404
+
+
+# ---- tenants ------------------------------------------------------------------------------------------
+ENDPOINTS = [
+    ("GET", "/instances/obs/status", None),
+    ("GET", "/instances/obs/flows/bad/runs", None),
+    ("POST", "/instances/obs/flows/good/runs", {}),
+    ("POST", "/instances/obs/flows/bad/runs/some-run/retry", None),
+    ("POST", "/instances/inbox/replay", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "suffix", "body"), ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
+def test_another_customers_token_gets_the_same_404_as_for_no_customer(
+    stack: AirflowStack, admin: httpx.Client, method: str, suffix: str, body: dict[str, Any] | None
+) -> None:
+    with _customer_client(stack, admin, "otherco", ["read", "write"]) as other:
+        theirs = other.request(method, f"{API}/obsco{suffix}", json=body)
+        nobody = other.request(method, f"{API}/nobody{suffix}", json=body)
+    assert theirs.status_code == nobody.status_code == 404
+    assert theirs.json() == {**nobody.json(), "detail": nobody.json()["detail"].replace("nobody", "obsco")}
+    with _customer_client(stack, admin, "obsco", ["read"]) as own_read_only:
+        answer = own_read_only.request(method, f"{API}/obsco{suffix}", json=body)
+    if method == "GET":
+        assert answer.status_code == 200, answer.text
+    else:
+        assert answer.status_code == 403 and answer.json()["error"] == "forbidden"
