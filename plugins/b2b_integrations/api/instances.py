@@ -68,6 +68,9 @@ def add_instance_routes(app: FastAPI, services: ServicesFactory) -> None:
     add_error_handlers(app)
     app.state.b2b_instances = _once(services)
     app.include_router(router)
+    from b2b_integrations.api.credentials import router as credentials_router  # it imports this module
+
+    app.include_router(credentials_router)
     app.include_router(observe_router)
 
 
@@ -293,7 +296,7 @@ def delete_instance(customer: str, integration: str, request: Request, who: Who,
 
 
 @router.post(
-    base + "/{integration}/activate", tags=["instances"], response_model=models.Activation,
+    base + "/{integration}/activate", tags=["instances"], response_model=models.ActivationWithHeldEvents,
     responses=_WRITE_ERRORS,
     summary="Activate an instance: its DAGs are unpaused and run the events kept while it was inactive",
 )  # fmt: skip
@@ -302,7 +305,7 @@ def activate(customer: str, integration: str, request: Request, who: Who, svc: S
 
 
 @router.post(
-    base + "/{integration}/deactivate", tags=["instances"], response_model=models.Activation,
+    base + "/{integration}/deactivate", tags=["instances"], response_model=models.ActivationWithHeldEvents,
     responses=_WRITE_ERRORS,
     summary="Deactivate an instance: its DAGs are paused; events that arrive meanwhile are kept, not lost",
 )  # fmt: skip
@@ -363,13 +366,19 @@ def _set_active(
         if_match=request.headers.get("if-match"), actor=who.name, action=action,
     )  # fmt: skip
     changed: list[str] = []
+    held: list[Any] = []
     if svc.airflow_db:
         from airflow.utils.session import create_session
 
-        with create_session() as session:
+        from b2b_integrations.instances.deployment import queue_held_events
+
+        with create_session() as session:  # one transaction: the runs are queued as the DAGs unpause
             changed = set_paused(customer, integration, not active, session)
+            if active:
+                held = queue_held_events(customer, integration, session)
+    count = sum(h.messages for h in held)
     detail = (
-        "activated: its DAGs run; events kept while it was inactive are processed"
+        f"activated: its DAGs run; {count} event(s) kept while it was inactive are being processed"
         if active
         else "deactivated: its DAGs are paused; events that arrive meanwhile are kept and processed once "
         "it is activated again"
@@ -379,6 +388,8 @@ def _set_active(
         "active": active,
         "dags_changed": changed,
         "detail": detail,
+        "held_events": count,
+        "runs_queued": sorted(h.dag_id for h in held),
     }
     return _with_etag(body, record.etag)
 

@@ -284,3 +284,96 @@ class ReplayAnswer(BaseModel):
         examples=[[{"flow": "invoice_events", "quarantined": [{"message_id": "msg_1",
                    "outcome": "queued again as msg_1#replay-20261203T160500000000"}]}]]
     )  # fmt: skip
+
+
+# ---- credentials (api/credentials.py) --------------------------------------------------------------
+class CredentialsRequest(BaseModel):
+    """One kind of credential for a connection slot; which fields each kind takes is in the description."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "description": "kind api_key: base_url, key, header (optional; must be the header the "
+            "integration sends). basic: base_url, login, password. oauth2_client_credentials: base_url, "
+            "client_id, client_secret, token_url (path or URL; optional when the integration names it), "
+            "scope. sftp_password: host, port (22), username, password, host_key. sftp_key: host, port, "
+            "username, private_key (OpenSSH or PEM), passphrase (optional), host_key ('ssh-ed25519 AAAA...').",
+            "examples": [
+                {
+                    "kind": "oauth2_client_credentials",
+                    "base_url": "https://crm.example.com",
+                    "client_id": "acme-integration",
+                    "client_secret": "s3cr3t",
+                    "token_url": "/oauth/token",
+                },
+                {
+                    "kind": "api_key",
+                    "base_url": "https://api.example.com/v1",
+                    "key": "k-123",
+                    "header": "X-API-Key",
+                },
+                {
+                    "kind": "sftp_key",
+                    "host": "sftp.partner.example",
+                    "port": 22,
+                    "username": "acme",
+                    "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n...",
+                    "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI...",
+                },
+            ],
+        },
+    )
+    kind: str = Field(description="api_key | basic | oauth2_client_credentials | sftp_password | sftp_key")
+
+
+class CredentialSlot(BaseModel):
+    slot: str = Field(examples=["crm_api"])
+    type: str | None = Field(None, description="The slot's connection type.", examples=["http"])
+    required: bool = True
+    credential_types: list[str] = Field(
+        description="Kinds a customer may supply here (empty: an engineer binds a connection).",
+        examples=[["api_key", "basic", "oauth2_client_credentials"]],
+    )
+    conn_id: str | None = Field(None, examples=["b2b_acme__crm_contacts__crm_api"])
+    managed: bool = Field(
+        False, description="True when the connection was supplied through this API (conn id b2b_...)."
+    )
+    configured: bool = Field(description="The bound connection exists (secrets backends or metadata DB).")
+    kind: str | None = Field(None, examples=["oauth2_client_credentials"])
+    conn_type: str | None = Field(None, examples=["http"])
+    host: str | None = Field(None, examples=["https://crm.example.com"])
+    port: int | None = None
+    login: str | None = Field(None, examples=["acme-integration"])
+
+
+class CredentialList(BaseModel):
+    customer: str
+    integration: str
+    slots: list[CredentialSlot]
+
+
+class CredentialsSaved(CredentialSlot):
+    created: bool = Field(description="The connection is new (else its fields were replaced).")
+    instance: Instance
+
+
+class ConnectionTest(BaseModel):
+    slot: str = Field(examples=["crm_api"])
+    conn_id: str = Field(examples=["b2b_acme__crm_contacts__crm_api"])
+    ok: bool
+    reason: str = Field(
+        description="What was tried and what happened; never a secret or a server's own text.",
+        examples=["the token endpoint https://crm.example.com/oauth/token issued an access token"],
+    )
+    seconds: float = Field(examples=[0.12])
+
+
+class ActivationWithHeldEvents(Activation):
+    held_events: int = Field(
+        0, description="Events that arrived while inactive and are now being processed.", examples=[3]
+    )
+    runs_queued: list[str] = Field(
+        default_factory=list,
+        description="DAGs given a run for those events.",
+        examples=[["acme__billing_webhooks__invoice_events"]],
+    )

@@ -17,7 +17,9 @@ lookup and the store are passed in. The answers follow the issue of senders that
 * 422 when the flow's schema refuses it;
 * 503 (with ``Retry-After``) when the event cannot be stored or the signing secret cannot be read, so the
   sender tries again;
-* 200 for a redelivery of a message already stored (acknowledged, not stored twice), 202 when stored.
+* 200 for a redelivery of a message already stored (acknowledged, not stored twice), 202 when stored;
+  for a deactivated instance the 202 says ``"active": false`` and that the event is kept until activation
+  (from the customer file's ``active``: a DAG paused by hand in Airflow's UI is not looked up per request).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class WebhookRoute:
     secret_conn_id: str | None
     payload_schema: dict[str, Any] | None
     asset_uri: str
+    active: bool = True
+    """False when the instance is deactivated (``active: false``): events are kept for its activation."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ UNAUTHORIZED = Answer(
     },
 )
 FORM = "application/x-www-form-urlencoded"
+INACTIVE = "kept; processed when the integration is activated"
 
 
 def receive(
@@ -132,7 +137,16 @@ def receive(
         return Answer(503, {"error": "unavailable", "detail": str(e)}, {"Retry-After": "30"})
     if not stored:
         return Answer(200, {"status": "duplicate", "message_id": verified.message_id})
-    return Answer(202, {"status": "accepted", "message_id": verified.message_id})
+    return accepted(route, verified.message_id)
+
+
+def accepted(route: WebhookRoute, message_id: str) -> Answer:
+    """The 202 of a stored event; for a deactivated instance it says the event waits for activation."""
+    if not route.active:
+        return Answer(
+            202, {"status": "accepted", "message_id": message_id, "active": False, "detail": INACTIVE}
+        )
+    return Answer(202, {"status": "accepted", "message_id": message_id})
 
 
 def too_large(limits: Limits) -> Answer:

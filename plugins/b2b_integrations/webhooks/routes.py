@@ -52,6 +52,7 @@ def routes_of(project: Project) -> dict[tuple[str, str, str], WebhookRoute]:
             secret_conn_id=deployed.settings.connections.get(slot) if slot else None,
             payload_schema=trigger.payload_schema,
             asset_uri=inbox_asset(*key).uri,
+            active=deployed.settings.active is not False,
         )
     return routes
 
