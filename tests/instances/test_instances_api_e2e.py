@@ -5,6 +5,7 @@ tokens see only their customer."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ import httpx
 import pytest
 
 from airflow_stack import AirflowStack, start_airflow_stack
-from helpers import minimal_customer, minimal_template, write_include
+from b2b_integrations.instances import documents
+from helpers import REPO, minimal_customer, minimal_template, write_include
 
 pytestmark = pytest.mark.e2e
 
@@ -30,18 +32,26 @@ def _template() -> dict:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    include = write_include(
-        tmp_path_factory.mktemp("instances") / "include",
+    # The shipped crm_contacts template with its kept version 1 and acme's instance of it (rollouts are
+    # tried on them; inactive, so its DAGs do not run), plus a minimal template for the other tests.
+    include = tmp_path_factory.mktemp("instances") / "include"
+    shutil.copytree(REPO / "include" / "integrations" / "versions", include / "integrations" / "versions")
+    shutil.copy(REPO / "include" / "integrations" / "crm_contacts.yaml", include / "integrations")
+    acme = documents.parse((REPO / "include" / "customers" / "acme.yaml").read_text())
+    acme["integrations"] = {"crm_contacts": {**acme["integrations"]["crm_contacts"], "active": False}}
+    (include / "customers").mkdir()
+    (include / "customers" / "acme.yaml").write_text(documents.dump(acme))
+    write_include(
+        include,
         templates={"sync": _template()},
-        customers={"acme": minimal_customer("acme"), "globex": minimal_customer("globex")},
+        customers={"northwind": minimal_customer("northwind"), "contoso": minimal_customer("contoso")},
     )
     stack = start_airflow_stack(
         include, {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer"}
     )
     try:
-        stack.wait_for(
-            "the customers' DAGs", lambda: len(stack.sql("SELECT 1 FROM dag WHERE NOT is_stale")) == 2
-        )
+        sync_dags = "SELECT 1 FROM dag WHERE NOT is_stale AND dag_id LIKE '%\\_\\_sync\\_\\_snapshot'"
+        stack.wait_for("the customers' DAGs", lambda: len(stack.sql(sync_dags)) == 2)
         yield stack
     finally:
         stack.stop()
@@ -124,22 +134,22 @@ def test_onboarding_reaches_the_scheduler_without_a_restart(
 
 
 def test_a_refused_write_changes_nothing(stack: AirflowStack, admin: dict[str, str]) -> None:
-    path = Path(stack.env["B2B_INCLUDE_DIR"]) / "customers" / "globex.yaml"
+    path = Path(stack.env["B2B_INCLUDE_DIR"]) / "customers" / "contoso.yaml"
     before = path.read_bytes()
     with _client(stack, admin) as api:
-        current = api.get("/customers/globex/instances/sync")
+        current = api.get("/customers/contoso/instances/sync")
         bad = {
             "config": {"region": "mars", "threshold": -1},
-            "connections": {"db": "globex_db"},
+            "connections": {"db": "contoso_db"},
             "flows": {"nope": {}},
         }
         answer = api.put(
-            "/customers/globex/instances/sync", json=bad, headers={"If-Match": current.headers["etag"]}
+            "/customers/contoso/instances/sync", json=bad, headers={"If-Match": current.headers["etag"]}
         )
-        after = api.get("/customers/globex/instances/sync")
+        after = api.get("/customers/contoso/instances/sync")
     assert answer.status_code == 422
     problems = {(p["key_path"], p["file"]) for p in answer.json()["problems"]}
-    assert ("integrations.sync.config.region", "include/customers/globex.yaml") in problems
+    assert ("integrations.sync.config.region", "include/customers/contoso.yaml") in problems
     assert any(key == "integrations.sync.config.threshold" for key, _ in problems)
     assert any(key.startswith("integrations.sync.flows") for key, _ in problems)
     assert path.read_bytes() == before
@@ -148,7 +158,7 @@ def test_a_refused_write_changes_nothing(stack: AirflowStack, admin: dict[str, s
 
 def test_two_concurrent_writers_one_wins_one_gets_412(stack: AirflowStack, admin: dict[str, str]) -> None:
     with _client(stack, admin) as api:
-        current = api.get("/customers/globex/instances/sync")
+        current = api.get("/customers/contoso/instances/sync")
     etag, settings = current.headers["etag"], current.json()["settings"]
     answers: list[httpx.Response] = []
     start = threading.Barrier(2)
@@ -157,7 +167,9 @@ def test_two_concurrent_writers_one_wins_one_gets_412(stack: AirflowStack, admin
         body = {**settings, "config": {**settings["config"], "threshold": threshold}}
         with _client(stack, admin) as api:
             start.wait()
-            answers.append(api.put("/customers/globex/instances/sync", json=body, headers={"If-Match": etag}))
+            answers.append(
+                api.put("/customers/contoso/instances/sync", json=body, headers={"If-Match": etag})
+            )
 
     threads = [threading.Thread(target=write, args=(value,)) for value in (11, 12)]
     for thread in threads:
@@ -169,7 +181,7 @@ def test_two_concurrent_writers_one_wins_one_gets_412(stack: AirflowStack, admin
     loser = next(a for a in answers if a.status_code == 412)
     assert loser.headers["etag"] == winner.headers["etag"]  # the 412 says what is current now
     with _client(stack, admin) as api:
-        assert api.get("/customers/globex/instances/sync").json()["settings"] == winner.json()["settings"]
+        assert api.get("/customers/contoso/instances/sync").json()["settings"] == winner.json()["settings"]
 
 
 # Every route that names a customer, with what a customer token may try.
@@ -188,32 +200,32 @@ ROUTES = [
 
 
 def test_a_customer_token_sees_only_its_customer(stack: AirflowStack, admin: dict[str, str]) -> None:
-    acme = _customer_token(stack, admin, "acme", ["read", "write"])
-    globex_file = Path(stack.env["B2B_INCLUDE_DIR"]) / "customers" / "globex.yaml"
-    before = globex_file.read_bytes()
+    acme = _customer_token(stack, admin, "northwind", ["read", "write"])
+    contoso_file = Path(stack.env["B2B_INCLUDE_DIR"]) / "customers" / "contoso.yaml"
+    before = contoso_file.read_bytes()
     with _client(stack, acme) as api:
         for method, route in ROUTES:
             body = {"config": {"region": "us"}, "connections": {"db": "x"}}
-            other = api.request(method, route.format(c="globex"), json=body, headers={"If-Match": "*"})
+            other = api.request(method, route.format(c="contoso"), json=body, headers={"If-Match": "*"})
             missing = api.request(method, route.format(c="nobody"), json=body, headers={"If-Match": "*"})
             assert other.status_code == missing.status_code == 404, (method, route, other.text)
-            assert other.json() == json.loads(missing.text.replace("nobody", "globex")), (method, route)
-        own = api.get("/customers/acme/instances/sync")
-        assert own.status_code == 200 and own.json()["customer"] == "acme"
+            assert other.json() == json.loads(missing.text.replace("nobody", "contoso")), (method, route)
+        own = api.get("/customers/northwind/instances/sync")
+        assert own.status_code == 200 and own.json()["customer"] == "northwind"
         for method, route in (
             ("GET", "/customers"),
             ("POST", "/customers"),
-            ("POST", "/customers/acme/tokens"),
+            ("POST", "/customers/northwind/tokens"),
         ):
             assert api.request(method, route, json={"id": "x", "name": "x"}).status_code == 403, route
-    assert globex_file.read_bytes() == before
+    assert contoso_file.read_bytes() == before
 
 
 def test_scopes_and_bad_tokens(stack: AirflowStack, admin: dict[str, str]) -> None:
-    reader = _customer_token(stack, admin, "acme", ["read"])
+    reader = _customer_token(stack, admin, "northwind", ["read"])
     with _client(stack, reader) as api:
-        assert api.get("/customers/acme/instances/sync").status_code == 200
-        assert api.post("/customers/acme/instances/sync/deactivate").status_code == 403
+        assert api.get("/customers/northwind/instances/sync").status_code == 200
+        assert api.post("/customers/northwind/instances/sync/deactivate").status_code == 403
     forged = reader["Authorization"][:-4] + (
         "AAAA" if not reader["Authorization"].endswith("AAAA") else "BBBB"
     )
@@ -224,14 +236,14 @@ def test_scopes_and_bad_tokens(stack: AirflowStack, admin: dict[str, str]) -> No
         {"Authorization": "Basic YTpi"},
     ):
         with _client(stack, headers) as api:
-            answer = api.get("/customers/acme/instances/sync")
+            answer = api.get("/customers/northwind/instances/sync")
         assert answer.status_code == 401, headers
     viewer = {"Authorization": f"Bearer {stack.token('viewer')}"}
     with _client(stack, viewer) as api:
-        assert api.get("/customers/acme/instances/sync").status_code == 200
-        current = api.get("/customers/acme/instances/sync")
+        assert api.get("/customers/northwind/instances/sync").status_code == 200
+        current = api.get("/customers/northwind/instances/sync")
         answer = api.put(
-            "/customers/acme/instances/sync",
+            "/customers/northwind/instances/sync",
             json=current.json()["settings"],
             headers={"If-Match": current.headers["etag"]},
         )
@@ -240,8 +252,8 @@ def test_scopes_and_bad_tokens(stack: AirflowStack, admin: dict[str, str]) -> No
 
 def test_hostile_requests_get_clear_4xx(stack: AirflowStack, admin: dict[str, str]) -> None:
     with _client(stack, admin) as api:
-        etag = api.get("/customers/acme/instances/sync").headers["etag"]
-        url = "/customers/acme/instances/sync"
+        etag = api.get("/customers/northwind/instances/sync").headers["etag"]
+        url = "/customers/northwind/instances/sync"
         cases = {
             "NaN": (b'{"config": {"threshold": NaN}}', 400),
             "deep": (b"[" * 10_000 + b"]" * 10_000, 400),
@@ -255,8 +267,49 @@ def test_hostile_requests_get_clear_4xx(stack: AirflowStack, admin: dict[str, st
             )
             assert answer.status_code == status, (name, answer.text[:300])
         assert api.get("/customers/..%2F..%2Fetc/instances/sync").status_code == 404
-        assert api.get("/customers/acme/instances/..%2Fglobex").status_code == 404
+        assert api.get("/customers/northwind/instances/..%2Fglobex").status_code == 404
         created = api.post("/customers", json={"id": "../../evil", "name": "x"})
         assert created.status_code == 422
-        assert api.post("/customers", json={"id": "acme", "name": "again"}).status_code == 409
-        assert api.get("/customers/acme/instances/sync").headers["etag"] == etag
+        assert api.post("/customers", json={"id": "northwind", "name": "again"}).status_code == 409
+        assert api.get("/customers/northwind/instances/sync").headers["etag"] == etag
+
+
+def _serialized(stack: AirflowStack, dag_id: str) -> str:
+    rows = stack.sql(
+        f"SELECT data::text FROM serialized_dag WHERE dag_id = '{dag_id}' ORDER BY last_updated DESC LIMIT 1"
+    )
+    return rows[0][0] if rows else ""
+
+
+def test_rollout_of_a_shipped_template_dry_run_first(stack: AirflowStack, admin: dict[str, str]) -> None:
+    """acme runs crm_contacts version 1 (page_limit); version 2 renamed it page_size."""
+    dag_id = "acme__crm_contacts__contacts"
+    acme_file = Path(stack.env["B2B_INCLUDE_DIR"]) / "customers" / "acme.yaml"
+    stack.wait_for("acme's crm DAG on version 1", lambda: '"page_limit"' in _serialized(stack, dag_id))
+    before = acme_file.read_bytes()
+    with _client(stack, admin) as api:
+        unknown = api.post("/integrations/crm_contacts/rollouts", json={"to_version": "9"}).json()
+        assert unknown["ok"] is False and "available" in unknown["problems"][0]["message"]
+        dry = api.post("/integrations/crm_contacts/rollouts", json={"to_version": "2", "customers": ["acme"]})
+        assert dry.status_code == 200, dry.text
+        plan = dry.json()
+        assert plan["dry_run"] is True and plan["ok"] is True
+        [item] = plan["items"]
+        assert (item["customer"], item["from_version"], item["to_version"]) == ("acme", "1", "2")
+        assert {"path": "config.page_size", "to": 200} in item["changes"]
+        assert acme_file.read_bytes() == before  # a dry run changes nothing
+        real = api.post(
+            "/integrations/crm_contacts/rollouts",
+            json={"to_version": "2", "customers": ["acme"], "dry_run": False},
+        ).json()
+        assert real["ok"] is True and real["items"][0]["applied"] is True, real
+        instance = api.get("/customers/acme/instances/crm_contacts").json()
+        assert instance["template_version"] == "2" and instance["settings"]["config"] == {"page_size": 200}
+        versions = api.get("/customers/acme/instances/crm_contacts/versions").json()["versions"]
+        assert versions[-1]["action"] == "rollout" and versions[-1]["by"] == "admin"
+        # a customer token may not roll out
+        acme = _customer_token(stack, admin, "acme", ["read", "write"])
+    with _client(stack, acme) as api:
+        assert api.post("/integrations/crm_contacts/rollouts", json={"to_version": "1"}).status_code == 403
+    stack.wait_for("acme's crm DAG on version 2", lambda: '"page_size"' in _serialized(stack, dag_id))
+    assert "# yaml-language-server" in acme_file.read_text()  # the file's comments survive the edit

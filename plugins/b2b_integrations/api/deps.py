@@ -69,7 +69,9 @@ def production_services() -> Services:
             with create_session() as session:
                 request_reparse(customer, session)
         except Exception:
-            log.warning("b2b-integrations: could not queue a re-parse for customer %s", customer, exc_info=True)
+            log.warning(
+                "b2b-integrations: could not queue a re-parse for customer %s", customer, exc_info=True
+            )
 
     include_dir = include_dir_for_api_server()
     return Services(include_dir, InstanceStore(include_dir, after_write=reparse))

@@ -75,7 +75,9 @@ def add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         where = ["/".join(str(part) for part in item.get("loc", ())) for item in error.errors()]
-        return JSONResponse({"error": "invalid_request", "detail": f"invalid {', '.join(where) or 'request'}"}, 422)
+        return JSONResponse(
+            {"error": "invalid_request", "detail": f"invalid {', '.join(where) or 'request'}"}, 422
+        )
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

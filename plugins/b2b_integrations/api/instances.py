@@ -19,6 +19,7 @@ from b2b_integrations.api.access import Caller, authorize
 from b2b_integrations.api.deps import Services, ServicesFactory, Svc, Who, read_object, template_versions
 from b2b_integrations.api.errors import ApiError, add_error_handlers
 from b2b_integrations.api.observe import router as observe_router
+from b2b_integrations.api.rollouts import router as rollouts_router
 from b2b_integrations.instances.errors import NotFound
 from b2b_integrations.instances.store import InstanceRecord
 
@@ -72,6 +73,7 @@ def add_instance_routes(app: FastAPI, services: ServicesFactory) -> None:
 
     app.include_router(credentials_router)
     app.include_router(observe_router)
+    app.include_router(rollouts_router)
 
 
 def _once(factory: ServicesFactory) -> ServicesFactory:
