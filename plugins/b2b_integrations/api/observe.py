@@ -148,7 +148,7 @@ async def run_now(
 
 @router.post(
     base + "/flows/{flow}/runs/{run_id}/retry", tags=["observe"], response_model=models.RunRetried,
-    responses=_ACTION_ERRORS,
+    responses={**_ERRORS, 409: _ACTION_ERRORS[409]},
     summary="Retry a failed run: its failed steps (and those they held back) run again",
 )  # fmt: skip
 def retry(customer: str, integration: str, flow: str, run_id: str, who: Who, svc: Svc) -> dict[str, Any]:

@@ -136,34 +136,18 @@ def task_states(session: Any, dag_id: str, run_id: str) -> dict[str, tuple[str |
     return {task: (_state(state), int(tries or 0)) for task, state, tries in rows}
 
 
-def xcom_value(session: Any, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
-    import sqlalchemy as sa
-    from airflow.models.xcom import XComModel
+def failure_of(dag_id: str, run_id: str, steps: list[str]) -> dict[str, Any]:
+    """The failed step of a failed run and its public error, decided as the sync endpoint decides them (a
+    step's own message for a caller, else only which step failed: exception texts may carry internals)."""
+    from b2b_integrations.sync.airflow_runs import AirflowRuns
+    from b2b_integrations.sync.outcome import PUBLIC_ERROR_KEY, decide, public_error
 
-    row = session.execute(
-        sa.select(XComModel.value).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id == run_id,
-            XComModel.task_id == task_id,
-            XComModel.key == key,
-            XComModel.map_index == -1,
-        )
-    ).first()
-    return None if row is None else XComModel.deserialize_value(row)
-
-
-def failure_of(session: Any, dag_id: str, run_id: str, run_state: str, steps: list[str]) -> dict[str, Any]:
-    """The failed step of a failed run and its public error (what a customer may be told; the step's
-    own message for a caller, else only which step failed: exception texts may carry internals)."""
-    from b2b_integrations.sync.outcome import PUBLIC_ERROR_KEY, RunView, decide, public_error
-
-    states = {task: state for task, (state, _) in task_states(session, dag_id, run_id).items()}
-    outcome = decide(RunView(run_id, run_state, states), steps)
-    pushed = (
-        xcom_value(session, dag_id, run_id, outcome.failed_step, PUBLIC_ERROR_KEY)
-        if outcome.failed_step
-        else None
-    )
+    runs = AirflowRuns()
+    view = runs.view(dag_id, run_id)
+    if view is None:
+        return {"failed_step": None, "error": None}
+    outcome = decide(view, steps)
+    pushed = runs.xcom(dag_id, run_id, outcome.failed_step, PUBLIC_ERROR_KEY) if outcome.failed_step else None
     error = public_error(outcome.failed_step, pushed)
     error.pop("http_status", None)
     return {"failed_step": outcome.failed_step, "error": error}
@@ -347,7 +331,7 @@ def instance_status(
         retried = False
         if finished is not None:
             if last_run is not None and finished is latest and _state(finished.state) == "failed":
-                last_run.update(failure_of(session, plan.dag_id, finished.run_id, "failed", steps))
+                last_run.update(failure_of(plan.dag_id, finished.run_id, steps))
             tries = task_states(session, plan.dag_id, finished.run_id)
             retried = any(count > 1 for _, count in tries.values())
         counts: dict[str, int | None] = {
@@ -446,7 +430,7 @@ def run_history(
     for run in page:
         found = _run_json(run)
         if found["state"] == "failed":
-            found.update(failure_of(session, plan.dag_id, run.run_id, "failed", steps))
+            found.update(failure_of(plan.dag_id, run.run_id, steps))
             if found["failed_step"]:
                 found["log_excerpt"] = log_excerpt(
                     session, plan.dag_id, run.run_id, found["failed_step"], secrets
