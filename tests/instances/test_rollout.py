@@ -103,7 +103,7 @@ def test_dry_run_lists_every_instance_that_would_fail_and_why(tmp_path: Path) ->
     verdicts = {i.customer: [str(p) for p in i.problems] for i in plan.items}
     assert verdicts["globex"] == []
     assert verdicts["acme"] == [
-        "include/customers/acme.yaml:6: integrations.sync.config: missing required value 'warehouse' of type "
+        "include/customers/acme.yaml:5: integrations.sync.config: missing required value 'warehouse' of type "
         "string (Warehouse code.)"
     ]
     assert any(

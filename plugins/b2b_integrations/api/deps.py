@@ -78,16 +78,8 @@ def production_services() -> Services:
 
 
 def template_versions(project: Any, name: str) -> list[str]:
-    versions = getattr(project, "template_versions", None) or {}
-    found = sorted(versions.get(name, {}), key=_version_key)
-    current = project.templates.get(name)
-    if current is not None and current.version not in found:
-        found.append(current.version)
-    return sorted(found, key=_version_key)
-
-
-def _version_key(version: str) -> tuple[Any, ...]:
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in version.split("."))
+    """The versions of an integration a customer may pin, oldest first."""
+    return project.versions_of(name)  # type: ignore[no-any-return]
 
 
 async def read_object(request: Request) -> dict[str, Any]:

@@ -78,8 +78,21 @@ def with_integration(
     if settings is None:
         integrations.pop(integration, None)
     else:
-        integrations[integration] = settings
+        integrations[integration] = _merge(integrations.get(integration), settings)
     return changed
+
+
+def _merge(existing: Any, new: Any) -> Any:
+    """``new``, reusing the nodes of ``existing`` where the value is unchanged, so what was not changed keeps
+    its comments, quoting and key order."""
+    if isinstance(existing, CommentedMap) and isinstance(new, dict):
+        for key in [k for k in existing if k not in new]:
+            del existing[key]
+        for key, value in new.items():
+            existing[key] = _merge(existing[key], value) if key in existing else value
+        return existing
+    old = plain(existing)
+    return existing if old == new and type(old) is type(new) else new
 
 
 def with_header(document: CommentedMap, header: dict[str, Any]) -> CommentedMap:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,14 @@ from typing import Any
 import yaml
 
 from b2b_integrations.config.base import IDENT_PATTERN
-from b2b_integrations.config.loader import CUSTOMERS_DIR, check_customer_text, yaml_files
+from b2b_integrations.config.loader import (
+    CUSTOMERS_DIR,
+    TEMPLATES_DIR,
+    CustomerChecker,
+    transform_prefixes_from_env,
+    version_files,
+    yaml_files,
+)
 from b2b_integrations.errors import Problem
 from b2b_integrations.instances import documents
 from b2b_integrations.instances.errors import (
@@ -38,6 +46,37 @@ from b2b_integrations.instances.history import FILE_EDIT, History, Version, defa
 
 CUSTOMER_HISTORY = "_customer"
 """History key of the customer's own keys (name, tags, alerts): never a valid integration name."""
+
+
+class TemplateCachedChecker:
+    """``check_customer_text`` with the templates loaded once per version of the template files.
+
+    Loading every template per write cost most of a write (65 s for a rollout of 1,000 instances). The
+    cache key is the name, size, mtime and inode of every template and version file plus the allowed
+    transform packages, taken before each check, so a template edited between two writes is seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[object, ...] | None = None
+        self._checker: CustomerChecker | None = None
+
+    def __call__(self, include_dir: Path, customer: str, text: str) -> list[Problem]:
+        root = Path(include_dir)
+        files = [*yaml_files(root / TEMPLATES_DIR), *version_files(root)]
+        key = (str(root), transform_prefixes_from_env(), *(_stamp(path) for path in files))
+        with self._lock:
+            if key != self._key or self._checker is None:
+                self._checker, self._key = CustomerChecker(root), key
+            checker = self._checker
+        return checker.check(customer, text)
+
+
+def _stamp(path: Path) -> tuple[object, ...]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
 @dataclass(frozen=True)
@@ -69,12 +108,12 @@ class InstanceStore:
         include_dir: Path,
         history: History | None = None,
         after_write: Callable[[str], None] | None = None,
-        check: Callable[[Path, str, str], list[Problem]] = check_customer_text,
+        check: Callable[[Path, str, str], list[Problem]] | None = None,
     ) -> None:
         self.include_dir = Path(include_dir)
         self.history = history or History(default_history_dir())
         self._after_write = after_write
-        self._check = check
+        self._check = check or TemplateCachedChecker()
 
     # ---- reading -------------------------------------------------------------------------------------
     def customer_ids(self) -> list[str]:
