@@ -397,3 +397,38 @@ def test_pagination_leaves_may_hold_references_checked_once_filled_in(tmp_path: 
     )  # fmt: skip
     (problem,) = load_project(include).problems
     assert problem.key_path == "integrations.api.config.page_size" and "page_size" in problem.message
+
+
+def test_a_broken_flow_costs_only_that_flow_and_the_flows_chained_on_it(tmp_path: Path) -> None:
+    from b2b_integrations.factory.planner import plan_project
+
+    template = minimal_template()
+    good = copy.deepcopy(_flow(template))
+    broken = copy.deepcopy(good)
+    broken["steps"][0]["callable"] = "os.system"  # outside the allowed packages
+    broken["steps"][1]["tabel"] = "typo"  # and an unknown key: a pydantic error inside the flow
+    chained = {"trigger": {"type": "asset", "flow": "orders"}, "steps": [good["steps"][1]]}
+    template["flows"] = {"snapshot": good, "orders": broken, "after_orders": chained}
+    customer = minimal_customer(flows={"orders": {"enabled": False}})
+    project = load_project(write_include(tmp_path / "include", {"sync": template}, {"acme": customer}))
+    problems = {(p.key_path, p.message.split(";")[0]) for p in project.problems}
+    assert (
+        "flows.orders.steps[1].tabel",
+        "unknown key (check the spelling against the documented keys)",
+    ) in problems
+    assert (
+        "flows.after_orders.trigger.flow",
+        "runs on the output of flow 'orders', which has problems: not built either",
+    ) in problems
+    assert all(p.file == "include/integrations/sync.yaml" for p in project.problems)  # acme's file is fine
+    assert [plan.dag_id for plan in plan_project(project)] == ["acme__sync__snapshot"]
+
+
+def test_a_problem_outside_the_flows_still_costs_the_template(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["connections"]["db"]["tipe"] = "postgres"
+    project = load_project(
+        write_include(tmp_path / "include", {"sync": template}, {"acme": minimal_customer()})
+    )
+    assert "sync" not in project.templates
+    assert any("integration template 'sync' is invalid" in p.message for p in project.problems)

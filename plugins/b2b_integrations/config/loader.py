@@ -84,6 +84,9 @@ class Project:
     """Displayed file -> description of the last valid copy now used in its place."""
     template_versions: dict[str, dict[str, IntegrationTemplate]] = field(default_factory=dict)
     """Integration name -> version -> template: every valid version, the current one included."""
+    dropped_flows: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    """(integration, version) -> flows left out of a template that has problems only in those flows (and no
+    last valid copy): its other flows are built."""
 
     def template_for(
         self, name: str, settings: CustomerIntegration | None = None
@@ -295,6 +298,8 @@ def _load_templates(
         )  # fmt: skip
         if fallback is not None:
             project.templates[fallback.name] = fallback
+        elif template is not None:  # only some flows were broken: the others are built
+            project.templates[template.name] = template
         else:
             broken_templates[path.stem] = file
     for name, template in project.templates.items():
@@ -315,6 +320,8 @@ def _load_templates(
         )  # fmt: skip
         if fallback is not None:
             project.template_versions.setdefault(name, {})[version] = fallback
+        elif template is not None:
+            project.template_versions.setdefault(name, {})[version] = template
         else:
             broken_templates[f"{name}/{version}"] = file
     return broken_templates
@@ -469,18 +476,91 @@ def _load_template(
     if doc is None or doc.duplicate_keys:
         return None
     report = _Reporter(doc, file, project)
-    template: IntegrationTemplate | None = report.validate(IntegrationTemplate, doc.data)
-    if template is None:
-        return None
+    template, findings = _template_findings(doc.data, path, prefixes, project, version_of)
+    report.add_all(findings)
+    if report.errors == 0:
+        return template
+    return _without_broken_flows(doc.data, findings, prefixes, report, project)
+
+
+def _template_findings(
+    data: dict[str, Any], path: Path, prefixes: tuple[str, ...], project: Project, version_of: str | None
+) -> tuple[IntegrationTemplate | None, list[Finding]]:
+    try:
+        template = IntegrationTemplate.model_validate(data)
+    except ValidationError as e:
+        return None, _findings_from_pydantic(e, data)
+    findings: list[Finding] = []
     if version_of is None and template.name != path.stem:
-        report.add(
+        findings.append(
             Finding(("name",), f"template name {template.name!r} must equal the file name {path.stem!r}")
         )
     if version_of is not None:
-        report.add_all(_check_version_file(template, version_of, path.stem, project))
-    report.add_all(check_template(template, prefixes))
-    report.add_all(check_upgrade(template))
-    return template if report.errors == 0 else None
+        findings.extend(_check_version_file(template, version_of, path.stem, project))
+    findings.extend(check_template(template, prefixes))
+    findings.extend(check_upgrade(template))
+    return template, findings
+
+
+def _without_broken_flows(
+    data: dict[str, Any],
+    findings: list[Finding],
+    prefixes: tuple[str, ...],
+    report: _Reporter,
+    project: Project,
+) -> IntegrationTemplate | None:
+    """The template without the flows its problems are in, when every problem is inside some flow and
+    another flow is left: one broken flow must not cost every customer the template's other flows.
+
+    Flows triggered by a left-out flow's output are left out too; the rest is checked again as a whole.
+    """
+    flows = data.get("flows")
+    broken: set[str] = set()
+    while True:
+        errors = [f for f in findings if not f.warning]
+        if not isinstance(flows, dict) or any(
+            len(f.path) < 2 or f.path[0] != "flows" or f.path[1] not in flows for f in errors
+        ):
+            return None
+        broken |= {str(f.path[1]) for f in errors}
+        chained = _triggered_by(flows, broken)
+        for name, upstream in sorted(chained.items()):
+            report.add(
+                Finding(
+                    ("flows", name, "trigger", "flow"),
+                    f"runs on the output of flow {upstream!r}, which has problems: not built either",
+                )
+            )
+        broken |= set(chained)
+        kept = {name: flow for name, flow in flows.items() if name not in broken}
+        if not kept:
+            return None
+        try:
+            template = IntegrationTemplate.model_validate({**data, "flows": kept})
+        except ValidationError:
+            return None
+        findings = check_template(template, prefixes)
+        if not any(not f.warning for f in findings):
+            project.dropped_flows[(template.name, template.version)] = frozenset(broken)
+            return template
+        report.add_all(findings)
+
+
+def _triggered_by(flows: dict[str, Any], broken: set[str]) -> dict[str, str]:
+    """Flows (not yet in ``broken``) whose asset trigger leads back to a broken flow -> that flow."""
+    chained: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for name, flow in flows.items():
+            trigger = flow.get("trigger") if isinstance(flow, dict) else None
+            upstream = (
+                trigger.get("flow") if isinstance(trigger, dict) and trigger.get("type") == "asset" else None
+            )
+            if name not in broken and name not in chained and (upstream in broken or upstream in chained):
+                chained[name] = str(upstream)
+                changed = True
+    return chained
 
 
 def _check_version_file(
@@ -530,7 +610,8 @@ def _load_customer(
             if template is None:
                 report.add(_no_template(project, name, settings.version, broken_templates, prefix))
                 continue
-            report.add_all(check_customer_integration(name, settings, template))
+            dropped = project.dropped_flows.get((name, template.version), frozenset())
+            report.add_all(check_customer_integration(name, settings, template, dropped))
             if report.errors == errors_before:
                 good[name] = settings
     header = {**doc.data, "integrations": good} if isinstance(raw_integrations, dict) else doc.data

@@ -179,9 +179,16 @@ def _asset_cycles(template: IntegrationTemplate) -> Iterator[Finding]:
 
 
 def check_customer_integration(
-    name: str, settings: CustomerIntegration, template: IntegrationTemplate
+    name: str,
+    settings: CustomerIntegration,
+    template: IntegrationTemplate,
+    dropped_flows: frozenset[str] = frozenset(),
 ) -> list[Finding]:
-    """Check a customer's values for one integration against the template's declarations."""
+    """Check a customer's values for one integration against the template's declarations.
+
+    ``dropped_flows``: flows the loader left out of the template for their own problems; a customer's
+    override of one is not this customer's mistake.
+    """
     base: KeyPath = ("integrations", name)
     findings: list[Finding] = []
     for key, value in settings.config.items():
@@ -205,7 +212,7 @@ def check_customer_integration(
                 )
             )
     findings.extend(_check_connections(base, settings, template))
-    findings.extend(_check_flow_overrides(base, settings, template))
+    findings.extend(_check_flow_overrides(base, settings, template, dropped_flows))
     if not findings:  # resolving values already reported as wrong would only repeat those problems
         config = {key: var.default for key, var in template.config.items()} | settings.config
         findings.extend(
@@ -277,11 +284,13 @@ def _check_connections(
 
 
 def _check_flow_overrides(
-    base: KeyPath, settings: CustomerIntegration, template: IntegrationTemplate
+    base: KeyPath, settings: CustomerIntegration, template: IntegrationTemplate, dropped_flows: frozenset[str]
 ) -> Iterator[Finding]:
     for flow_name, override in settings.flows.items():
         path = (*base, "flows", flow_name)
         flow = template.flows.get(flow_name)
+        if flow is None and flow_name in dropped_flows:
+            continue
         if flow is None:
             yield Finding(path, _unknown("flow", flow_name, template.flows))
         elif override.schedule is not None and not isinstance(flow.trigger, ScheduleTrigger):
