@@ -26,4 +26,15 @@ if [[ ! -x /usr/sbin/dovecot ]]; then
   fi
 fi
 
+# sqlite3 CLI: README's quick start reads the demo's tables with it, and a test runs the quick start.
+if ! command -v sqlite3 > /dev/null; then
+  if [[ "$(id -u)" == "0" ]]; then
+    echo "test: installing sqlite3 (Debian package) for the quick-start test ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 > /dev/null
+  else
+    echo "test: sqlite3 is missing; run: sudo apt-get install sqlite3" >&2
+    exit 1
+  fi
+fi
+
 exec .venv/bin/python -m pytest "$@"
