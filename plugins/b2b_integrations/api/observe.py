@@ -134,7 +134,7 @@ async def run_now(
         if refused:
             raise ApiError(422, "invalid", refused, key=refused.split(":", 1)[0])
         with create_session() as session:
-            row = dag_rows(session, customer, integration).get(plan.dag_id)
+            row = dag_rows(session, [plan.dag_id]).get(plan.dag_id)
         if row is None or row.is_stale:
             raise ApiError(409, "not_deployed", f"flow {flow} is not deployed yet: try again in a minute")
         if row.is_paused:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from b2b_integrations.errors import Problem
-from b2b_integrations.instances.deployment import instance_dag_prefix
 from b2b_integrations.instances.health import FlowFacts, InstanceFacts, decide
 
 LOG_LINES = 40
@@ -105,12 +104,11 @@ def _state(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def dag_rows(session: Any, customer: str, integration: str) -> dict[str, Any]:
-    """DAG id -> its ``DagModel`` row (paused, stale, next run) for the instance's DAGs."""
+def dag_rows(session: Any, dag_ids: list[str]) -> dict[str, Any]:
+    """DAG id -> its ``DagModel`` row (paused, stale, next run), for those of ``dag_ids`` Airflow has."""
     import sqlalchemy as sa
     from airflow.models.dag import DagModel
 
-    prefix = instance_dag_prefix(customer, integration)
     rows = session.execute(
         sa.select(
             DagModel.dag_id,
@@ -118,7 +116,7 @@ def dag_rows(session: Any, customer: str, integration: str) -> dict[str, Any]:
             DagModel.is_stale,
             DagModel.next_dagrun,
             DagModel.next_dagrun_create_after,
-        ).where(DagModel.dag_id.startswith(prefix, autoescape=True))
+        ).where(DagModel.dag_id.in_(dag_ids))
     ).all()
     return {row.dag_id: row for row in rows}
 
@@ -187,16 +185,16 @@ def last_runs(session: Any, dag_id: str) -> tuple[Any | None, Any | None]:
     return latest, finished
 
 
-def load_counts(session: Any, customer: str, integration: str, since: datetime) -> dict[str, dict[str, int]]:
+def load_counts(session: Any, dag_ids: list[str], since: datetime) -> dict[str, dict[str, int]]:
     """Per DAG id: rows loaded and records quarantined by its steps since ``since``, summed from the
     steps' XCom return values (every load step returns ``rows_loaded``/``records_loaded``)."""
     import sqlalchemy as sa
     from airflow.models.xcom import XComModel
 
-    prefix = instance_dag_prefix(customer, integration)
+    # dag_id = ANY(...), not LIKE 'prefix%': the XCom index on dag_id serves equality in any collation.
     rows = session.execute(
         sa.select(XComModel.dag_id, XComModel.value).where(
-            XComModel.dag_id.startswith(prefix, autoescape=True),
+            XComModel.dag_id.in_(dag_ids),
             XComModel.key == "return_value",
             XComModel.timestamp >= since,
         )
@@ -317,8 +315,9 @@ def instance_status(
 ) -> dict[str, Any]:
     """The status document of ``GET .../status`` (see the module docstring for each figure's source)."""
     now = datetime.now(UTC)
-    dags = dag_rows(session, customer, integration)
-    loaded = load_counts(session, customer, integration, now - ROWS_WINDOW)
+    dag_ids = [plan.dag_id for plan in instance.plans]
+    dags = dag_rows(session, dag_ids)
+    loaded = load_counts(session, dag_ids, now - ROWS_WINDOW)
     messages = quarantined_messages(session, customer, integration)
     ledgers = ledger_counts(customer, integration, instance.plans)
     flows, facts = [], []
