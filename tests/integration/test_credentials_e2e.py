@@ -171,6 +171,14 @@ def _no_secret(text: str, sshd: SshServer) -> None:
         assert secret not in text, "a secret is in an answer, a log or a file"
 
 
+def _nothing_on_disk(stack: AirflowStack, sshd: SshServer) -> None:
+    """No secret in the customer file, its history, or any component's or task's log."""
+    for root in (stack.include, stack.home):  # type: ignore[attr-defined]
+        for path in Path(root).rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                _no_secret(path.read_text(errors="replace"), sshd)
+
+
 def _test(client: httpx.Client, headers: dict[str, str], integration: str, slot: str) -> httpx.Response:
     """POST .../test, waiting out the per-slot rate limit (429 + Retry-After) until a deadline."""
     deadline = time.monotonic() + 30
@@ -257,11 +265,7 @@ def test_oauth2_credentials_become_the_connection_a_real_import_uses(
     assert versions[-1]["action"] == "credentials for crm_api"
     for answer in (saved, listed, tested, client.get(f"{API}/crm_contacts/versions", headers=admin)):
         _no_secret(answer.text, sshd)
-    # nowhere on disk either: the customer file, its history, every component's and task's log
-    for root in (stack.include, stack.home):  # type: ignore[attr-defined]
-        for path in Path(root).rglob("*"):
-            if path.is_file() and path.stat().st_size < 50_000_000:
-                _no_secret(path.read_text(errors="replace"), sshd)
+    _nothing_on_disk(stack, sshd)
 
 
 def test_sftp_key_credentials_become_the_connection_a_real_file_import_uses(
@@ -296,6 +300,7 @@ def test_sftp_key_credentials_become_the_connection_a_real_file_import_uses(
         (1,)
     ] and rows(pg_db, f"SELECT quantity FROM partner_orders WHERE order_id = '{order}'")
     assert loaded == [(3,)], _task_logs(stack, SFTP_DAG, run_id)
+    _nothing_on_disk(stack, sshd)
 
 
 def test_connection_test_says_why_it_failed_without_the_secret(
