@@ -71,3 +71,13 @@ def minimal_customer(customer_id: str = "acme", integration: str = "sync", **set
     entry: dict[str, Any] = {"config": {"region": "eu"}, "connections": {"db": "acme_db"}}
     entry.update(settings)
     return {"id": customer_id, "name": customer_id.title(), "integrations": {integration: entry}}
+
+
+def readme_file_blocks(tag: str) -> list[tuple[str, str]]:
+    """README's code blocks marked ``<!-- <tag>: file <path> -->``: (path, the block's text), so a test can
+    require that README shows each file exactly as the tests run it."""
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    pattern = re.compile(rf"<!-- {re.escape(tag)}: file (\S+) -->\n```\w*\n(.*?)```", re.S)
+    return [(match.group(1), match.group(2)) for match in pattern.finditer(readme)]

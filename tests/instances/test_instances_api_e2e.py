@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from airflow_stack import AirflowStack, start_airflow_stack
 from b2b_integrations.instances import documents
-from helpers import REPO, minimal_customer, minimal_template, write_include
+from helpers import REPO, minimal_customer, minimal_template, readme_file_blocks, write_include
 
 pytestmark = pytest.mark.e2e
 
@@ -313,3 +314,46 @@ def test_rollout_of_a_shipped_template_dry_run_first(stack: AirflowStack, admin:
         assert api.post("/integrations/crm_contacts/rollouts", json={"to_version": "1"}).status_code == 403
     stack.wait_for("acme's crm DAG on version 2", lambda: '"page_size"' in _serialized(stack, dag_id))
     assert "# yaml-language-server" in acme_file.read_text()  # the file's comments survive the edit
+
+
+WALKTHROUGH = REPO / "docs" / "examples" / "instances_api" / "walkthrough.sh"
+
+
+def test_readme_shows_the_walkthrough_as_the_test_runs_it() -> None:
+    blocks = readme_file_blocks("instances-api")
+    assert [path for path, _ in blocks] == ["docs/examples/instances_api/walkthrough.sh"]
+    assert blocks[0][1] == WALKTHROUGH.read_text(encoding="utf-8")
+
+
+def test_the_readme_walkthrough_runs_as_written(stack: AirflowStack) -> None:
+    password = json.loads((stack.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    env = {**stack.env, "B2B": stack.url, "AIRFLOW_USER": "admin", "AIRFLOW_PASSWORD": password}
+    run = subprocess.run(
+        ["bash", str(WALKTHROUGH)], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    statuses = [line for line in run.stdout.splitlines() if " -> " in line]
+    assert statuses == [
+        "GET /marketplace/crm_contacts -> 200",
+        "POST /customers -> 201",
+        "PUT /customers/initrode/instances/crm_contacts -> 201",
+        "PUT /customers/initrode/instances/crm_contacts -> 422",
+        "GET /customers/initrode/instances/crm_contacts -> 200",
+        "PUT /customers/initrode/instances/crm_contacts -> 200",
+        "PUT /customers/initrode/instances/crm_contacts -> 412",
+        "POST /customers/initrode/instances/crm_contacts/activate -> 200",
+        "POST /customers/initrode/tokens -> 201",
+        "GET /customers/initrode/instances/crm_contacts -> 200",
+        "GET /customers/acme/instances/crm_contacts -> 404",
+        "POST /integrations/crm_contacts/rollouts -> 200",
+        "POST /integrations/crm_contacts/rollouts -> 200",
+        "GET /customers/initrode/instances/crm_contacts/versions -> 200",
+        "GET /customers/initrode/instances/crm_contacts/status -> 200",
+        "POST /customers/initrode/instances/crm_contacts/deactivate -> 200",
+    ], run.stdout
+    assert '"key_path":"integrations.crm_contacts.config.page_limit"' in run.stdout
+    assert '{"customer":"initrode","applied":true}' in run.stdout
+    text = (Path(stack.env["B2B_INCLUDE_DIR"]) / "customers" / "initrode.yaml").read_text()
+    settings = documents.plain(documents.parse(text))["integrations"]["crm_contacts"]
+    assert settings["version"] == "2" and settings["config"] == {"page_size": 250}
+    assert settings["active"] is False and settings["flows"] == {"invoices": {"enabled": False}}
