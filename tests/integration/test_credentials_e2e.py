@@ -396,32 +396,57 @@ def _handled(stack: AirflowStack) -> list[str]:
     ]
 
 
+def _send_until(client: httpx.Client, prefix: str, inactive: bool) -> list[str]:
+    """Send webhooks until one is answered as inactive (or active); the ids sent (every one is stored).
+    The API server reads paused DAGs every few seconds, so a pause by hand shows within that time."""
+    sent: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        message = f"{prefix}_{len(sent)}"
+        body, headers = _webhook(message, f"INV-{message}")
+        answer = client.post(HOOK_URL, content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        sent.append(message)
+        if (answer.json().get("active") is False) == inactive:
+            return sent
+        time.sleep(1)
+    raise AssertionError(f"no webhook answered {'inactive' if inactive else 'active'} within 30 s")
+
+
 def test_webhooks_sent_while_inactive_are_each_processed_once_on_activation(
     stack: AirflowStack, client: httpx.Client, admin: dict[str, str], pg_db: str
 ) -> None:
     instance = f"{API}/billing_webhooks"
+    batch = uuid.uuid4().hex[:6]
+    # paused by hand in Airflow (the file still says active): the answer says so too
+    paused = client.patch(f"/api/v2/dags/{HOOK_DAG}", headers=admin, json={"is_paused": True})
+    assert paused.status_code == 200, paused.text
+    ids = _send_until(client, f"msg_{batch}_hand", inactive=True)
     off = client.post(f"{instance}/deactivate", headers=admin)
     assert off.status_code == 200 and off.json()["active"] is False, off.text
     assert stack.sql(f"SELECT is_paused FROM dag WHERE dag_id = '{HOOK_DAG}'") == [(True,)]
     runs_before = stack.sql(f"SELECT count(*) FROM dag_run WHERE dag_id = '{HOOK_DAG}'")[0][0]
 
-    batch = uuid.uuid4().hex[:6]
-    ids = [f"msg_{batch}_{i}" for i in range(5)]
-    answers = [client.post(HOOK_URL, content=b, headers=h) for b, h in (_webhook(m, f"INV-{m}") for m in ids)]
+    more = [f"msg_{batch}_{i}" for i in range(5)]
+    answers = [
+        client.post(HOOK_URL, content=b, headers=h) for b, h in (_webhook(m, f"INV-{m}") for m in more)
+    ]
     assert [a.status_code for a in answers] == [202] * 5
     assert all(a.json()["active"] is False and "processed when the integration is activated" in a.json()["detail"]
                for a in answers)  # fmt: skip
+    ids += more
     # Airflow queued nothing for the paused DAG (the asset manager skips it in the storing transaction)
     assert stack.sql(f"SELECT count(*) FROM asset_dag_run_queue WHERE target_dag_id = '{HOOK_DAG}'") == [(0,)]
     assert stack.sql(f"SELECT count(*) FROM dag_run WHERE dag_id = '{HOOK_DAG}'")[0][0] == runs_before
 
     on = client.post(f"{instance}/activate", headers=admin)
     assert on.status_code == 200, on.text
-    assert (on.json()["held_events"], on.json()["runs_queued"]) == (5, [HOOK_DAG])
+    assert (on.json()["held_events"], on.json()["runs_queued"]) == (len(ids), [HOOK_DAG])
     stack.wait_for(
-        "the five invoices",
+        f"the {len(ids)} invoices",
         lambda: (
-            rows(pg_db, f"SELECT count(*) FROM invoice_events WHERE id LIKE 'INV-msg_{batch}_%'") == [(5,)]
+            rows(pg_db, f"SELECT count(*) FROM invoice_events WHERE id LIKE 'INV-msg_{batch}_%'")
+            == [(len(ids),)]
         ),
         timeout=180,
     )
@@ -436,7 +461,13 @@ def test_webhooks_sent_while_inactive_are_each_processed_once_on_activation(
     )
     handled = [m for m in _handled(stack) if m.startswith(f"msg_{batch}_")]
     assert sorted(handled) == sorted(ids)  # every one, none twice
-    # active again: a new webhook is answered as usual and runs without an activation
-    body, headers = _webhook(f"msg_{batch}_after", f"INV-msg_{batch}_after")
-    after = client.post(HOOK_URL, content=body, headers=headers)
-    assert after.status_code == 202 and "active" not in after.json()
+    # active again: new webhooks are answered as usual (once the paused list is read again) and run
+    after = _send_until(client, f"msg_{batch}_after", inactive=False)
+    stack.wait_for(
+        "the webhooks sent after activation",
+        lambda: (
+            rows(pg_db, f"SELECT count(*) FROM invoice_events WHERE id LIKE 'INV-msg_{batch}_after_%'")
+            == [(len(after),)]
+        ),
+        timeout=180,
+    )

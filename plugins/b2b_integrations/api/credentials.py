@@ -48,15 +48,16 @@ base = "/customers/{customer}/instances/{integration}/credentials"
 
 
 def _template(svc: Services, record: InstanceRecord) -> Any:
-    project = svc.templates_project()
-    current = project.templates.get(record.integration)
+    """The template version the instance is pinned to (its slots and steps are what its DAGs use)."""
+    from types import SimpleNamespace
+
     pinned = record.settings.get("version")
-    if pinned is not None and (current is None or current.version != str(pinned)):
-        pinned_template = (getattr(project, "template_versions", None) or {}).get(record.integration, {})
-        current = pinned_template.get(str(pinned), current)
-    if current is None:
+    found = svc.templates_project().template_for(
+        record.integration, SimpleNamespace(version=str(pinned)) if pinned is not None else None
+    )
+    if found is None:
         raise NotFound(f"no integration {record.integration!r}")
-    return current
+    return found
 
 
 def _slot(template: Any, record: InstanceRecord, slot: str) -> Any:

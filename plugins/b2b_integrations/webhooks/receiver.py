@@ -18,8 +18,8 @@ lookup and the store are passed in. The answers follow the issue of senders that
 * 503 (with ``Retry-After``) when the event cannot be stored or the signing secret cannot be read, so the
   sender tries again;
 * 200 for a redelivery of a message already stored (acknowledged, not stored twice), 202 when stored;
-  for a deactivated instance the 202 says ``"active": false`` and that the event is kept until activation
-  (from the customer file's ``active``: a DAG paused by hand in Airflow's UI is not looked up per request).
+  for an inactive flow (its instance deactivated, or its DAG paused) the 202 says ``"active": false`` and
+  that the event is kept until activation.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class WebhookRoute:
     payload_schema: dict[str, Any] | None
     asset_uri: str
     active: bool = True
-    """False when the instance is deactivated (``active: false``): events are kept for its activation."""
+    """False when the instance is deactivated or the DAG paused: events are kept for its activation."""
 
 
 @dataclass(frozen=True)
