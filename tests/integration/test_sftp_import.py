@@ -633,8 +633,10 @@ def test_a_run_stopped_after_its_commit_still_publishes_the_quarantine_report(
         real_rename(self, old, new)
 
     monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", drop_at_the_report)
-    with pytest.raises(ConnectionResetError):
+    where = "customer droppedco, integration orders, flow files, step import_files"
+    with pytest.raises(StepError, match=f"^{where}: ConnectionResetError: connection dropped") as dropped:
         make_operator(sftp_conn, db_conn, sftp_folder, table, customer_id="droppedco", **KEYLESS).execute({})  # type: ignore[arg-type]
+    assert isinstance(dropped.value.__cause__, ConnectionResetError)  # Airflow retries it as before
     monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", real_rename)
     assert rows(pg_db, f"SELECT count(*) FROM {table}") == [(2,)]  # committed before the drop
 
