@@ -182,7 +182,8 @@ class RunSummary(BaseModel):
     error: RunError | None = Field(None, description="Failed runs: what the customer may be told.")
     log_excerpt: str | None = Field(
         None,
-        description="Run history only: the last lines of the failed step's log, secrets masked, size capped.",
+        description="Run history only (the first 10 failed runs of a page): the last lines of the failed "
+        "step's log, secrets masked, size capped.",
     )
 
 

@@ -35,6 +35,10 @@ _ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": models.ErrorBody, "description": "The flow or run is not in a state that allows this."},
     422: {"model": models.ErrorBody, "description": "A value of the body is refused; the key is named."},
 }
+_REPLAY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ACTION_ERRORS,
+    503: {"model": models.ErrorBody, "description": "A dead letter's database or target cannot be reached."},
+}
 
 
 def _instance(svc: Services, customer: str, integration: str) -> tuple[dict[str, Any], InstancePlan]:
@@ -171,7 +175,7 @@ def retry(customer: str, integration: str, flow: str, run_id: str, who: Who, svc
 
 
 @router.post(
-    base + "/replay", tags=["observe"], response_model=models.ReplayAnswer, responses=_ACTION_ERRORS,
+    base + "/replay", tags=["observe"], response_model=models.ReplayAnswer, responses=_REPLAY_ERRORS,
     summary="Replay the instance's dead letters and quarantined messages (the body selects which)",
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": models.ReplayRequest.model_json_schema()}}}},
 )  # fmt: skip
@@ -240,7 +244,9 @@ def _replay(
                         session, customer, integration, plan.flow, selection["message_ids"]
                     )
             except LookupError as e:
-                raise ApiError(404, "not_found", str(e)) from None
+                if selection["message_ids"] is not None:  # named messages that are not there
+                    raise ApiError(404, "not_found", str(e)) from None
+                outcomes = []  # the inbox does not exist yet: nothing was ever quarantined
             found["quarantined"] = [{"message_id": m, "outcome": o} for m, o in outcomes]
         if selection["webhooks"]:
             queued = []
@@ -253,7 +259,15 @@ def _replay(
                     queued.append({"message_id": message_id, "asset_event_id": event})
             found["webhooks"] = queued
         if selection["dead_letters"] and any(t.kind == "deliver_events" for t in plan.tasks):
-            found["dead_letters"] = replay_dead_letters(svc.include_dir, customer, integration, plan.flow)
+            try:
+                found["dead_letters"] = replay_dead_letters(svc.include_dir, customer, integration, plan.flow)
+            except Exception as e:
+                # The app database or the flow's target is unreachable; the error text may hold a DSN.
+                raise ApiError(
+                    503, "unavailable",
+                    f"the dead letters of flow {plan.flow} could not be replayed ({type(e).__name__}); "
+                    "nothing of that flow was marked replayed: try again later",
+                ) from None  # fmt: skip
         if len(found) > 1:
             answer["flows"].append(found)
     return answer

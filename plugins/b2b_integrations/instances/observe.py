@@ -32,6 +32,8 @@ from b2b_integrations.instances.health import FlowFacts, InstanceFacts, decide
 LOG_LINES = 40
 LOG_LINE_CHARS = 500
 LOG_EXCERPT_CHARS = 8000
+LOG_EXCERPTS_PER_PAGE = 10
+"""Failed runs of one page of run history that get a log excerpt (each is a log read)."""
 ROWS_WINDOW = timedelta(hours=24)
 ROWS_KEYS = ("rows_loaded", "records_loaded")
 QUARANTINED_KEYS = ("rows_quarantined", "records_quarantined")
@@ -425,12 +427,13 @@ def run_history(
     total = session.scalar(sa.select(sa.func.count()).select_from(DagRun).where(DagRun.dag_id == plan.dag_id))
     page = session.scalars(_runs_query(plan.dag_id).limit(limit).offset(offset)).all()
     steps = [t.task_id for t in plan.tasks]
-    runs = []
+    runs, excerpts = [], 0
     for run in page:
         found = _run_json(run)
         if found["state"] == "failed":
             found.update(failure_of(plan.dag_id, run.run_id, steps))
-            if found["failed_step"]:
+            if found["failed_step"] and excerpts < LOG_EXCERPTS_PER_PAGE:
+                excerpts += 1
                 found["log_excerpt"] = log_excerpt(
                     session, plan.dag_id, run.run_id, found["failed_step"], secrets
                 )
