@@ -213,6 +213,21 @@ def test_a_customer_token_sees_only_its_customer(stack: AirflowStack, admin: dic
             assert other.json() == json.loads(missing.text.replace("nobody", "contoso")), (method, route)
         own = api.get("/customers/northwind/instances/sync")
         assert own.status_code == 200 and own.json()["customer"] == "northwind"
+        # binding another customer's connection would use its credentials: refused, nothing written
+        settings, etag = own.json()["settings"], own.headers["etag"]
+        stolen = api.put(
+            "/customers/northwind/instances/sync",
+            json={**settings, "connections": {"db": "contoso_db"}},
+            headers={"If-Match": etag},
+        )
+        assert stolen.status_code == 422
+        assert [p["key_path"] for p in stolen.json()["problems"]] == ["integrations.sync.connections.db"]
+        mine = api.put(
+            "/customers/northwind/instances/sync",
+            json={**settings, "connections": {"db": "b2b_northwind__sync__db"}},
+            headers={"If-Match": etag},
+        )
+        assert mine.status_code == 200, mine.text
         for method, route in (
             ("GET", "/customers"),
             ("POST", "/customers"),

@@ -267,6 +267,17 @@ async def put_instance(customer: str, integration: str, request: Request, who: W
     store = svc.store
     project = svc.templates_project()
 
+    def vet(current: dict[str, Any] | None, new: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        if who.kind != "customer":
+            return new, []
+        from b2b_integrations.instances.bindings import customer_bindings
+
+        pinned = new.get("version") or (current or {}).get("version")
+        template = project.template_versions.get(integration, {}).get(str(pinned)) if pinned else None
+        template = template or project.templates.get(integration)
+        shown = f"{svc.include_dir.name}/customers/{customer}.yaml"
+        return customer_bindings(customer, integration, template, current, new, shown)
+
     def write() -> InstanceRecord:
         body = dict(settings)
         try:
@@ -278,7 +289,7 @@ async def put_instance(customer: str, integration: str, request: Request, who: W
                 body.setdefault("version", template.version)
             body.setdefault("active", False)
         return store.put(
-            customer, integration, body, if_match=request.headers.get("if-match"), actor=who.name
+            customer, integration, body, if_match=request.headers.get("if-match"), actor=who.name, vet=vet
         )
 
     existed = request.headers.get("if-match") is not None

@@ -50,6 +50,12 @@ class ConnectionSlot(StrictModel):
     type: str | None = Field(None, description="Expected Airflow connection type (http, sftp, postgres...).")
     description: str = Field("", description="What the connection is for.")
     required: bool = Field(True, description="Customers must fill required slots.")
+    shared: str | None = Field(
+        None,
+        pattern=CONN_ID_PATTERN,
+        description="A connection the data engineer provides for every customer (our app's database): the "
+        "instances API binds it for customers, who can neither see its credentials nor bind it elsewhere.",
+    )
 
 
 class RunDefaults(StrictModel):

@@ -57,7 +57,8 @@ def connection_slots(template: IntegrationTemplate) -> list[dict[str, Any]]:
             "type": slot.type,
             "description": slot.description,
             "required": slot.required,
-            "credential_types": CREDENTIAL_TYPES.get(slot.type or "", []),
+            "shared": slot.shared is not None,
+            "credential_types": [] if slot.shared else CREDENTIAL_TYPES.get(slot.type or "", []),
         }
         for name, slot in template.connections.items()
     ]

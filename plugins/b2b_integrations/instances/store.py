@@ -44,6 +44,8 @@ from b2b_integrations.instances.errors import (
 )
 from b2b_integrations.instances.history import FILE_EDIT, History, Version, default_history_dir
 
+Vet = Callable[[dict[str, Any] | None, dict[str, Any]], tuple[dict[str, Any], list[Problem]]]
+
 CUSTOMER_HISTORY = "_customer"
 """History key of the customer's own keys (name, tags, alerts): never a valid integration name."""
 
@@ -207,10 +209,14 @@ class InstanceStore:
         if_match: str | None,
         actor: str,
         action: str | None = None,
+        vet: Vet | None = None,
     ) -> InstanceRecord:
-        """Create (no ``If-Match``, or ``*`` absent) or replace (``If-Match`` = its ETag) one instance."""
+        """Create (no ``If-Match``) or replace (``If-Match`` = its ETag) one instance.
+
+        ``vet(current, new)`` runs under the lock with the settings as they are now and may adjust the new
+        ones or refuse them (problems -> :class:`InvalidChange`): rules that depend on the caller."""
         return self._change(
-            customer, integration, lambda _: settings, if_match, actor, action, require_match=True
+            customer, integration, lambda _: settings, if_match, actor, action, require_match=True, vet=vet
         )
 
     def update(
@@ -263,6 +269,7 @@ class InstanceStore:
         actor: str,
         action: str | None,
         require_match: bool,
+        vet: Vet | None = None,
     ) -> InstanceRecord:
         if not re.fullmatch(IDENT_PATTERN, integration):
             raise NotFound(f"no integration {integration!r}")
@@ -278,6 +285,10 @@ class InstanceStore:
             elif if_match is not None:  # If-Match, even "*", needs a current version to match
                 raise PreconditionFailed(None)
             settings = documents.plain(change(copy.deepcopy(current or {})))
+            if vet is not None:
+                settings, refused = vet(current, settings)
+                if refused:
+                    raise InvalidChange(refused)
             if current is not None and documents.etag(settings) == documents.etag(current):
                 latest = self.history.latest(customer, integration)
                 return InstanceRecord(
