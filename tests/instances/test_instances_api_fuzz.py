@@ -37,6 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
 def _run(stack: AirflowStack, tmp_path: Path, token: str, name: str) -> subprocess.CompletedProcess[str]:
     schema = httpx.get(f"{stack.url}/b2b/openapi.json", timeout=30)
     assert schema.status_code == 200
+    assert httpx.get(f"{stack.url}/b2b/docs", timeout=30).status_code == 200  # README points there
     assert any(path.startswith("/api/v1/customers") for path in schema.json()["paths"])
     return subprocess.run(
         [
