@@ -36,9 +36,18 @@ def _is_reference(value: Any) -> bool:
     return any(True for _ in iter_references(value))
 
 
-def _known_type(info: ValidationInfo) -> str | None:
+def _typed(
+    value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo, field_types: tuple[str, ...]
+) -> tuple[Any, bool]:
+    """(value, whether it is given and checked): an unset option or a reference is left as written; a
+    given one must have its type and belong to a field of one of ``field_types``."""
+    if value is None or _is_reference(value):
+        return value, False
+    value = handler(value)
     field_type = info.data.get("type")
-    return field_type if isinstance(field_type, str) and not _is_reference(field_type) else None
+    if isinstance(field_type, str) and not _is_reference(field_type) and field_type not in field_types:
+        raise ValueError(f"applies to {' and '.join(field_types)} fields, not {field_type}")
+    return value, True
 
 
 class _SeparatorOptions(BaseModel):
@@ -53,16 +62,12 @@ class _SeparatorOptions(BaseModel):
     @field_validator("decimal_separator", "thousands_separator", mode="wrap")
     @classmethod
     def _separator(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        if value is None or _is_reference(value):
-            return value
-        value = handler(value)
-        field_type = _known_type(info)
-        if field_type not in (None, "integer", "number"):
-            raise ValueError(f"applies to integer and number fields, not {field_type}")
+        value, given = _typed(value, handler, info, ("integer", "number"))
         # Absent from info.data when itself wrong: that is reported on its own, nothing to compare with.
         decimal = info.data.get("decimal_separator", "")
         if (
-            info.field_name == "thousands_separator"
+            given
+            and info.field_name == "thousands_separator"
             and decimal != ""
             and not _is_reference(decimal)
             and value == (decimal or ".")
@@ -82,13 +87,9 @@ class FieldFormatOptions(_SeparatorOptions):
     @field_validator("format", mode="wrap")
     @classmethod
     def _format(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        if value is None or _is_reference(value):
-            return value
-        value = handler(value)
-        field_type = _known_type(info)
-        if field_type not in (None, "date", "datetime"):
-            raise ValueError(f"applies to date and datetime fields, not {field_type}")
-        date_format_example(value)
+        value, given = _typed(value, handler, info, ("date", "datetime"))
+        if given:
+            date_format_example(value)
         return value
 
 
