@@ -410,3 +410,33 @@ def test_the_date_format_fast_lane_decides_as_strptime(fmt: str) -> None:
         except ValueError:
             got = ValueError
         assert got == expected, text
+
+
+def test_spreadsheet_cells_text_in_partner_forms_and_typed_cells_as_they_are(tmp_path: Any) -> None:
+    from openpyxl import Workbook
+
+    from b2b_integrations.formats.readers import options_from_dict, read_records
+
+    book = Workbook()
+    book.active.append(["day", "amount"])
+    book.active.append(["03.12.2026", "1.234,50"])  # cells typed as text, as partners' exports often are
+    book.active.append([datetime(2026, 12, 4), 12.5])  # a date cell and a number cell
+    book.active.append(["2026-12-05", "1,234.50"])
+    book.save(tmp_path / "partner.xlsx")
+    schema = schema_from_dict(
+        {
+            "decimal_separator": ",",
+            "thousands_separator": ".",
+            "fields": [
+                {"name": "day", "type": "date", "format": "%d.%m.%Y"},
+                {"name": "amount", "type": "number"},
+            ],
+        }
+    )
+    records = read_records(tmp_path / "partner.xlsx", options_from_dict({"format": "xlsx"}))
+    results = [validate_record(record.fields, schema) for record in records]
+    assert results[:2] == [
+        ({"day": date(2026, 12, 3), "amount": 1234.5}, []),
+        ({"day": date(2026, 12, 4), "amount": 12.5}, []),
+    ]
+    assert results[2][0] is None and len(results[2][1]) == 2
