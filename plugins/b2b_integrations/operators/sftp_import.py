@@ -117,7 +117,9 @@ class SftpFileImportOperator(StepOperator):
     :param regex: Optional regular expression the whole file name must match. (templated)
     :param file_format: Format options: ``format`` plus encoding, delimiter, header, columns, rename,
         record_path, sheet (see ``formats.readers.FormatOptions``).
-    :param row_schema: ``{"fields": [{"name", "type", "required", "allowed", "pattern", "max_length"}]}``.
+    :param row_schema: ``{"fields": [{"name", "type", "required", "allowed", "pattern", "max_length",
+        "format", "decimal_separator", "thousands_separator"}]}``, with ``decimal_separator`` and
+        ``thousands_separator`` also for every number field (see ``formats.validation.schema_from_dict``).
     :param db_conn_id: Airflow connection of the destination database (holds the ledger too).
     :param table: Destination table. (templated)
     :param mode: ``upsert`` (by ``key``) or ``insert``.
