@@ -84,7 +84,7 @@ def runs(
     who: Who,
     svc: Svc,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> dict[str, Any]:
     from airflow.utils.session import create_session
 
@@ -143,7 +143,19 @@ async def run_now(
             raise ApiError(409, "not_deployed", f"flow {flow} is not deployed yet: try again in a minute")
         if row.is_paused:
             raise ApiError(409, "paused", f"flow {flow} is paused: activate the instance first")
-        run_id = trigger_run(plan.dag_id, overrides, who.name)
+        from airflow.exceptions import DagNotFound
+
+        try:
+            run_id = trigger_run(plan.dag_id, overrides, who.name)
+        except DagNotFound:
+            raise ApiError(
+                409, "not_deployed", f"flow {flow} is not deployed yet: try again in a minute"
+            ) from None
+        except ValueError as e:  # the deployed DAG's params refuse it (it predates a template change)
+            raise ApiError(
+                409, "refused", f"flow {flow}'s deployed DAG refused the run ({type(e).__name__}): try again "
+                "once the latest change is deployed",
+            ) from None  # fmt: skip
         return {"customer": customer, "integration": integration, "flow": flow, "run_id": run_id,
                 "config": overrides, "state": "queued"}  # fmt: skip
 
@@ -168,8 +180,13 @@ def retry(customer: str, integration: str, flow: str, run_id: str, who: Who, svc
         state, cleared = retry_failed(session, plan.dag_id, run_id)
     if state is None:
         raise NotFound(f"flow {flow} has no run {run_id!r}")
-    if not cleared:
+    if state != "failed":
         raise ApiError(409, "not_failed", f"run {run_id} is {state}: only a failed run can be retried")
+    if not cleared:
+        raise ApiError(
+            409, "no_failed_step",
+            f"run {run_id} failed without a failed step (marked failed or timed out): start a new run",
+        )  # fmt: skip
     return {"customer": customer, "integration": integration, "flow": flow, "run_id": run_id,
             "cleared_steps": cleared, "state": "queued"}  # fmt: skip
 

@@ -579,17 +579,18 @@ def retry_failed(session: Any, dag_id: str, run_id: str) -> tuple[str | None, li
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance, clear_task_instances
 
-    state = session.scalar(sa.select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    # The run row locked first: of two retries at once, the second sees the run queued, not failed.
+    state = session.scalar(
+        sa.select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).with_for_update()
+    )
     if state is None or _state(state) != "failed":
         return _state(state), []
     tis = session.scalars(
-        sa.select(TaskInstance)
-        .where(
+        sa.select(TaskInstance).where(
             TaskInstance.dag_id == dag_id,
             TaskInstance.run_id == run_id,
             TaskInstance.state.in_(("failed", "upstream_failed")),
         )
-        .with_for_update()
     ).all()
     clear_task_instances(list(tis), session)
     return "failed", sorted(ti.task_id for ti in tis)
