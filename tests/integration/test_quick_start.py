@@ -140,12 +140,14 @@ def test_readme_quick_start_runs_as_written_against_the_demo(tmp_path: Path) -> 
     env.update({k: str(v) for k, v in ports.items()})
     demo = _start_demo(clone, env)
     try:
-        _wait_for(
-            "the demo to start",
-            lambda: ("Press Ctrl-C to stop." in (clone / "demo.out").read_text(errors="replace"), None),
-            300,
-            clone,
-        )
+
+        def started() -> tuple[bool, str | None]:
+            assert demo.poll() is None, (
+                f"scripts/demo.sh exited:\n{(clone / 'demo.out').read_text(errors='replace')}"
+            )
+            return "Press Ctrl-C to stop." in (clone / "demo.out").read_text(errors="replace"), None
+
+        _wait_for("the demo to start", started, 300, clone)
         sourced: list[str] = []
         for block in blocks:
             if block.kind == "file":
