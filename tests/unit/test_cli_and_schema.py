@@ -72,3 +72,15 @@ def test_schema_describes_step_kinds_for_editors() -> None:
         "deliver",
         "deliver_events",
     } <= kinds
+
+
+def test_the_entry_module_does_nothing_when_airflows_plugin_loader_imports_it() -> None:
+    """Without plugins/.airflowignore, Airflow imports every .py under plugins/ as module "__main__"."""
+    import importlib.machinery
+    import importlib.util
+
+    path = REPO / "plugins" / "b2b_integrations" / "__main__.py"
+    loader = importlib.machinery.SourceFileLoader("__main__", str(path))
+    spec = importlib.util.spec_from_loader("__main__", loader)
+    assert spec is not None
+    loader.exec_module(importlib.util.module_from_spec(spec))  # would raise SystemExit if main() ran
