@@ -304,3 +304,75 @@ def test_readme_example_is_an_excerpt_of_the_shipped_template() -> None:
     template = (repo / "include" / "integrations" / "partner_po_xml.yaml").read_text(encoding="utf-8")
     assert len(blocks) == 2
     assert all(block in template for block in blocks)
+
+
+def test_document_sink_replaces_lines_on_sqlite(tmp_path: Path) -> None:
+    """The portable path (executemany, row-value DELETE) on a real SQLite file: a newer version of a
+    document leaves exactly its lines, lines of lines included, another document's lines untouched."""
+    import sqlite3
+
+    from b2b_integrations.sinks.documents import DELETE_KEYS_PER_STATEMENT, document_sink
+    from b2b_integrations.sinks.sql import prepare_target, write_rows
+
+    config = {
+        "lines": [
+            {
+                "path": "lines",
+                "table": "so_lines",
+                "fields": [{"name": "sku", "required": True}, {"name": "qty", "type": "integer"}],
+                "columns": {"sku": "TEXT", "qty": "INTEGER"},
+                "lines": [
+                    {
+                        "path": "parts",
+                        "table": "so_parts",
+                        "position": "part_no",
+                        "fields": [{"name": "part"}],
+                        "columns": {"part": "TEXT"},
+                    }
+                ],
+            }
+        ]
+    }
+    columns = {"customer_id": "TEXT", "order_id": "TEXT", "note": "TEXT"}
+    spec = document_spec(config, ["customer_id", "order_id"], columns, create_tables=True)
+    schema = schema_from_dict({"fields": [{"name": "order_id", "required": True}, {"name": "note"}]})
+    conn = sqlite3.connect(tmp_path / "app.db")
+
+    def load(*documents: dict[str, Any]) -> None:
+        header = prepare_target(
+            conn,
+            "sqlite",
+            "?",
+            "so",
+            ["order_id", "note", "customer_id"],
+            ["customer_id", "order_id"],
+            True,
+            columns,
+        )
+        sink = document_sink(conn, "sqlite", "?", header, spec, create_tables=True)
+        rows = []
+        for document in documents:
+            read, reasons = spec.read(document, schema, {"customer_id": "acme"})
+            assert reasons == []
+            rows.append(read)
+        write_rows(conn, sink, rows, chunk_size=1000)
+
+    def order(order_id: str, *skus: str) -> dict[str, Any]:
+        return {
+            "order_id": order_id,
+            "lines": [{"sku": s, "qty": 1, "parts": [{"part": s.lower()}]} for s in skus],
+        }
+
+    many = [
+        order(f"O-{i}", "A") for i in range(DELETE_KEYS_PER_STATEMENT + 5)
+    ]  # more keys than one DELETE takes
+    load(order("X", "A", "B", "C"), *many)
+    load(order("X", "C"), *many)
+    assert conn.execute("SELECT order_id, line_no, sku FROM so_lines WHERE order_id = 'X'").fetchall() == [
+        ("X", 1, "C")
+    ]
+    assert conn.execute(
+        "SELECT order_id, line_no, part_no, part FROM so_parts WHERE order_id = 'X'"
+    ).fetchall() == [("X", 1, 1, "c")]
+    assert conn.execute("SELECT count(*) FROM so_lines").fetchone() == (len(many) + 1,)
+    assert conn.execute("SELECT count(*) FROM so").fetchone() == (len(many) + 1,)

@@ -208,7 +208,10 @@ def _line_row(
             found.append(_not_single(spec.name, value, spec.path))
             continue
         clean[spec.name], problems = check(value)
-        found.extend(problems or _bounds(spec, clean[spec.name]))
+        if problems:
+            found.extend(problems)
+        elif spec.minimum is not None or spec.maximum is not None:
+            found.extend(_bounds(spec, clean[spec.name]))
     reasons.extend(f"{where}: {problem}" for problem in found)
     return None if found else clean
 
@@ -248,6 +251,8 @@ def _kind(value: Any) -> str:
 
 def _value_at(data: Any, path: Sequence[str]) -> Any:
     """The value at ``path`` (None when absent); a list on the way is kept whole (one value expected)."""
+    if len(path) == 1:  # the usual case, a field of the line itself
+        return data.get(path[0]) if isinstance(data, dict) else None
     for part in path:
         if isinstance(data, list):
             return data

@@ -17,7 +17,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal, get_args
 from xml.parsers import expat
@@ -416,6 +416,7 @@ XML_ATTRIBUTE = "@"
 """Prefix of an attribute's key (``@currency``); a record element's own attributes go without it."""
 
 
+@lru_cache(maxsize=4096)  # a file repeats a few dozen names a million times
 def _local(tag: str) -> str:
     """Tag or attribute name without its ``{namespace}``."""
     return tag.rsplit("}", 1)[-1]
@@ -451,12 +452,18 @@ def _iter_xml_records(
 def _walk_xml(
     events: Iterator[tuple[str, Any]], state: _XmlPathState, rename: dict[str, str]
 ) -> Iterator[RawRecord]:
-    stack: list[ET.Element] = []  # open elements, root first
+    stack: list[ET.Element] = []  # open elements, root first, down to the current record element
     names: list[str] = []  # their local names, minus the root
+    in_record = False
+    below = 0  # levels open below the record element: they stay attached until the record is done
     for event, elem in events:
         if event == "start-ns":
             prefix, uri = elem
             state.prefixes.setdefault(uri, prefix)
+            continue
+        if in_record and (below or event == "start"):
+            # Inside a record nothing needs book-keeping (most events of a file are here).
+            below += 1 if event == "start" else -1
             continue
         if event == "start":
             if not stack:
@@ -464,13 +471,15 @@ def _walk_xml(
             else:
                 names.append(_local(elem.tag))
                 _note_xml_child(state, names)
+                in_record = names == state.segments
             stack.append(elem)
             continue
         stack.pop()
-        if names == state.segments:
+        if in_record:
+            in_record = False
             state.records += 1
             yield _xml_record(state.records, elem, rename, state.prefixes)
-        if stack and not _inside_record(names, state.segments):
+        if stack:
             # Finished with this element: detach it so the tree does not grow with the file.
             stack[-1].remove(elem)
         if names:
@@ -493,11 +502,6 @@ def _note_xml_child(state: _XmlPathState, names: list[str]) -> None:
         state.parent_children += 1
 
 
-def _inside_record(names: list[str], segments: list[str]) -> bool:
-    """True while ``names`` is strictly below a record element (its fields are still needed)."""
-    return len(names) > len(segments) and names[: len(segments)] == segments
-
-
 class _XmlLossError(Exception):
     """The record holds something the field mapping cannot carry; the file fails rather than lose it."""
 
@@ -510,7 +514,8 @@ def _xml_record(number: int, elem: ET.Element, rename: dict[str, str], prefixes:
     """
     elem.tail = None  # the text after the record is not part of it
     values = _xml_element(elem, prefixes, _local(elem.tag), depth=1)
-    raw = ET.tostring(elem, encoding="unicode")
+    # Only quarantined records need their text: serialising every record cost a fifth of reading it.
+    raw = partial(ET.tostring, elem, encoding="unicode")
     if not isinstance(values, dict):  # a leaf record, e.g. <sku>A-1</sku>
         values = {XML_TEXT: values}
     plain = {}
@@ -542,7 +547,10 @@ def _xml_element(elem: ET.Element, prefixes: dict[str, str], where: str, depth: 
     child_names = _xml_names([child.tag for child in children], prefixes)
     for child in children:
         name = child_names[child.tag]
-        value = _xml_element(child, prefixes, f"{where}/{name}", depth + 1)
+        if not len(child) and not child.attrib:  # a plain leaf, most elements: no call, no path string
+            value: Any = child.text or ""
+        else:
+            value = _xml_element(child, prefixes, f"{where}/{name}", depth + 1)
         if name not in out:
             out[name] = value
         elif isinstance(out[name], list):  # an element's value is never a list: this is a repeat
@@ -564,10 +572,14 @@ def _xml_element(elem: ET.Element, prefixes: dict[str, str], where: str, depth: 
 
 def _xml_names(tags: list[str], prefixes: dict[str, str]) -> dict[str, str]:
     """Field name per distinct tag (or attribute name): local, unless another namespace has it too."""
+    distinct = set(tags)
+    names = {tag: _local(tag) for tag in distinct}
+    if len(set(names.values())) == len(distinct):  # the usual case: no two share a local name
+        return names
     by_local: dict[str, set[str]] = {}
     for tag in tags:
         by_local.setdefault(_local(tag), set()).add(tag)
-    names: dict[str, str] = {}
+    names = {}
     for local, group in by_local.items():
         if len(group) == 1:
             names[next(iter(group))] = local
