@@ -22,7 +22,7 @@ from b2b_integrations.formats.columnar import (
     fast_path_blocker,
     read_columnar,
 )
-from b2b_integrations.formats.documents import DocumentSpec, document_spec
+from b2b_integrations.formats.documents import DocumentRows, DocumentSpec, document_spec
 from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
 from b2b_integrations.formats.validation import schema_from_dict, validate_record
 from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
@@ -452,8 +452,9 @@ class SftpFileImportOperator(StepOperator):
 
     def _checked(
         self, record: Any, name: str, schema: Any, quarantine: Any, counts: _FileCounts
-    ) -> tuple[Any, ...] | None:
-        """The row to load for ``record``, or None after writing it to the quarantine report."""
+    ) -> tuple[Any, ...] | DocumentRows | None:
+        """The row to load for ``record`` (a document's rows with ``document``), or None after writing it to
+        the quarantine report."""
         reasons = [record.error] if record.error else None
         clean = row = None
         if reasons is None and self._documents is not None:
