@@ -190,7 +190,13 @@ def test_every_kind_of_broken_file_spares_every_other_dag(
     )
     # And a healthy customer changes its config at the same time: the change must apply.
     write_include(include, customers={"iso_ok_two": _customer("iso_ok_two", label="v2")})
+    # A new template with one broken flow (no valid version yet): its other flow is built all the same.
+    fresh = minimal_template("fresh")
+    fresh["flows"]["broken"] = {**fresh["flows"]["snapshot"], "steps": [{**fresh["flows"]["snapshot"]["steps"][0], "callable": "os.system"}]}  # fmt: skip
+    write_include(include, {"fresh": fresh}, {"freshco": _customer("freshco", "fresh")})
     _reserialize(include, last_valid)
+    # Not matched by "iso_%" (SQL LIKE): the next layout's run starts on this DB, with this DAG still in it.
+    assert {k: v["stale"] for k, v in _dags("freshco").items()} == {"freshco__fresh__snapshot": False}
 
     after = _dags()
     assert set(after) == expected, "no DAG may disappear; the newcomer has no valid version yet"
@@ -218,6 +224,10 @@ def test_every_kind_of_broken_file_spares_every_other_dag(
     )
     assert "integrations/other.yaml: <document>: its flows keep running on the last valid version" in problems
     assert "customers/iso_newcomer.yaml:5: integrations.sync.config.region: expected one of" in problems
+    assert (
+        "integrations/fresh.yaml:" in problems
+        and "flows.broken.steps[0].callable: callable 'os.system'" in problems
+    )
 
     # Fixing a file applies it and clears its problem.
     write_include(include, customers={"iso_wrong_type": _customer("iso_wrong_type", label="v3")})
