@@ -239,6 +239,9 @@ def test_xml_record_path_with_attributes_and_children(tmp_path: Path) -> None:
     assert records[1].raw == '<order id="A-2"><sku>X2</sku><qty>5</qty><empty /></order>'
     # The root may also be spelled out in the path.
     assert len(_read(path, format="xml", record_path="export/orders/order")) == 2
+    # A rename written for the dotted names nested elements used to get still finds its value.
+    (first, _) = _read(path, format="xml", record_path="orders/order", rename={"address.city": "city"})
+    assert first.fields["city"] == "Köln" and first.fields["address"] == {"city": "Köln"}
 
 
 def test_xml_direct_children_and_namespaces(tmp_path: Path) -> None:

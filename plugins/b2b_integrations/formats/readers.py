@@ -522,7 +522,21 @@ def _xml_record(number: int, elem: ET.Element, rename: dict[str, str], prefixes:
     for key, value in values.items():
         name = key[1:] if key.startswith(XML_ATTRIBUTE) and key[1:] not in values else key
         plain[name] = value
-    return RawRecord(number, raw, _rename_keys(plain, rename))
+    return RawRecord(number, raw, _rename_keys(_nested_renames(plain, rename), rename))
+
+
+def _nested_renames(values: dict[str, Any], rename: dict[str, str]) -> dict[str, Any]:
+    """Values of ``rename`` sources written as dotted paths (``address.city``: the name nested elements
+    had before records nested) copied up, so configurations written then keep their columns."""
+    for source in rename:
+        if "." not in source or source in values:
+            continue
+        value: Any = values
+        for part in source.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            values[source] = value
+    return values
 
 
 def _xml_element(elem: ET.Element, prefixes: dict[str, str], where: str, depth: int) -> Any:
