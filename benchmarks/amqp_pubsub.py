@@ -15,7 +15,9 @@ Phases, each on its own durable queue on 127.0.0.1:5672 (guest/guest), N message
 - kill: publish N, SIGKILL the triggerer once a fifth is stored, start it again, wait until every message is
   stored; prints lost (must be 0), stored twice (at most the messages in flight: the prefetch) and the time
   from the kill to the last one stored (includes the 10 s after which a dead triggerer's watchers move).
-Each message carries its own id, so lost and duplicates are counted by id. Takes 3-5 minutes on 2 cores.
+Each message carries its own id, so lost and duplicates are counted by id. A run that lost a message in
+any phase, or stored more twice than the prefetch, prints what is wrong and no figure, and exits 1.
+Takes 3-5 minutes on 2 cores.
 Run: .venv/bin/python benchmarks/amqp_pubsub.py [--messages N --prefetch P]
 """
 
@@ -194,23 +196,28 @@ def main() -> None:
     )
     n = args.messages
     try:
-        print(
-            f"load average at start: {os.getloadavg()[0]:.1f}; {n} messages per phase, prefetch {args.prefetch}"
-        )
+        load_start = os.getloadavg()[0]
         ours = run_phase(stack, ch, queues["ours"], OURS_INBOX, n)
+        floor = run_phase(stack, ch, queues["floor"], FLOOR_INBOX, n)
+        broker = broker_floor(queues["broker"], n, args.prefetch)
+        killed = kill_phase(stack, ch, queues["ours"], n)
+        # No figure for a run that lost a message (any phase) or stored more twice than were in flight.
+        wrong = [f"{name}: lost {phase['lost']}" for name, phase in (("ours", ours), ("floor", floor),
+                 ("ours, triggerer killed", killed)) if phase["lost"]]  # fmt: skip
+        if killed["stored_twice"] > args.prefetch:
+            wrong.append(f"stored twice {killed['stored_twice']} > prefetch {args.prefetch}")
+        if wrong:
+            raise SystemExit("wrong result, no figures:\n  " + "\n  ".join(wrong))
+        print(f"load average at start: {load_start:.1f}; {n} messages per phase, prefetch {args.prefetch}")
         print(
             f"ours (ack after stored): {ours['stored_per_s']:.0f} msg/s stored ({ours['wall_s']:.1f} s), "
             f"published at {ours['publish_per_s']:.0f} msg/s, lost {ours['lost']}"
         )
-        floor = run_phase(stack, ch, queues["floor"], FLOOR_INBOX, n)
         print(
             f"floor (ack on receipt): {floor['stored_per_s']:.0f} msg/s stored ({floor['wall_s']:.1f} s), "
             f"lost {floor['lost']}; ours / floor = {ours['stored_per_s'] / floor['stored_per_s']:.2f}"
         )
-        print(
-            f"broker alone (aio-pika consume + ack): {broker_floor(queues['broker'], n, args.prefetch):.0f} msg/s"
-        )
-        killed = kill_phase(stack, ch, queues["ours"], n)
+        print(f"broker alone (aio-pika consume + ack): {broker:.0f} msg/s")
         print(
             f"triggerer SIGKILLed after {killed['stored_before_kill']} of {n} stored: lost {killed['lost']}, "
             f"stored twice {killed['stored_twice']}, all stored {killed['kill_to_all_stored_s']:.1f} s after the kill"
