@@ -36,8 +36,9 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "plugins"))
 from airflow_stack import AirflowStack, start_airflow_stack  # noqa: E402  (test support)
-from parse_dags import INTEGRATION, make_customers, write_ours  # noqa: E402
+from parse_dags import INTEGRATION, child_env, make_customers, run_child, write_ours  # noqa: E402
 
 API = "/b2b/api/v1"
 
@@ -75,7 +76,7 @@ def latencies(
         base = f"{API}/customers/{customer}/instances/{INTEGRATION}"
         seconds, answer = timed(client, "GET", "/b2b/health")
         found["health"].append(seconds) if answer.status_code == 200 else fail(f"health {answer.status_code}")
-        seconds, answer = timed(client, "GET", f"/api/v2/dags/{customer}__{INTEGRATION}__snapshot")
+        seconds, answer = timed(client, "GET", f"/api/v2/dags/{customer}__{INTEGRATION}__nightly")
         found["airflow dag"].append(seconds) if answer.status_code == 200 else fail(
             f"airflow dag {answer.text}"
         )
@@ -100,8 +101,26 @@ def latencies(
     return found
 
 
-def propagation(stack: AirflowStack, client: httpx.Client, rounds: int) -> tuple[list[float], list[float]]:
-    created, rescheduled = [], []
+def shard_parse(stack: AirflowStack, customer: str) -> float:
+    """The floor: parse + serialize of the customer's shard file in a fresh process, what the dag-processor
+    must do for the change whatever queues it (imports not counted)."""
+    from b2b_integrations.factory.shards import shard_file, shard_of
+
+    home = Path(tempfile.mkdtemp(prefix="b2b-bench-shard-"))
+    env = child_env(home) | {
+        "B2B_INCLUDE_DIR": stack.env["B2B_INCLUDE_DIR"], "B2B_SHARDS": "16", "B2B_LAST_VALID_DIR": "off",
+        "B2B_DATA_DIR": str(home / "b2b_data"), "PYTHONPATH": f"{REPO / 'benchmarks'}:{REPO / 'plugins'}",
+    }  # fmt: skip
+    report = run_child(Path(sys.executable), REPO / "dags" / shard_file(shard_of(customer, 16)), env)
+    if report["import_errors"] or report["dags"] < 3:
+        fail(f"parsing {customer}'s shard: {report['dags']} DAGs, {report['import_errors']}")
+    return float(report["parse_s"] + report["serialize_s"])
+
+
+def propagation(
+    stack: AirflowStack, client: httpx.Client, rounds: int
+) -> tuple[list[float], list[float], list[float]]:
+    created, rescheduled, floors = [], [], []
     template = client.get(f"{API}/customers/customer_0000/instances/{INTEGRATION}").json()["settings"]
     for i in range(rounds):
         customer = f"bench_new_{i:02d}"
@@ -118,18 +137,19 @@ def propagation(stack: AirflowStack, client: httpx.Client, rounds: int) -> tuple
         created.append(wait(stack, f"{customer}'s DAGs", lambda q=query: stack.sql(q)[0][0] == 3))
         current = client.get(f"{API}/customers/{customer}/instances/{INTEGRATION}")
         schedule = f"{7 + i} 3 * * *"
-        changed = {**current.json()["settings"], "flows": {"snapshot": {"schedule": schedule}}}
+        changed = {**current.json()["settings"], "flows": {"nightly": {"schedule": schedule}}}
         answer = client.put(
             f"{API}/customers/{customer}/instances/{INTEGRATION}", json=changed,
             headers={"If-Match": current.headers["etag"]},
         )  # fmt: skip
         if answer.status_code != 200:
             fail(f"changing {customer}'s schedule: {answer.text[:300]}")
-        query = f"SELECT timetable_summary FROM dag WHERE dag_id = '{customer}__{INTEGRATION}__snapshot'"
+        query = f"SELECT timetable_summary FROM dag WHERE dag_id = '{customer}__{INTEGRATION}__nightly'"
         rescheduled.append(
             wait(stack, "the new schedule", lambda q=query, s=schedule: s in (stack.sql(q)[0][0] or ""))
         )
-    return created, rescheduled
+        floors.append(shard_parse(stack, customer))
+    return created, rescheduled, floors
 
 
 def main() -> None:
@@ -155,7 +175,7 @@ def main() -> None:
             base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
         ) as client:
             found = latencies(stack, client, [c.id for c in customers], args.requests)
-            created, rescheduled = propagation(stack, client, args.rounds)
+            created, rescheduled, floors = propagation(stack, client, args.rounds)
         load = os.getloadavg()
         print(f"instances API at N = {args.customers} customers x 3 flows, 16 shards ({os.cpu_count()} cores, "
               f"load average {load[0]:.1f} / {load[1]:.1f})")  # fmt: skip
@@ -170,6 +190,7 @@ def main() -> None:
         print("  API answer -> in the metadata DB, seconds:")
         print(f"    new instance: DAGs schedulable       {', '.join(f'{s:.1f}' for s in created)}")
         print(f"    schedule change: new timetable       {', '.join(f'{s:.1f}' for s in rescheduled)}")
+        print(f"    floor: parse + serialize its shard   {', '.join(f'{s:.1f}' for s in floors)}")
     finally:
         stack.stop()
 
