@@ -205,6 +205,18 @@ def test_ndjson_crlf_and_bom(tmp_path: Path) -> None:
     assert [r.fields for r in _read(path, format="ndjson")] == [{"a": "ü"}, {"a": "ß"}]
 
 
+def test_json_key_twice_fails_the_file_and_an_ndjson_record_is_refused(tmp_path: Path) -> None:
+    """Plain json keeps the last of two equal keys: that would drop a value without a word."""
+    doc = '{"orders": [{"id": 1, "lines": [{"sku": "A", "sku": "B"}]}]}'
+    with pytest.raises(FileParseError, match=r"d.json: an object has the key 'sku' twice"):
+        _read(_write(tmp_path, "d.json", doc), format="json", record_path="orders")
+    records = _read(_write(tmp_path, "d.ndjson", '{"id": 1}\n{"id": 2, "id": 3}\n'), format="ndjson")
+    assert [(r.fields, r.error) for r in records] == [
+        ({"id": 1}, None),
+        ({}, "an object has the key 'id' twice (one value would be lost)"),
+    ]
+
+
 # --------------------------------------------------------------------------- XML
 
 ORDERS_XML = """<?xml version="1.0" encoding="UTF-8"?>
