@@ -352,6 +352,9 @@ def test_the_readme_walkthrough_runs_as_written(stack: AirflowStack) -> None:
         "GET /marketplace/crm_contacts -> 200",
         "POST /customers -> 201",
         "PUT /customers/initrode/instances/crm_contacts -> 201",
+        "PUT /customers/initrode/instances/crm_contacts/credentials/crm_api -> 201",
+        "POST /customers/initrode/instances/crm_contacts/credentials/crm_api/test -> 200",
+        "GET /customers/initrode/instances/crm_contacts -> 200",
         "PUT /customers/initrode/instances/crm_contacts -> 422",
         "GET /customers/initrode/instances/crm_contacts -> 200",
         "PUT /customers/initrode/instances/crm_contacts -> 200",
@@ -372,3 +375,9 @@ def test_the_readme_walkthrough_runs_as_written(stack: AirflowStack) -> None:
     settings = documents.plain(documents.parse(text))["integrations"]["crm_contacts"]
     assert settings["version"] == "2" and settings["config"] == {"page_size": 250}
     assert settings["active"] is False and settings["flows"] == {"invoices": {"enabled": False}}
+    # the shared slot was bound for it; the credentials are a connection, the file holds only its id
+    assert settings["connections"] == {
+        "crm_api": "b2b_initrode__crm_contacts__crm_api",
+        "app_db": "demo_app_db",
+    }
+    assert "demo-secret" not in text and "demo-secret" not in run.stdout

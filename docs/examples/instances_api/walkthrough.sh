@@ -6,6 +6,7 @@
 #   B2B            the Airflow API server (default http://127.0.0.1:8080, the demo's)
 #   AIRFLOW_USER   an Airflow user allowed to edit DAGs (default admin)
 #   AIRFLOW_PASSWORD its password (the demo prints it)
+#   CRM_URL        the customer's CRM (default the demo CRM, http://127.0.0.1:8090)
 set -euo pipefail
 B2B="${B2B:-http://127.0.0.1:8080}"
 API="$B2B/b2b/api/v1"
@@ -38,12 +39,21 @@ call POST /customers "${JSON[@]}" -d '{"id": "initrode", "name": "Initrode Inc."
 call PUT /customers/initrode/instances/crm_contacts "${JSON[@]}" -d '{
   "version": "1",
   "config": {"page_limit": 500},
-  "connections": {"crm_api": "initrode_crm", "app_db": "demo_app_db"}}'
+  "connections": {"crm_api": "initrode_crm"}}'
 echo "$BODY" | jq -c '{template_version, active, etag}'
+
+# 3b. Its CRM credentials become an Airflow connection (the file and the history get only its id); test it.
+call PUT /customers/initrode/instances/crm_contacts/credentials/crm_api "${JSON[@]}" -d "{
+  \"kind\": \"oauth2_client_credentials\", \"base_url\": \"${CRM_URL:-http://127.0.0.1:8090}\",
+  \"client_id\": \"demo-client\", \"client_secret\": \"demo-secret\"}"
+echo "$BODY" | jq -c '{conn_id, kind, configured}'
+call POST /customers/initrode/instances/crm_contacts/credentials/crm_api/test
+echo "$BODY" | jq -c '{ok, reason}'
+call GET /customers/initrode/instances/crm_contacts   # its current ETag: binding the credentials changed it
 
 # 4. A value the template does not allow is refused with its key path; nothing changes.
 call PUT /customers/initrode/instances/crm_contacts "${JSON[@]}" -H "If-Match: $ETAG" \
-  -d '{"version": "1", "config": {"page_limit": 5000}, "connections": {"crm_api": "initrode_crm", "app_db": "demo_app_db"}}'
+  -d '{"version": "1", "config": {"page_limit": 5000}, "connections": {"crm_api": "initrode_crm"}}'
 echo "$BODY" | jq -c '.problems[] | {key_path, message}'
 
 # 5. Reconfigure with the ETag just read (If-Match), so a concurrent change is never overwritten.

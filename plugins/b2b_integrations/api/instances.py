@@ -268,13 +268,13 @@ async def put_instance(customer: str, integration: str, request: Request, who: W
     project = svc.templates_project()
 
     def vet(current: dict[str, Any] | None, new: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-        if who.kind != "customer":
-            return new, []
-        from b2b_integrations.instances.bindings import customer_bindings
+        from b2b_integrations.instances.bindings import customer_bindings, with_shared
 
         pinned = new.get("version") or (current or {}).get("version")
         template = project.template_versions.get(integration, {}).get(str(pinned)) if pinned else None
         template = template or project.templates.get(integration)
+        if who.kind != "customer":
+            return with_shared(template, new), []
         shown = f"{svc.include_dir.name}/customers/{customer}.yaml"
         return customer_bindings(customer, integration, template, current, new, shown)
 

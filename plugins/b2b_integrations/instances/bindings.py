@@ -16,6 +16,15 @@ from b2b_integrations.errors import Problem
 from b2b_integrations.instances.credentials import conn_id_for
 
 
+def with_shared(template: IntegrationTemplate | None, after: dict[str, Any]) -> dict[str, Any]:
+    """``after`` with every shared slot it leaves unbound bound to the shared connection (any caller)."""
+    wanted = after.get("connections") or {}
+    if not isinstance(wanted, dict) or template is None:
+        return after
+    shared = {slot: d.shared for slot, d in template.connections.items() if d.shared and slot not in wanted}
+    return {**after, "connections": {**wanted, **shared}} if shared else after
+
+
 def customer_bindings(
     customer: str,
     integration: str,
@@ -31,11 +40,8 @@ def customer_bindings(
     if not isinstance(wanted, dict) or template is None:
         return after, []  # the loader reports the shape or the unknown integration
     had = (before or {}).get("connections") or {}
-    bound = dict(wanted)
+    bound = dict(with_shared(template, after).get("connections") or {})
     problems = []
-    for slot, declared in template.connections.items():
-        if declared.shared and slot not in bound:
-            bound[slot] = declared.shared
     for slot, conn_id in bound.items():
         declared = template.connections.get(slot)
         own = conn_id_for(customer, integration, slot)
