@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ import yaml
 from standardwebhooks.webhooks import Webhook
 
 from airflow_stack import AirflowStack, start_airflow_stack
+from crm_server import CrmServer
 from helpers import PG, REPO, write_include
 from helpers import pg_rows as rows
 
@@ -34,6 +36,7 @@ EXTRA_SECRET = "hint-" + uuid.uuid4().hex[:12]
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"observe-billing-signing-key-012").decode()
 API = "/b2b/api/v1/customers"
 OBS = f"{API}/obsco/instances/obs"
+SINK = f"obs_{uuid.uuid4().hex[:8]}"
 
 
 def _load(table: str) -> dict[str, Any]:
@@ -127,6 +130,30 @@ TEMPLATES: dict[str, dict[str, Any]] = {
             }
         },
     },
+    "outbound": {
+        "name": "outbound",
+        "connections": {"partner_hooks": {"type": "http"}, "db": {"type": "postgres"}},
+        "flows": {
+            "push": {
+                "trigger": {"type": "app_event", "events": ["contact.updated"]},
+                "steps": [
+                    {
+                        "id": "send",
+                        "kind": "deliver_events",
+                        "db_connection": "db",
+                        "target": {
+                            "type": "webhook",
+                            "connection": "partner_hooks",
+                            "endpoint": f"/inbound/{SINK}",
+                        },
+                        "retry_attempts": 3,
+                        "retry_base_seconds": 0,
+                        "retry_max_seconds": 0,
+                    }
+                ],
+            }
+        },
+    },
 }
 OBSCO = {
     "id": "obsco",
@@ -136,6 +163,7 @@ OBSCO = {
         "clean": {"connections": {"db": "obsco_db"}},
         "quiet": {"connections": {"db": "obsco_db"}},
         "inbox": {"connections": {"db": "obsco_db", "webhook_secret": "obsco_hooks"}},
+        "outbound": {"connections": {"db": "obsco_db", "partner_hooks": "obsco_partner"}},
     },
 }
 OTHERCO = {
@@ -145,8 +173,20 @@ OTHERCO = {
 }
 
 
+def _partner_conn(crm: CrmServer) -> str:
+    return json.dumps(
+        {
+            "conn_type": "http",
+            "host": crm.host,
+            "port": crm.port,
+            "schema": "http",
+            "password": WEBHOOK_SECRET,
+        }
+    )
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, pg_db: str) -> Iterator[AirflowStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_db: str, crm: CrmServer) -> Iterator[AirflowStack]:
     include = write_include(
         tmp_path_factory.mktemp("observe") / "include", TEMPLATES, {"obsco": OBSCO, "otherco": OTHERCO}
     )
@@ -158,6 +198,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_db: str) -> Iterator[Airf
                 {"conn_type": "generic", "password": PASSWORD, "extra": {"region_hint": EXTRA_SECRET}}
             ),
             "AIRFLOW_CONN_OBSCO_HOOKS": json.dumps({"conn_type": "generic", "password": WEBHOOK_SECRET}),
+            "AIRFLOW_CONN_OBSCO_PARTNER": _partner_conn(crm),
             "B2B_TRANSFORM_PREFIXES": "b2b_integrations.transforms,sample_transforms,observe_transforms",
             "PYTHONPATH": str(REPO / "tests"),
         },
@@ -166,9 +207,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_db: str) -> Iterator[Airf
         stack.wait_for(
             "the DAGs parsed",
             lambda: (
-                stack.sql("SELECT count(*) FROM dag WHERE dag_id LIKE 'obsco__%' AND NOT is_stale")[0][0] == 7
+                stack.sql("SELECT count(*) FROM dag WHERE dag_id LIKE 'obsco__%' AND NOT is_stale")[0][0] == 8
             ),
-            timeout=180,
+            timeout=300,
         )
         stack.include = include  # type: ignore[attr-defined]
         yield stack
@@ -198,7 +239,7 @@ def _run_state(stack: AirflowStack, dag_id: str, run_id: str) -> str | None:
     return found[0][0] if found else None
 
 
-def _finished(stack: AirflowStack, dag_id: str, run_id: str, timeout: float = 180) -> str:
+def _finished(stack: AirflowStack, dag_id: str, run_id: str, timeout: float = 300) -> str:
     return stack.wait_for(
         f"{dag_id} {run_id} finished",
         lambda: (state := _run_state(stack, dag_id, run_id)) in ("success", "failed") and state,
@@ -469,3 +510,61 @@ def test_another_customers_token_gets_the_same_404_as_for_no_customer(
         assert answer.status_code == 200, answer.text
     else:
         assert answer.status_code == 403 and answer.json()["error"] == "forbidden"
+
+
+def test_dead_letters_counted_and_replayed(
+    stack: AirflowStack, admin: httpx.Client, crm: CrmServer, pg_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from b2b_integrations.events.delivery import deliver
+    from b2b_integrations.events.ordering import OutgoingEvent
+    from b2b_integrations.hooks.sql import get_db_hook
+    from b2b_integrations.sources.retries import RetryPolicy
+    from b2b_integrations.state.event_deliveries import TargetScope
+
+    # Two events given up on by the flow's own delivery code while the partner answered 500.
+    monkeypatch.setenv("AIRFLOW_CONN_OBSCO_DB", f"{PG}/{pg_db}")
+    monkeypatch.setenv("AIRFLOW_CONN_OBSCO_PARTNER", _partner_conn(crm))
+    crm.admin(f"inbound/{SINK}/responses", {"statuses": [500] * 6})
+    events = []
+    for key in ("c1", "c2"):
+        event_id = f"evt_{key}_{uuid.uuid4().hex[:6]}"
+        at = "2026-12-01T08:00:00.000000+00:00"
+        payload = {"type": "contact.updated", "id": event_id, "occurred_at": at, "data": {"id": key}}
+        events.append(OutgoingEvent(event_id, key, at, payload))
+    hook, _ = get_db_hook("obsco_db")
+    target = {"type": "webhook", "connection": "obsco_partner", "endpoint": f"/inbound/{SINK}", "timeout": 5}
+    scope = TargetScope("obsco", "outbound", "push", "webhook")
+    with hook.get_conn() as conn:
+        counts = deliver(
+            events,
+            conn,
+            hook.placeholder,
+            scope,
+            target,
+            RetryPolicy(3, 0, 0),
+            False,
+            2,
+            logging.getLogger(__name__),
+        )
+    assert counts["dead_lettered"] == 2
+
+    status = _status(admin, "outbound")
+    assert status["flows"][0]["counts"]["dead_letters"] == 2 and status["counts"]["dead_letters"] == 2
+
+    # The partner is back: the replay delivers both, once.
+    answer = admin.post(f"{API}/obsco/instances/outbound/replay", json={"quarantined": False})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["flows"] == [
+        {
+            "flow": "push",
+            "dead_letters": [
+                {"target": "webhook", "events": 2, "delivered": 2, "already_delivered": 0, "superseded": 0,
+                 "dead_lettered": 0}
+            ],
+        }
+    ]  # fmt: skip
+    assert _status(admin, "outbound")["flows"][0]["counts"]["dead_letters"] == 0
+    received = crm.admin_get(f"inbound/{SINK}")
+    entries = received["deliveries"] if isinstance(received, dict) else received
+    accepted = sorted(e["headers"]["webhook-id"] for e in entries if 200 <= e["status"] < 300)
+    assert accepted == sorted(e.event_id for e in events)
