@@ -37,4 +37,15 @@ if ! command -v sqlite3 > /dev/null; then
   fi
 fi
 
+# jq: README's instances API walkthrough (curl + jq), which a test runs as written.
+if ! command -v jq > /dev/null; then
+  if [[ "$(id -u)" == "0" ]]; then
+    echo "test: installing jq (Debian package) for the instances API walkthrough ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq > /dev/null
+  else
+    echo "test: jq is missing; run: sudo apt-get install jq" >&2
+    exit 1
+  fi
+fi
+
 exec .venv/bin/python -m pytest "$@"
