@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from b2b_integrations.api import models
 from b2b_integrations.api.access import Caller, authorize
-from b2b_integrations.api.deps import Services, Svc, Who, read_object
+from b2b_integrations.api.deps import Services, Svc, Who, pinned_template, read_object
 from b2b_integrations.api.errors import ApiError
 from b2b_integrations.api.instances import _ERRORS, _instance_json
 from b2b_integrations.instances.errors import NotFound, PreconditionFailed
@@ -49,12 +49,7 @@ base = "/customers/{customer}/instances/{integration}/credentials"
 
 def _template(svc: Services, record: InstanceRecord) -> Any:
     """The template version the instance is pinned to (its slots and steps are what its DAGs use)."""
-    from types import SimpleNamespace
-
-    pinned = record.settings.get("version")
-    found = svc.templates_project().template_for(
-        record.integration, SimpleNamespace(version=str(pinned)) if pinned is not None else None
-    )
+    found = pinned_template(svc.templates_project(), record.integration, record.settings)
     if found is None:
         raise NotFound(f"no integration {record.integration!r}")
     return found

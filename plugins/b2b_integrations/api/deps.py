@@ -77,6 +77,16 @@ def production_services() -> Services:
     return Services(include_dir, InstanceStore(include_dir, after_write=reparse))
 
 
+def pinned_template(project: Any, integration: str, settings: dict[str, Any] | None) -> Any:
+    """The template version an instance's settings (plain data) run on: its pin, else the current file."""
+    from types import SimpleNamespace
+
+    pinned = (settings or {}).get("version")
+    return project.template_for(
+        integration, SimpleNamespace(version=str(pinned)) if pinned is not None else None
+    )
+
+
 def template_versions(project: Any, name: str) -> list[str]:
     """The versions of an integration a customer may pin, oldest first."""
     return project.versions_of(name)  # type: ignore[no-any-return]

@@ -16,7 +16,15 @@ from starlette.concurrency import run_in_threadpool
 
 from b2b_integrations.api import models
 from b2b_integrations.api.access import Caller, authorize
-from b2b_integrations.api.deps import Services, ServicesFactory, Svc, Who, read_object, template_versions
+from b2b_integrations.api.deps import (
+    Services,
+    ServicesFactory,
+    Svc,
+    Who,
+    pinned_template,
+    read_object,
+    template_versions,
+)
 from b2b_integrations.api.errors import ApiError, add_error_handlers
 from b2b_integrations.api.observe import router as observe_router
 from b2b_integrations.api.rollouts import router as rollouts_router
@@ -270,9 +278,9 @@ async def put_instance(customer: str, integration: str, request: Request, who: W
     def vet(current: dict[str, Any] | None, new: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         from b2b_integrations.instances.bindings import customer_bindings, with_shared
 
-        pinned = new.get("version") or (current or {}).get("version")
-        template = project.template_versions.get(integration, {}).get(str(pinned)) if pinned else None
-        template = template or project.templates.get(integration)
+        template = pinned_template(
+            project, integration, {"version": new.get("version") or (current or {}).get("version")}
+        )
         if who.kind != "customer":
             return with_shared(template, new), []
         shown = f"{svc.include_dir.name}/customers/{customer}.yaml"
