@@ -144,7 +144,8 @@ def test_poison_messages_between_valid_ones_are_quarantined_and_replayed_once(
     )
     run = dag.test()
     assert run.state == "success", _states(run)
-    assert pg_rows(pg_db, "SELECT id, count(*) FROM invoices GROUP BY id ORDER BY id") == [
+    # The module's other tests load D- and X- invoices into the same table (any order): this one's are I-.
+    assert pg_rows(pg_db, "SELECT id, count(*) FROM invoices WHERE id LIKE 'I%' GROUP BY id ORDER BY id") == [
         ("I1", 1),
         ("I3", 1),
         ("I7", 1),
@@ -179,7 +180,8 @@ def test_poison_messages_between_valid_ones_are_quarantined_and_replayed_once(
     assert again.returncode == 0 and "already replayed as m4-gbp#replay-" in again.stdout, again.stdout
     assert dag.test().state == "success"
     assert pg_rows(
-        pg_db, "SELECT id, currency, count(*) FROM invoices GROUP BY id, currency ORDER BY id"
+        pg_db,
+        "SELECT id, currency, count(*) FROM invoices WHERE id LIKE 'I%' GROUP BY id, currency ORDER BY id",
     ) == [
         ("I1", "EUR", 1),
         ("I3", "EUR", 1),
