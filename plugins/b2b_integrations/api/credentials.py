@@ -33,15 +33,14 @@ TEST_INTERVAL_SECONDS = 5.0
 """One connection test per slot per API server process in this time (``B2B_CONNECTION_TEST_INTERVAL_SECONDS``
 changes it): each test opens a connection to a host somebody else runs."""
 
-_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    400: {"model": models.ErrorBody, "description": "The body is not a JSON object."},
-    412: {"model": models.ErrorBody, "description": "If-Match (optional) is stale."},
-    422: {
-        "model": models.ErrorBody,
-        "description": "A field is missing or refused; the answer names slot and field.",
-    },
-}
+_WRITE_ERRORS = models.error_responses(
+    {
+        **models.COMMON_ERRORS,
+        400: "The body is not a JSON object.",
+        412: "If-Match (optional) is stale.",
+        422: "A field is missing or refused; the answer names slot and field.",
+    }
+)
 
 router = APIRouter(prefix="/api/v1")
 base = "/customers/{customer}/instances/{integration}/credentials"
@@ -222,9 +221,13 @@ def _throttle(key: tuple[str, str, str]) -> None:
 @router.post(
     base + "/{slot}/test", tags=["credentials"], response_model=models.ConnectionTest,
     responses={
-        **_ERRORS,
-        409: {"model": models.ErrorBody, "description": "No connection is bound to the slot."},
-        429: {"model": models.ErrorBody, "description": "Tested a moment ago; see Retry-After."},
+        **models.error_responses(
+            {
+                **models.COMMON_ERRORS,
+                409: "No connection is bound to the slot.",
+                429: "Tested a moment ago; see Retry-After.",
+            }
+        ),
     },
     summary="Test the slot's connection: an HTTP request or token fetch, an SFTP login and listing, or SELECT 1",
     description="One short try (5 s timeouts). `ok: false` with a reason is an answer, not an error: "

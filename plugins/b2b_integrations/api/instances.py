@@ -32,26 +32,15 @@ from b2b_integrations.instances.errors import NotFound
 from b2b_integrations.instances.store import InstanceRecord
 
 API_PREFIX = "/api/v1"
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": models.ErrorBody, "description": "No valid token."},
-    403: {"model": models.ErrorBody, "description": "The caller may not do this."},
-    404: {
-        "model": models.ErrorBody,
-        "description": "No such customer or instance, or none the caller may see.",
-    },
-}
-_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    412: {
-        "model": models.ErrorBody,
-        "description": "If-Match is stale: read again (the answer's ETag is current).",
-    },
-    422: {
-        "model": models.ErrorBody,
-        "description": "The loader refuses the change: every problem with its key path.",
-    },
-    428: {"model": models.ErrorBody, "description": "Changing something that exists needs If-Match."},
-}
+_ERRORS = models.error_responses(models.COMMON_ERRORS)
+_WRITE_ERRORS = models.error_responses(
+    {
+        **models.COMMON_ERRORS,
+        412: "If-Match is stale: read again (the answer's ETag is current).",
+        422: "The loader refuses the change: every problem with its key path.",
+        428: "Changing something that exists needs If-Match.",
+    }
+)
 
 
 def _instance_json(record: InstanceRecord, project: Any) -> dict[str, Any]:

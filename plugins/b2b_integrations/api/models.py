@@ -11,6 +11,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def error_responses(wording: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for a route's error answers, all in :class:`ErrorBody`'s shape: code -> what it means
+    there. Routes share the common ones through ``COMMON_ERRORS``."""
+    return {code: {"model": ErrorBody, "description": text} for code, text in wording.items()}
+
+
+COMMON_ERRORS = {
+    401: "No valid token.",
+    403: "The caller may not do this.",
+    404: "No such customer or instance, or none the caller may see.",
+}
+
+
 class Problem(BaseModel):
     file: str = Field(examples=["include/customers/acme.yaml"])
     line: int | None = Field(None, examples=[7])

@@ -21,24 +21,20 @@ from b2b_integrations.instances.observe import InstancePlan
 
 router = APIRouter(prefix="/api/v1")
 base = "/customers/{customer}/instances/{integration}"
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": models.ErrorBody, "description": "No valid token."},
-    403: {"model": models.ErrorBody, "description": "The caller may not do this."},
-    404: {
-        "model": models.ErrorBody,
-        "description": "No such customer, instance, flow or run, or none the caller may see.",
-    },
+_ERRORS = models.error_responses(
+    {**models.COMMON_ERRORS, 404: "No such customer, instance, flow or run, or none the caller may see."}
+)
+_ACTION_WORDING = {
+    **models.COMMON_ERRORS,
+    404: "No such customer, instance, flow or run, or none the caller may see.",
+    400: "The body is not a JSON object.",
+    409: "The flow or run is not in a state that allows this.",
+    422: "A value of the body is refused; the key is named.",
 }
-_ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ERRORS,
-    400: {"model": models.ErrorBody, "description": "The body is not a JSON object."},
-    409: {"model": models.ErrorBody, "description": "The flow or run is not in a state that allows this."},
-    422: {"model": models.ErrorBody, "description": "A value of the body is refused; the key is named."},
-}
-_REPLAY_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_ACTION_ERRORS,
-    503: {"model": models.ErrorBody, "description": "A dead letter's database or target cannot be reached."},
-}
+_ACTION_ERRORS = models.error_responses(_ACTION_WORDING)
+_REPLAY_ERRORS = models.error_responses(
+    {**_ACTION_WORDING, 503: "A dead letter's database or target cannot be reached."}
+)
 
 
 def _instance(svc: Services, customer: str, integration: str) -> tuple[dict[str, Any], InstancePlan]:
