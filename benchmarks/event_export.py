@@ -116,6 +116,19 @@ def rss_sampler(stack: AirflowStack, stop: threading.Event, peaks: dict[str, int
         stop.wait(0.5)
 
 
+def ended_runs(stack: AirflowStack) -> dict[str, int]:
+    """The consumer runs by state, once none is queued or running (or after 5 minutes).
+
+    A delivery reaches its receiver before its ledger row commits and its run ends, so the ledger and the
+    runs are checked only then; a run still going after the wait shows as not successful."""
+    unfinished = "SELECT count(*) FROM dag_run WHERE dag_id LIKE 'exp%' AND state IN ('queued', 'running')"
+    try:
+        stack.wait_for("the consumer runs to end", lambda: stack.sql(unfinished)[0][0] == 0, timeout=300)
+    except TimeoutError:
+        pass
+    return dict(stack.sql("SELECT state, count(*) FROM dag_run WHERE dag_id LIKE 'exp%' GROUP BY state"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -246,7 +259,7 @@ def main() -> None:
         lost = len(expected - set(counts))
         duplicates = sum(n - 1 for n in counts.values() if n > 1)
         unexpected = len(set(counts) - expected)
-        runs = dict(stack.sql("SELECT state, count(*) FROM dag_run WHERE dag_id LIKE 'exp%' GROUP BY state"))
+        runs = ended_runs(stack)
         # Why a duplicate happens: a send whose answer did not arrive (timeout) is sent again, with the same
         # webhook-id; the ledger says how many events needed more than one attempt, and which.
         with psycopg2.connect(f"{PG}/{app_db}") as conn, conn.cursor() as cur:
