@@ -250,6 +250,9 @@ def main() -> None:
                 break
             time.sleep(2)
         stop.set()
+        runs = ended_runs(stack)
+        # Read again once every run has ended, so a late second delivery is counted too.
+        received = httpx.get(f"http://127.0.0.1:{receiver_port}/seen", timeout=60).json()
         counts = Counter((c, i) for c, i, _ in received)
         first_arrival = {}
         for c, i, at in received:
@@ -259,7 +262,6 @@ def main() -> None:
         lost = len(expected - set(counts))
         duplicates = sum(n - 1 for n in counts.values() if n > 1)
         unexpected = len(set(counts) - expected)
-        runs = ended_runs(stack)
         # Why a duplicate happens: a send whose answer did not arrive (timeout) is sent again, with the same
         # webhook-id; the ledger says how many events needed more than one attempt, and which.
         with psycopg2.connect(f"{PG}/{app_db}") as conn, conn.cursor() as cur:
