@@ -48,4 +48,6 @@ if ! command -v jq > /dev/null; then
   fi
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# Two workers, each taking whole modules (a module's stack and fixtures stay in one process): most of the
+# suite's time is e2e tests waiting on Airflow components, which overlap well. B2B_TEST_WORKERS=0: one process.
+exec .venv/bin/python -m pytest -n "${B2B_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -46,7 +46,7 @@ def _run(stack: AirflowStack, tmp_path: Path, token: str, name: str) -> subproce
             "--header", f"Authorization: Bearer {token}", "--request-timeout", "30",
             "--report", "junit", "--report-dir", str(tmp_path / name), "--continue-on-failure",
         ],
-        capture_output=True, text=True, timeout=900, check=False,
+        capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,  # st keeps a cache in its cwd
     )  # fmt: skip
 
 
