@@ -176,3 +176,18 @@ def test_concurrent_writers_one_wins_the_other_gets_412(store: InstanceStore, tm
     winner = versions[-1]
     assert winner.action == "update" and len(versions) == 2
     assert store.get("globex", "inventory_sync").settings["config"]["sku_count"] == int(winner.by[1:])
+
+
+def test_a_hand_edited_key_that_is_not_a_name_never_becomes_a_path(
+    store: InstanceStore, tmp_path: Path
+) -> None:
+    path = store.include_dir / "customers" / "globex.yaml"
+    path.write_text(path.read_text() + "  ../../escape: {}\n")
+    with pytest.raises(NotFound):
+        store.get("globex", "../../escape")
+    assert [r.integration for r in store.instances("globex")] == [
+        "crm_hybrid",
+        "inventory_sync",
+        "partner_orders_sftp",
+    ]
+    assert not (tmp_path / "escape.jsonl").exists() and not (tmp_path.parent / "escape.jsonl").exists()

@@ -135,7 +135,9 @@ class InstanceStore:
     def get(self, customer: str, integration: str) -> InstanceRecord:
         data = self._plain(customer)
         integrations = data.get("integrations")
-        if not isinstance(integrations, dict) or integration not in integrations:
+        # An integration key that is not a name (a hand edit) never becomes a history path.
+        valid = re.fullmatch(IDENT_PATTERN, integration) is not None
+        if not valid or not isinstance(integrations, dict) or integration not in integrations:
             raise NotFound(f"customer {customer!r} has no integration {integration!r}")
         settings = integrations[integration] or {}
         if not isinstance(settings, dict):
@@ -148,7 +150,9 @@ class InstanceStore:
         return InstanceRecord(customer, integration, settings, tag, latest.number if latest else 0)
 
     def instances(self, customer: str) -> list[InstanceRecord]:
-        return [self.get(customer, name) for name in self.get_customer(customer).integrations]
+        """Every instance whose key is a valid name (the loader reports any other key as a problem)."""
+        names = self.get_customer(customer).integrations
+        return [self.get(customer, name) for name in names if re.fullmatch(IDENT_PATTERN, str(name))]
 
     def versions(self, customer: str, integration: str) -> list[Version]:
         self._require_customer(customer)
