@@ -381,3 +381,14 @@ def test_the_readme_walkthrough_runs_as_written(stack: AirflowStack) -> None:
         "app_db": "demo_app_db",
     }
     assert "demo-secret" not in text and "demo-secret" not in run.stdout
+
+
+def test_a_replacement_keeps_the_activation(stack: AirflowStack, admin: dict[str, str]) -> None:
+    with _client(stack, admin) as api:
+        current = api.get("/customers/contoso/instances/sync")
+        flipped = {**current.json()["settings"], "active": not current.json()["settings"].get("active", True)}
+        answer = api.put(
+            "/customers/contoso/instances/sync", json=flipped, headers={"If-Match": current.headers["etag"]}
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["settings"].get("active") == current.json()["settings"].get("active")

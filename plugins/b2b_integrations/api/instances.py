@@ -254,7 +254,8 @@ def get_instance(customer: str, integration: str, who: Who, svc: Svc) -> JSONRes
     summary="Create (no If-Match) or replace (If-Match: its ETag) an instance; checked like `validate`",
     description="A new instance is pinned to the template's current version unless the body names one, "
     "and starts inactive (its DAGs paused) unless the body says `active: true`; activate it with "
-    "`POST .../activate`.",
+    "`POST .../activate`. A replacement keeps the instance's activation (`active` in the body is ignored): "
+    "activate and deactivate also pause or unpause its DAGs.",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": models.InstanceSettings.model_json_schema()}}}},
 )  # fmt: skip
 async def put_instance(customer: str, integration: str, request: Request, who: Who, svc: Svc) -> JSONResponse:
@@ -270,6 +271,10 @@ async def put_instance(customer: str, integration: str, request: Request, who: W
         template = pinned_template(
             project, integration, {"version": new.get("version") or (current or {}).get("version")}
         )
+        if current is not None:  # activation changes only through activate/deactivate, which pause the DAGs
+            new = {k: v for k, v in new.items() if k != "active"}
+            if "active" in current:
+                new["active"] = current["active"]
         if who.kind != "customer":
             return with_shared(template, new), []
         shown = f"{svc.include_dir.name}/customers/{customer}.yaml"
