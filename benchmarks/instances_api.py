@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -111,7 +112,10 @@ def shard_parse(stack: AirflowStack, customer: str) -> float:
         "B2B_INCLUDE_DIR": stack.env["B2B_INCLUDE_DIR"], "B2B_SHARDS": "16", "B2B_LAST_VALID_DIR": "off",
         "B2B_DATA_DIR": str(home / "b2b_data"), "PYTHONPATH": f"{REPO / 'benchmarks'}:{REPO / 'plugins'}",
     }  # fmt: skip
-    report = run_child(Path(sys.executable), REPO / "dags" / shard_file(shard_of(customer, 16)), env)
+    try:
+        report = run_child(Path(sys.executable), REPO / "dags" / shard_file(shard_of(customer, 16)), env)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     if report["import_errors"] or report["dags"] < 3:
         fail(f"parsing {customer}'s shard: {report['dags']} DAGs, {report['import_errors']}")
     return float(report["parse_s"] + report["serialize_s"])
@@ -193,6 +197,7 @@ def main() -> None:
         print(f"    floor: parse + serialize its shard   {', '.join(f'{s:.1f}' for s in floors)}")
     finally:
         stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
