@@ -49,6 +49,6 @@ if ! command -v jq > /dev/null; then
 fi
 
 # One process by default. B2B_TEST_WORKERS=2 runs two pytest-xdist workers, each taking whole modules (half
-# the time), but two of five such runs had e2e failures not seen in one process (a task's connection not
+# the time), but two of four such runs had e2e failures not seen in one process (a task's connection not
 # found, a trigger's kwargs unreadable): stacks running side by side are suspected of reaching each other.
 exec .venv/bin/python -m pytest -n "${B2B_TEST_WORKERS:-0}" --dist loadfile "$@"
