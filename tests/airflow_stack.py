@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
 from servers import free_port
 
@@ -218,6 +219,11 @@ def start_airflow_stack(
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+            # Set here, not left to Airflow: a component started in a home without airflow.cfg generates a
+            # Fernet key and writes the file, and components starting together each generated their own
+            # key, so a connection or trigger one encrypted could not be read by another (seen as a task's
+            # connection answering 404 and a triggerer's "kwargs unreadable").
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
