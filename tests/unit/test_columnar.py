@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,12 @@ from typing import Any
 
 import pytest
 
-from b2b_integrations.formats.columnar import FastPathUnavailable, fast_path_blocker, read_columnar
+from b2b_integrations.formats.columnar import (
+    PYTHON_WHITESPACE,
+    FastPathUnavailable,
+    fast_path_blocker,
+    read_columnar,
+)
 from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
 from b2b_integrations.formats.validation import convert_value, schema_from_dict, validate_record
 
@@ -245,3 +251,11 @@ def test_date_formats_the_fast_path_cannot_read_send_the_file_to_the_record_path
     for fmt_text in ("%d %b %Y", "%d.%m.%y", "%Y-%m-%dT%H:%M%z", "%d.%m.%Y %I:%M %p"):
         schema = schema_from_dict({"fields": [{"name": "d", "type": "datetime", "format": fmt_text}]})
         assert "date format" in fast_path_blocker(fmt, schema)
+
+
+def test_the_written_out_whitespace_is_what_str_strip_removes() -> None:
+    # The fast path trims with this list; the record path with str.strip(). A Python whose Unicode data
+    # adds a space character must fail here, not load that character untrimmed.
+    scanned = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert PYTHON_WHITESPACE == scanned
+    assert ("x" + PYTHON_WHITESPACE).strip() == "x"

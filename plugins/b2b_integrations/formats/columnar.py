@@ -19,10 +19,9 @@ they were in the file after trimming, and the record number last so the loader k
 from __future__ import annotations
 
 import csv
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -209,10 +208,13 @@ def _names_from_header(path: Path, options: FormatOptions) -> tuple[list[str], i
     return _column_names(path, [name.strip() for name in row], options), line_number
 
 
-@cache
-def _python_whitespace() -> str:
-    """Every character ``str.strip()`` removes: the record path strips values with it."""
-    return "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+# Every character ``str.isspace()`` is true for, which ``str.strip()`` removes: the record path strips
+# values with it. Written out because finding them takes 0.5 s (a scan of every code point) at the start
+# of each file; tests/unit/test_columnar.py checks the list against that scan.
+PYTHON_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 class _BatchChecker:
@@ -226,16 +228,20 @@ class _BatchChecker:
         self.position = {name: i for i, name in enumerate(names)}
         self.constants = [_constant_text(v) for v in constants]
         self.dialect = dialect
-        self.whitespace = _python_whitespace()
 
     def check(self, batch: Any, numbered: int, pa: Any, pc: Any) -> tuple[ColumnarBatch | None, int]:
         raw = [batch.column(i) for i in range(batch.num_columns)]
-        trimmed = [pc.utf8_trim(col, characters=self.whitespace) for col in raw]
-        blank = _all_of(pc, [pc.equal(pc.utf8_length(col), 0) for col in trimmed])
+        trimmed = [pc.utf8_trim(col, characters=PYTHON_WHITESPACE) for col in raw]
+        lengths = [pc.utf8_length(col) for col in trimmed]
+        # A blank row is blank in its first column: most batches have none, and need no other column looked at.
+        blank = pc.equal(lengths[0], 0) if lengths else None
+        if blank is not None and pc.any(blank).as_py():
+            blank = _all_of(pc, [blank, *(pc.equal(length, 0) for length in lengths[1:])])
         if blank is not None and pc.any(blank).as_py():
             keep = pc.invert(blank)
             raw = [col.filter(keep) for col in raw]
             trimmed = [col.filter(keep) for col in trimmed]
+            lengths = [length.filter(keep) for length in lengths]
         rows = len(raw[0]) if raw else 0
         if rows == 0:
             return None, numbered
@@ -244,8 +250,10 @@ class _BatchChecker:
         out: list[Any] = []
         for rule in self.schema.fields:
             at = self.position.get(rule.name)
-            value = trimmed[at] if at is not None else pa.nulls(rows, pa.string())
-            present = pc.fill_null(pc.greater(pc.utf8_length(value), 0), False)
+            if at is None:
+                value, present = pa.nulls(rows, pa.string()), pa.array([False] * rows)
+            else:
+                value, present = trimmed[at], pc.greater(lengths[at], 0)
             text, valid = _check_field(rule, value, present, pa, pc)
             if rule.required:
                 valid = pc.and_(valid, present)
@@ -380,8 +388,10 @@ def _string_checks(rule: FieldRule, value: Any, pa: Any, pc: Any) -> Any:
 def _real_date(value: Any, pa: Any, pc: Any) -> Any:
     """YYYY-MM-DD texts that name a real day of year 1 or later (``date.fromisoformat`` accepts them)."""
     parsed = pc.strptime(value, format="%Y-%m-%d", unit="s", error_is_null=True)
-    # strptime rolls 2024-02-30 over to March 1st: only a round trip proves the day exists.
-    same = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), value)
+    # strptime rolls 2024-02-30 over to March 1st: the day of month it kept proves the day exists (a day
+    # over 31 or a month over 12 it refuses). Cheaper than a strftime round trip (0.9 s of 3 s per 1M rows).
+    kept_day = pc.utf8_lpad(pc.cast(pc.day(parsed), pa.string()), 2, "0")
+    same = pc.equal(kept_day, pc.utf8_slice_codeunits(value, 8, 10))
     return pc.and_(pc.fill_null(same, False), pc.invert(pc.starts_with(value, "0000")))
 
 
