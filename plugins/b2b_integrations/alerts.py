@@ -42,13 +42,14 @@ from urllib.parse import quote, urlsplit
 
 from airflow.sdk import BaseNotifier
 
+from b2b_integrations.config.alerts import AlertOptions, email_addresses, phone_numbers
+from b2b_integrations.config.options import validated
 from b2b_integrations.errors import B2BError
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
 
 CONFIG_SECTION = "b2b_alerts"
-ALERT_KEYS = ("slack", "email", "email_connection", "email_from", "sms", "sms_connection", "sms_from")
 SMS_MAX_SEGMENTS = 2
 SMS_TIMEOUT_SECONDS = 10.0
 SLACK_DEFAULT_ENDPOINT = "https://hooks.slack.com/services"
@@ -85,25 +86,15 @@ class AlertTargets:
 
         :raises ValueError: naming ``where`` and the offending key, for unknown keys or wrong types.
         """
-        config = dict(alert_config or {})
-        unknown = sorted(set(config) - set(ALERT_KEYS))
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(ALERT_KEYS)}"
-            )
-        for key in ("slack", "email_connection", "email_from", "sms_connection", "sms_from"):
-            if config.get(key) is not None and (not isinstance(config[key], str) or not config[key].strip()):
-                raise ValueError(f"{where}.{key}: expected a non-empty string")
+        options = validated(AlertOptions, alert_config or {}, where)
         return cls(
-            slack_conn_id=config.get("slack"),
-            email_to=_addresses(config.get("email"), f"{where}.email"),
-            email_conn_id=config.get("email_connection"),
-            email_from=config.get("email_from"),
-            sms_to=_phones(config.get("sms"), f"{where}.sms"),
-            sms_conn_id=config.get("sms_connection"),
-            sms_from=_phones(config.get("sms_from"), f"{where}.sms_from")[0]
-            if config.get("sms_from")
-            else None,
+            slack_conn_id=options.slack,
+            email_to=tuple(options.email or ()),
+            email_conn_id=options.email_connection,
+            email_from=options.email_from,
+            sms_to=tuple(options.sms or ()),
+            sms_conn_id=options.sms_connection,
+            sms_from=options.sms_from,
         )
 
     def or_defaults(self, defaults: AlertTargets) -> AlertTargets:
@@ -124,27 +115,15 @@ class AlertTargets:
 
 
 def _addresses(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
-    if not isinstance(items, Sequence) or not all(isinstance(item, str) for item in items):
-        raise ValueError(f"{where}: expected an address or a list of addresses")
-    bad = [item for item in items if item and not re.fullmatch(r"[^@\s,;<>]+@[^@\s,;<>]+", item)]
-    if bad:
-        raise ValueError(f"{where}: not an e-mail address: {', '.join(repr(b) for b in bad)}")
-    return tuple(item for item in items if item)
+    try:
+        return tuple(email_addresses(value) or ())
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def _phones(value: Any, where: str) -> tuple[str, ...]:
-    from b2b_integrations.delivery.sms_text import e164
-
-    if value is None:
-        return ()
-    items = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
-    if not isinstance(items, Sequence) or not all(isinstance(item, str) for item in items):
-        raise ValueError(f"{where}: expected a phone number or a list of phone numbers")
     try:
-        return tuple(e164(item) for item in items if item)
+        return tuple(phone_numbers(value) or ())
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
 

@@ -84,7 +84,7 @@ def test_names_must_be_identifiers() -> None:
         ({**SLACK, "mode": "dm"}, "targets[0].mode", "'webhook' or 'upload'"),
         ({**HTTP, "form": {"a": "b"}}, "targets[0]", "only sent in mode 'multipart'"),
         ({**HTTP, "headers": {"Authorization": "Bearer x"}}, "targets[0]", "carry credentials"),
-        ({**HTTP, "auth": {"type": "magic"}}, "targets[0]", "auth type must be one of"),
+        ({**HTTP, "auth": {"type": "magic"}}, "targets[0].auth.type", "auth type must be one of"),
         ({**HTTP, "method": "GET"}, "targets[0].method", "'POST' or 'PUT'"),
         ({**HTTP, "mode": "multipart", "form": {"file": "x"}}, "targets[0]", "the name of the file field"),
         ({**LOCAL, "timeout": 5}, "targets[0].timeout", "Extra inputs are not permitted"),

@@ -65,7 +65,7 @@ def test_the_shipped_example_validates_and_plans_a_sync_dag() -> None:
         (lambda t: t["trigger"].update(input_schema={"type": "objekt"}), "flows.place_order.trigger.input_schema", "not a valid JSON Schema"),
         (lambda t: t["steps"][0].update(per="run", endpoint="/c/{order_id}"), "flows.place_order.steps[0]", "cannot use '{field}'"),
         (lambda t: t["steps"][0].update(failure_statuses=[200]), "flows.place_order.steps[0].failure_statuses[0]", "greater than or equal to 400"),
-        (lambda t: t["steps"][0].update(auth={"type": "magic"}), "flows.place_order.steps[0]", "auth type must be one of"),
+        (lambda t: t["steps"][0].update(auth={"type": "magic"}), "flows.place_order.steps[0].auth.type", "auth type must be one of"),
         (lambda t: t["steps"][0].update(idempotency_header="Idem Key"), "flows.place_order.steps[0].idempotency_header", "should match pattern"),
     ],
 )  # fmt: skip

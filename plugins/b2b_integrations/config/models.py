@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator
 
+from b2b_integrations.config.alerts import AlertOptions
 from b2b_integrations.config.base import Ident, PlainText, StrictModel
-from b2b_integrations.config.monitors import AppMonitors, MonitorSettings
 from b2b_integrations.config.steps import Step
 from b2b_integrations.config.triggers import Schedule, Trigger
 from b2b_integrations.config.variables import ConfigVariable
@@ -119,9 +119,6 @@ class IntegrationTemplate(StrictModel):
     config: dict[Ident, ConfigVariable] = Field(default_factory=dict, description="Variables customers set.")
     connections: dict[Ident, ConnectionSlot] = Field(default_factory=dict, description="Credential slots.")
     defaults: RunDefaults = Field(default_factory=RunDefaults)
-    monitors: MonitorSettings | None = Field(
-        None, description="Alert monitors of every instance (app.yaml's defaults apply under them)."
-    )
     flows: dict[Ident, Flow] = Field(min_length=1)
 
 
@@ -152,27 +149,16 @@ class CustomerIntegration(StrictModel):
         default_factory=dict, description="Connection slot -> Airflow connection id."
     )
     flows: dict[str, FlowOverride] = Field(default_factory=dict, description="Per-flow overrides.")
-    monitors: MonitorSettings | None = Field(
-        None, description="Alert monitors of this instance, over the template's and app.yaml's."
-    )
 
 
 class Customer(StrictModel):
     """A customer instance (include/customers/<id>.yaml): data only, never code."""
 
-    @field_validator("alerts")
-    @classmethod
-    def _check_alerts(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        from b2b_integrations.alerts import AlertTargets
-
-        AlertTargets.from_config(value)  # ValueError naming the key
-        return value
-
     id: Ident = Field(description="Must equal the file name without .yaml.")
     name: PlainText = Field(min_length=1, description="Display name (no Jinja markers).")
     enabled: bool = Field(True, description="false: no DAGs for this customer.")
     tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
-    alerts: dict[str, Any] | None = Field(
+    alerts: AlertOptions | None = Field(
         None,
         description="Failure alerts: slack (slackwebhook connection id), email (addresses), email_connection, "
         "email_from, sms (E.164 numbers), sms_connection, sms_from; unset targets fall back to the "
@@ -223,6 +209,3 @@ class AppSettings(StrictModel):
     """``include/app.yaml``: settings of our own app (the SaaS product), shared by every customer."""
 
     outbox: OutboxSettings | None = Field(None, description="Publish app events from a transactional outbox.")
-    monitors: AppMonitors | None = Field(
-        None, description="Evaluate alert monitors of every instance (a DAG of our app) and their defaults."
-    )

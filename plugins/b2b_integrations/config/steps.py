@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
+from b2b_integrations.config.http_options import AuthOptions, EventTarget, IncrementalOptions
 from b2b_integrations.config.references import has_reference, iter_references
 from b2b_integrations.config.row_schema import RowSchemaMapping
 from b2b_integrations.delivery.config import NamedTargets
@@ -359,11 +360,12 @@ class HttpImportStep(RecordImportStep):
         default_factory=lambda: NoPagination(style="none"),
         description="style: page_number | offset | cursor | next_url | link_header | none, and its options.",
     )
-    auth: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "none"},
-        description="type: none | basic | api_key | bearer | oauth2_client_credentials; header, token_url, scope.",
+    auth: AuthOptions = Field(
+        default_factory=lambda: AuthOptions(type="none"),
+        description="How the connection's secret is used: type none | basic | api_key | bearer | "
+        "oauth2_client_credentials, with header, token_url, scope.",
     )
-    incremental: dict[str, Any] | None = Field(
+    incremental: IncrementalOptions | None = Field(
         None, description="cursor_field (e.g. updated_at), param (e.g. updated_since), start (first run)."
     )
     timeout: float = Field(30, gt=0, le=600, description="Seconds per HTTP request.")
@@ -380,17 +382,9 @@ class HttpImportStep(RecordImportStep):
     @model_validator(mode="after")
     def _check_options(self) -> HttpImportStep:
         from b2b_integrations.formats.validation import schema_from_dict
-        from b2b_integrations.hooks.http_api import auth_from_config
-        from b2b_integrations.sources.incremental import incremental_from_config
 
-        checks = (
-            (self.auth, auth_from_config),
-            (self.incremental, incremental_from_config),
-            (self.row_schema, schema_from_dict),
-        )
-        for value, check in checks:
-            if not _has_reference(value):
-                check(value)
+        if not _has_reference(self.row_schema):
+            schema_from_dict(self.row_schema)
         return self
 
 
@@ -605,25 +599,13 @@ class DeliverStep(StepBase):
         }
 
 
-_EVENT_TARGET_REQUIRED: dict[str, set[str]] = {
-    "webhook": {"connection"},
-    "api": {"connection", "endpoint"},
-    "redis": {"connection", "channel"},
-}
-_EVENT_TARGET_OPTIONAL: dict[str, set[str]] = {
-    "webhook": {"endpoint", "timeout"},
-    "api": {"method", "body", "body_constants", "auth", "timeout"},
-    "redis": set(),
-}
-
-
 class DeliverEventsStep(StepBase):
     """Send each event of the run to the customer's third party (signed webhook or Redis pub/sub): once per
     event and target, in order per key, with retries, and dead-lettered when the retry budget runs out."""
 
     kind: Literal["deliver_events"]
     db_connection: Ident = Field(description="Connection slot of the database keeping the delivery ledger.")
-    target: dict[str, Any] = Field(
+    target: EventTarget = Field(
         description="{type: webhook, connection, endpoint, timeout}, {type: api, connection, method, endpoint "
         "('{data.id}' placeholders), body (their field -> our dotted path), body_constants, auth, timeout} or "
         "{type: redis, connection, channel}; optional name (the ledger's target id, default the type)."
@@ -640,36 +622,15 @@ class DeliverEventsStep(StepBase):
     operator: ClassVar[str] = "b2b_integrations.operators.deliver_events.DeliverEventsOperator"
     connection_fields: ClassVar[dict[str, str]] = {"db_connection": "db_conn_id"}
 
-    @model_validator(mode="after")
-    def _check_target(self) -> DeliverEventsStep:
-        kind = self.target.get("type")
-        required = _EVENT_TARGET_REQUIRED.get(kind)  # type: ignore[arg-type]
-        if required is None:
-            raise ValueError(f"target.type must be 'webhook', 'api' or 'redis', got {kind!r}")
-        allowed = required | _EVENT_TARGET_OPTIONAL[kind] | {"type", "name"}
-        missing = sorted(required - set(self.target))
-        unknown = sorted(set(self.target) - allowed)
-        problems = [f"missing {', '.join(missing)}"] * bool(missing)
-        problems += [f"unknown {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"] * bool(unknown)
-        if kind == "api" and self.target.get("method", "PATCH") not in ("POST", "PUT", "PATCH", "DELETE"):
-            problems.append("method must be POST, PUT, PATCH or DELETE")
-        if problems:
-            raise ValueError(f"target ({kind}): " + "; ".join(problems))
-        if kind == "api" and not _has_reference(self.target.get("auth")):
-            from b2b_integrations.hooks.http_api import auth_from_config
-
-            auth_from_config(self.target.get("auth"))
-        return self
-
     def connection_slots(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         yield from super().connection_slots()
-        yield ("target", "connection"), self.target["connection"]
+        yield ("target", "connection"), self.target.connection
 
     def bind_connections(self, arguments: dict[str, Any], connections: Mapping[str, str]) -> None:
         # Beside the target, not inside it: `target` may be re-resolved from the run's params (config_refs)
         # at run time, which would put the slot name back.
         super().bind_connections(arguments, connections)
-        arguments["target_conn_id"] = connections.get(self.target["connection"])
+        arguments["target_conn_id"] = connections.get(self.target.connection)
 
 
 class HttpCallStep(StepBase):
@@ -725,9 +686,10 @@ class HttpCallStep(StepBase):
         description="Header carrying a key that is the same on every retry of a call (e.g. Idempotency-Key); "
         "POST and PATCH are retried only with it.",
     )
-    auth: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "none"},
-        description="type: none | basic | api_key | bearer | oauth2_client_credentials; header, token_url, scope.",
+    auth: AuthOptions = Field(
+        default_factory=lambda: AuthOptions(type="none"),
+        description="How the connection's secret is used: type none | basic | api_key | bearer | "
+        "oauth2_client_credentials, with header, token_url, scope.",
     )
     timeout: float = Field(30, gt=0, le=600, description="Seconds per HTTP request.")
     max_requests_per_second: float | None = Field(None, gt=0, description="Client-side rate limit.")
@@ -742,11 +704,8 @@ class HttpCallStep(StepBase):
 
     @model_validator(mode="after")
     def _check_call(self) -> HttpCallStep:
-        from b2b_integrations.hooks.http_api import auth_from_config
         from b2b_integrations.sources.http_call import placeholders
 
-        if not _has_reference(self.auth):
-            auth_from_config(self.auth)
         if self.per == "run" and placeholders(self.endpoint):
             raise ValueError("per: run makes one call for all records: the endpoint cannot use '{field}'")
         if self.batch_key is not None and self.per != "run":

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
+from b2b_integrations.config.http_options import AuthOptions
 from b2b_integrations.config.references import iter_references
 from b2b_integrations.delivery.messages import check_file_name, check_template
 
@@ -191,15 +192,14 @@ class HttpTargetConfig(NetworkTargetBase):
         default_factory=dict, description="Extra request headers, with placeholders (never credentials)."
     )
     content_type: str | None = Field(None, description="Body content type (raw); default: the report's.")
-    auth: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "none"},
-        description="type: none | basic | api_key | bearer | oauth2_client_credentials; header, token_url, scope.",
+    auth: AuthOptions = Field(
+        default_factory=lambda: AuthOptions(type="none"),
+        description="How the connection's secret is used: type none | basic | api_key | bearer | "
+        "oauth2_client_credentials, with header, token_url, scope.",
     )
 
     @model_validator(mode="after")
     def _check_options(self) -> HttpTargetConfig:
-        from b2b_integrations.hooks.http_api import auth_from_config
-
         if self.form and self.mode != "multipart":
             raise ValueError("'form' fields are only sent in mode 'multipart'")
         if self.field in self.form:
@@ -209,8 +209,6 @@ class HttpTargetConfig(NetworkTargetBase):
             raise ValueError(
                 f"header(s) {secret} carry credentials: put the secret in the connection and use 'auth'"
             )
-        if not _has_reference(self.auth):
-            auth_from_config(self.auth)
         return self
 
 

@@ -207,7 +207,7 @@ def _plan_flow(
         tasks=tasks,
         source_file=instance.file,
         inbox=schedule_asset if flow.trigger.type in EVENT_TRIGGERS else None,
-        alerts=dict(customer.alerts) if customer.alerts else None,
+        alerts=customer.alerts.model_dump() if customer.alerts else None,
         sync=sync,
     )
 

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
+from b2b_integrations.config.http_options import AuthOptions
+from b2b_integrations.config.options import validated
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.sources.pagination import PageRequest
 from b2b_integrations.sources.retries import RetryPolicy
 
-AuthType = Literal["none", "basic", "api_key", "bearer", "oauth2_client_credentials"]
-AUTH_TYPES = ("none", "basic", "api_key", "bearer", "oauth2_client_credentials")
 _TOKEN_MARGIN_SECONDS = 30  # refresh a little before the API would refuse the token
 
 
@@ -35,24 +34,13 @@ class ApiCallFailed(FatalStepError):
     """The API refused a call for good (4xx, or retries exhausted); the message names URL and status."""
 
 
-@dataclass(frozen=True)
-class ApiAuth:
-    type: AuthType = "none"
-    header: str = "X-API-Key"
-    token_url: str | None = None
-    scope: str | None = None
+# The step's validated ``auth`` block is the client's auth: one model, checked at config time and here.
+ApiAuth = AuthOptions
 
 
-def auth_from_config(config: Mapping[str, Any] | None) -> ApiAuth:
-    config = dict(config or {})
-    unknown = sorted(set(config) - {"type", "header", "token_url", "scope"})
-    if unknown:
-        raise ValueError(
-            f"unknown auth option(s) {unknown}; allowed: ['header', 'scope', 'token_url', 'type']"
-        )
-    if config.get("type", "none") not in AUTH_TYPES:
-        raise ValueError(f"auth type must be one of {list(AUTH_TYPES)}, got {config.get('type')!r}")
-    return ApiAuth(**config)
+def auth_from_config(config: Mapping[str, Any] | AuthOptions | None) -> ApiAuth:
+    """The resolved ``auth`` block, checked by its config model; ``ValueError`` naming the key."""
+    return validated(AuthOptions, config or {}, "auth")
 
 
 def safe_url(url: str, params: Mapping[str, Any] | None = None) -> str:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from b2b_integrations.config.http_options import IncrementalOptions
+from b2b_integrations.config.options import validated
+
 
 @dataclass(frozen=True)
 class IncrementalSync:
@@ -42,20 +45,12 @@ class IncrementalSync:
 
 
 def incremental_from_config(config: Mapping[str, Any] | None) -> IncrementalSync | None:
+    """The resolved ``incremental`` block, checked by its config model; None when there is none."""
     if not config:
         return None
-    unknown = sorted(set(config) - {"cursor_field", "param", "start"})
-    if unknown:
-        raise ValueError(
-            f"unknown incremental option(s) {unknown}; allowed: ['cursor_field', 'param', 'start']"
-        )
-    missing = [name for name in ("cursor_field", "param") if not config.get(name)]
-    if missing:
-        raise ValueError(f"incremental needs {missing}")
-    start = config.get("start")
-    return IncrementalSync(
-        str(config["cursor_field"]), str(config["param"]), None if start is None else str(start)
-    )
+    options = validated(IncrementalOptions, config)
+    start = options.start
+    return IncrementalSync(options.cursor_field, options.param, None if start is None else str(start))
 
 
 def _order_key(value: Any) -> tuple[int, Any]:

@@ -1,0 +1,133 @@
+"""Typed option blocks: one model checks a block at config time (at its key path, references allowed in its
+leaves), again once references are filled in, and when the operator builds it from the resolved values."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from b2b_integrations.config.http_options import AuthOptions, IncrementalOptions
+from b2b_integrations.config.loader import load_project
+from b2b_integrations.hooks.http_api import auth_from_config
+from b2b_integrations.sources.incremental import incremental_from_config
+from helpers import REPO, minimal_customer, shipped_template, write_include
+
+IMPORT_STEP = {
+    "id": "pull",
+    "kind": "http_import",
+    "connection": "api",
+    "endpoint": "/contacts",
+    "db_connection": "db",
+    "table": "contacts",
+    "key": ["id"],
+    "schema": {"fields": [{"name": "id", "type": "integer"}]},
+}
+
+
+def _template(**options: Any) -> dict[str, Any]:
+    return {
+        "name": "pull",
+        "config": {
+            "auth_type": {"type": "string", "default": "bearer"},
+            "since": {"type": "string", "default": "2024-01-01"},
+        },
+        "connections": {"api": {"type": "http"}, "db": {"type": "postgres"}},
+        "flows": {
+            "contacts": {
+                "trigger": {"type": "schedule", "schedule": "@hourly"},
+                "steps": [{**IMPORT_STEP, **options}],
+            }
+        },
+    }
+
+
+def _problems(tmp_path: Path, template: dict[str, Any], customer: dict[str, Any] | None = None) -> list[str]:
+    customers = {"acme": customer} if customer else {}
+    return [
+        str(p)
+        for p in load_project(write_include(tmp_path / "include", {"pull": template}, customers)).problems
+    ]
+
+
+def test_a_reference_leaf_loads_and_is_checked_once_filled_in(tmp_path: Path) -> None:
+    template = _template(
+        auth={"type": "${config.auth_type}"}, incremental={"cursor_field": "u", "param": "since"}
+    )
+    assert _problems(tmp_path, template) == []
+    wrong = minimal_customer(
+        integration="pull", config={"auth_type": "magic"}, connections={"api": "a", "db": "d"}
+    )
+    (problem,) = _problems(tmp_path, template, wrong)
+    assert "customers/acme.yaml" in problem and "integrations.pull.config.auth_type" in problem
+    assert "flow 'contacts' step 'pull'" in problem and "auth.type: auth type must be one of" in problem
+
+
+@pytest.mark.parametrize(
+    ("options", "key_path", "message"),
+    [
+        ({"auth": {"type": "magic"}}, "steps[0].auth.type", "auth type must be one of ['none', 'basic'"),
+        ({"auth": {"type": "basic", "realm": "x"}}, "steps[0].auth", "unknown auth option(s) ['realm']"),
+        ({"auth": {"type": "api_key", "header": ""}}, "steps[0].auth.header", "at least 1 character"),
+        ({"incremental": {"cursor_field": "u"}}, "steps[0].incremental", "incremental needs ['param']"),
+        ({"incremental": {"cursor_field": "u", "param": "p", "end": 1}}, "steps[0].incremental", "['end']"),
+    ],
+)
+def test_a_wrong_leaf_is_reported_at_its_own_key_path(
+    tmp_path: Path, options: dict[str, Any], key_path: str, message: str
+) -> None:
+    problems = _problems(tmp_path, _template(**options))
+    assert any(f"flows.contacts.{key_path}: " in p and message in p for p in problems), problems
+
+
+def test_blocks_dump_as_written_so_operators_get_the_template_s_options() -> None:
+    assert AuthOptions.model_validate({"type": "bearer"}).model_dump() == {"type": "bearer"}
+    assert IncrementalOptions(cursor_field="u", param="p").model_dump() == {"cursor_field": "u", "param": "p"}
+
+
+def test_run_time_builders_validate_with_the_same_models() -> None:
+    assert auth_from_config(None).header == "X-API-Key"
+    assert auth_from_config({"type": "api_key", "header": "X-Key"}).header == "X-Key"
+    with pytest.raises(ValueError, match=r"^auth.type: auth type must be one of"):
+        auth_from_config({"type": "magic"})
+    sync = incremental_from_config({"cursor_field": "u", "param": "p", "start": 5})
+    assert sync is not None and sync.start == "5"
+
+
+def test_the_json_schema_describes_every_key_of_the_typed_blocks() -> None:
+    schema = json.loads((REPO / "include" / "schema" / "integration.schema.json").read_text())
+    defs = schema["$defs"]
+    for name in (
+        "AuthOptions",
+        "IncrementalOptions",
+        "WebhookEventTarget",
+        "ApiEventTarget",
+        "RedisEventTarget",
+    ):
+        assert defs[name]["additionalProperties"] is False, name
+    assert defs["HttpImportStep"]["properties"]["auth"]["$ref"] == "#/$defs/AuthOptions"
+    # A leaf that is not text takes a reference as text: editors accept "${config.auth_type}" there.
+    type_leaf = defs["AuthOptions"]["properties"]["type"]["anyOf"]
+    assert {
+        "enum": ["none", "basic", "api_key", "bearer", "oauth2_client_credentials"],
+        "type": "string",
+    } in type_leaf
+    assert any(option.get("pattern") == r"\$\{" for option in type_leaf)
+    customer = json.loads((REPO / "include" / "schema" / "customer.schema.json").read_text())
+    assert customer["$defs"]["AlertOptions"]["additionalProperties"] is False
+
+
+def test_shipped_templates_keep_their_option_blocks_as_written() -> None:
+    from b2b_integrations.config.models import IntegrationTemplate
+
+    raw = shipped_template("crm_contacts")
+    template = IntegrationTemplate.model_validate(copy.deepcopy(raw))
+    dumped = [s.model_dump(by_alias=True) for flow in template.flows.values() for s in flow.steps]
+    written = [s for flow in raw["flows"].values() for s in flow["steps"]]
+    for mine, theirs in zip(dumped, written, strict=True):
+        for block in ("auth", "incremental"):
+            if block in theirs:
+                assert mine[block] == theirs[block], block
