@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from b2b_integrations.config.alerts import AlertOptions
 from b2b_integrations.config.base import Ident, PlainText, StrictModel
+from b2b_integrations.config.monitors import AppMonitors, MonitorSettings
 from b2b_integrations.config.steps import Step
 from b2b_integrations.config.triggers import Schedule, Trigger
 from b2b_integrations.config.variables import ConfigVariable
@@ -119,6 +120,9 @@ class IntegrationTemplate(StrictModel):
     config: dict[Ident, ConfigVariable] = Field(default_factory=dict, description="Variables customers set.")
     connections: dict[Ident, ConnectionSlot] = Field(default_factory=dict, description="Credential slots.")
     defaults: RunDefaults = Field(default_factory=RunDefaults)
+    monitors: MonitorSettings | None = Field(
+        None, description="Alert monitors of every instance (app.yaml's defaults apply under them)."
+    )
     flows: dict[Ident, Flow] = Field(min_length=1)
 
 
@@ -149,6 +153,9 @@ class CustomerIntegration(StrictModel):
         default_factory=dict, description="Connection slot -> Airflow connection id."
     )
     flows: dict[str, FlowOverride] = Field(default_factory=dict, description="Per-flow overrides.")
+    monitors: MonitorSettings | None = Field(
+        None, description="Alert monitors of this instance, over the template's and app.yaml's."
+    )
 
 
 class Customer(StrictModel):
@@ -209,3 +216,6 @@ class AppSettings(StrictModel):
     """``include/app.yaml``: settings of our own app (the SaaS product), shared by every customer."""
 
     outbox: OutboxSettings | None = Field(None, description="Publish app events from a transactional outbox.")
+    monitors: AppMonitors | None = Field(
+        None, description="Evaluate alert monitors of every instance (a DAG of our app) and their defaults."
+    )
