@@ -131,3 +131,16 @@ def test_shipped_templates_keep_their_option_blocks_as_written() -> None:
         for block in ("auth", "incremental"):
             if block in theirs:
                 assert mine[block] == theirs[block], block
+
+
+def test_a_file_format_takes_references_in_its_leaves_and_checks_the_rest() -> None:
+    from b2b_integrations.config.format_options import FileFormat
+    from b2b_integrations.formats.readers import options_from_dict
+
+    written = {"format": "csv", "delimiter": "${config.delimiter}", "header": "${config.header}"}
+    assert FileFormat.model_validate(written).model_dump() == written
+    with pytest.raises(ValueError, match=r"^delimiter: delimiter must be a single character"):
+        options_from_dict({"format": "csv", "delimiter": ";;"})
+    with pytest.raises(ValueError, match=r"^columns are required when header is false"):
+        options_from_dict({"format": "csv", "header": False})
+    assert options_from_dict({"format": "tsv"}).effective_delimiter == "\t"

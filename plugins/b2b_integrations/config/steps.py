@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
 from b2b_integrations.config.base import Ident, StrictModel
+from b2b_integrations.config.format_options import FileFormat
 from b2b_integrations.config.http_options import AuthOptions, EventTarget, IncrementalOptions
 from b2b_integrations.config.references import has_reference, iter_references
 from b2b_integrations.config.row_schema import RowSchemaMapping
@@ -398,7 +399,7 @@ class SftpImportStep(RecordImportStep):
     folder: str = Field(min_length=1, description="Remote folder polled for new files.")
     pattern: str = Field("*", description="Glob the file names must match, e.g. '*.csv'.")
     regex: str | None = Field(None, description="Regular expression the whole file name must match.")
-    file_format: dict[str, Any] = Field(
+    file_format: FileFormat = Field(
         alias="format",
         description="format (csv, tsv, json, ndjson, xml, xlsx), encoding, delimiter, quotechar, header, "
         "columns, rename, record_path, sheet.",
@@ -421,15 +422,12 @@ class SftpImportStep(RecordImportStep):
 
     @model_validator(mode="after")
     def _check_options(self) -> SftpImportStep:
-        from b2b_integrations.formats.readers import options_from_dict
         from b2b_integrations.formats.validation import schema_from_dict
 
-        if not _has_reference(self.file_format):
-            options_from_dict(self.file_format)
         if not _has_reference(self.row_schema):
             schema_from_dict(self.row_schema)
         nested = ("xml", "json", "ndjson")
-        fmt = self.file_format.get("format")
+        fmt = self.file_format.format
         if self.document is not None and not _has_reference(fmt) and fmt not in nested:
             raise ValueError(f"document needs a format whose records nest ({', '.join(nested)})")
         return self

@@ -17,14 +17,18 @@ import json
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 from xml.parsers import expat
 
-Format = Literal["csv", "tsv", "json", "ndjson", "xml", "xlsx"]
-FORMATS: tuple[str, ...] = get_args(Format)
+from b2b_integrations.config.format_options import FileFormat
+from b2b_integrations.config.format_options import is_utf8 as _is_utf8
+from b2b_integrations.config.options import validated
+
+# How to read a file is the step's validated ``format`` block: one model, checked at config time and here.
+FormatOptions = FileFormat
 
 # Binary read size for the line splitter and the XML prescan: big enough to be fast, small enough
 # that memory stays flat whatever the file size.
@@ -57,103 +61,9 @@ class FileParseError(Exception):
     """The whole file cannot be parsed (bad encoding, not XML, missing sheet or header, ...)."""
 
 
-@dataclass(frozen=True)
-class FormatOptions:
-    """How to read one file. Validated on construction (``ValueError``)."""
-
-    format: Format
-    encoding: str = "utf-8"
-    delimiter: str | None = None
-    quotechar: str = '"'
-    header: bool = True
-    columns: list[str] | None = None
-    rename: dict[str, str] = field(default_factory=dict)
-    record_path: str | None = None
-    sheet: str | int | None = None
-    skip_blank_lines: bool = True
-
-    def __post_init__(self) -> None:
-        _check_format_and_encoding(self)
-        _check_csv_options(self)
-        _check_columns(self)
-        _check_paths(self)
-
-    @property
-    def text_encoding(self) -> str:
-        """The codec to open text with: plain UTF-8 becomes ``utf-8-sig`` so a BOM is dropped."""
-        return "utf-8-sig" if _is_utf8(self.encoding) else self.encoding
-
-    @property
-    def effective_delimiter(self) -> str:
-        return self.delimiter or ("\t" if self.format == "tsv" else ",")
-
-
-def _is_utf8(encoding: str) -> bool:
-    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
-
-
-def _check_format_and_encoding(opts: FormatOptions) -> None:
-    if opts.format not in FORMATS:
-        raise ValueError(f"format must be one of {list(FORMATS)}, got {opts.format!r}")
-    if not isinstance(opts.encoding, str):
-        raise ValueError(f"encoding must be a string, got {opts.encoding!r}")
-    try:
-        codecs.lookup(opts.encoding)
-    except LookupError:
-        raise ValueError(f"unknown encoding {opts.encoding!r}") from None
-
-
-def _check_csv_options(opts: FormatOptions) -> None:
-    for name in ("delimiter", "quotechar"):
-        value = getattr(opts, name)
-        if value is None and name == "delimiter":
-            continue
-        if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
-            raise ValueError(f"{name} must be a single character (not a newline), got {value!r}")
-    for name in ("header", "skip_blank_lines"):
-        if not isinstance(getattr(opts, name), bool):
-            raise ValueError(f"{name} must be true or false, got {getattr(opts, name)!r}")
-
-
-def _check_columns(opts: FormatOptions) -> None:
-    if opts.columns is not None:
-        if not isinstance(opts.columns, list) or not all(isinstance(c, str) and c for c in opts.columns):
-            raise ValueError(f"columns must be a list of non-empty strings, got {opts.columns!r}")
-        if not opts.columns:
-            raise ValueError("columns must not be empty")
-    if not isinstance(opts.rename, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in opts.rename.items()
-    ):
-        raise ValueError(f"rename must map column names to non-empty names, got {opts.rename!r}")
-    if opts.format in ("csv", "tsv", "xlsx") and not opts.header and opts.columns is None:
-        raise ValueError("columns are required when header is false")
-
-
-def _check_paths(opts: FormatOptions) -> None:
-    if opts.record_path is not None and (
-        not isinstance(opts.record_path, str) or not opts.record_path.strip(". /")
-    ):
-        raise ValueError(f"record_path must be a non-empty string, got {opts.record_path!r}")
-    if opts.format == "xml" and opts.record_path is None:
-        raise ValueError("record_path is required for xml (e.g. 'order' or 'orders/order')")
-    sheet = opts.sheet
-    if sheet is not None and (isinstance(sheet, bool) or not isinstance(sheet, str | int)):
-        raise ValueError(f"sheet must be a sheet name or a 0-based index, got {sheet!r}")
-    if isinstance(sheet, int) and sheet < 0:
-        raise ValueError(f"sheet index must be >= 0, got {sheet}")
-
-
 def options_from_dict(data: dict[str, Any]) -> FormatOptions:
-    """Build :class:`FormatOptions` from config (e.g. YAML); ``ValueError`` with a clear message."""
-    if not isinstance(data, dict):
-        raise ValueError(f"format options must be a mapping, got {type(data).__name__}")
-    allowed = [f.name for f in fields(FormatOptions)]
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown format option(s) {unknown}; allowed: {allowed}")
-    if "format" not in data:
-        raise ValueError(f"format options need 'format' (one of {list(FORMATS)})")
-    return FormatOptions(**data)
+    """The resolved ``format`` block, checked by its config model; ``ValueError`` with a clear message."""
+    return validated(FormatOptions, data)
 
 
 def read_records(path: Path, options: FormatOptions) -> Iterator[RawRecord]:
