@@ -73,11 +73,16 @@ def minimal_customer(customer_id: str = "acme", integration: str = "sync", **set
     return {"id": customer_id, "name": customer_id.title(), "integrations": {integration: entry}}
 
 
-def readme_file_blocks(tag: str) -> list[tuple[str, str]]:
-    """README's code blocks marked ``<!-- <tag>: file <path> -->``: (path, the block's text), so a test can
-    require that README shows each file exactly as the tests run it."""
+def docs_file_blocks(page: str, tag: str) -> list[tuple[str, str | None]]:
+    """The code blocks of ``docs/<page>`` marked ``<!-- <tag>: file <path> -->``: (path, the file the block
+    includes with a ``--8<--`` snippet line, or None when it holds text of its own), so a test can require
+    that the page shows each file exactly as the tests run it (mkdocs inlines the file when it builds)."""
     import re
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
     pattern = re.compile(rf"<!-- {re.escape(tag)}: file (\S+) -->\n```\w*\n(.*?)```", re.S)
-    return [(match.group(1), match.group(2)) for match in pattern.finditer(readme)]
+    blocks = []
+    for match in pattern.finditer(text):
+        included = re.fullmatch(r'--8<-- "([^"]+)"\n', match.group(2))
+        blocks.append((match.group(1), included.group(1) if included else None))
+    return blocks

@@ -16,7 +16,7 @@ import pytest
 
 from airflow_stack import AirflowStack, start_airflow_stack
 from b2b_integrations.instances import documents
-from helpers import REPO, minimal_customer, minimal_template, readme_file_blocks, write_include
+from helpers import REPO, docs_file_blocks, minimal_customer, minimal_template, write_include
 
 pytestmark = pytest.mark.e2e
 
@@ -334,13 +334,13 @@ def test_rollout_of_a_shipped_template_dry_run_first(stack: AirflowStack, admin:
 WALKTHROUGH = REPO / "docs" / "examples" / "instances_api" / "walkthrough.sh"
 
 
-def test_readme_shows_the_walkthrough_as_the_test_runs_it() -> None:
-    blocks = readme_file_blocks("instances-api")
-    assert [path for path, _ in blocks] == ["docs/examples/instances_api/walkthrough.sh"]
-    assert blocks[0][1] == WALKTHROUGH.read_text(encoding="utf-8")
+def test_docs_show_the_walkthrough_as_the_test_runs_it() -> None:
+    path = "docs/examples/instances_api/walkthrough.sh"
+    assert docs_file_blocks("instances-api.md", "instances-api") == [(path, path)]
+    assert (REPO / path) == WALKTHROUGH
 
 
-def test_the_readme_walkthrough_runs_as_written(stack: AirflowStack) -> None:
+def test_the_documented_walkthrough_runs_as_written(stack: AirflowStack) -> None:
     password = json.loads((stack.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
     env = {**stack.env, "B2B": stack.url, "AIRFLOW_USER": "admin", "AIRFLOW_PASSWORD": password}
     run = subprocess.run(

@@ -1,7 +1,9 @@
-"""README's quick start, run as written against the demo, so the documented path cannot rot.
+"""The quick start (docs/getting-started.md), run as written against the demo, so the documented path cannot
+rot.
 
-A copy of this working tree (sharing ``.venv``) runs ``scripts/demo.sh`` on free ports. README's quick-start
-blocks are marked with comments: ``file PATH`` blocks must equal the file they show, ``run`` blocks run in
+A copy of this working tree (sharing ``.venv``) runs ``scripts/demo.sh`` on free ports. The page's quick-start
+blocks are marked with comments: ``file PATH`` blocks must include that very file (a ``--8<--`` snippet line,
+which the site build inlines), ``run`` blocks run in
 order in bash (a ``source`` line stays in effect for the blocks after it, as in the reader's terminal), and
 ``until`` blocks are repeated, as the reader would, until they succeed and print every ``# expected`` line
 (``...`` in one stands for any text).
@@ -54,9 +56,12 @@ class Block:
         return tail
 
 
-def quick_start_blocks(readme: str) -> list[Block]:
-    start = readme.index("## Quick start")
-    section = readme[start : readme.index("\n## ", start + 1)]
+PAGE = Path("docs") / "getting-started.md"
+
+
+def quick_start_blocks(page: str) -> list[Block]:
+    start = page.index("# Quick start")
+    section = page[start : page.index("\n## ", start + 1)]
     return [
         Block("file" if m["file"] else m.group(1), m["body"], m["file"]) for m in _BLOCK.finditer(section)
     ]
@@ -69,8 +74,8 @@ def _printed(expected: list[str], output: str) -> bool:
     return all(any(p.fullmatch(line.rstrip()) for line in lines) for p in patterns)
 
 
-def test_readme_marks_the_quick_start_blocks() -> None:
-    blocks = quick_start_blocks((REPO / "README.md").read_text(encoding="utf-8"))
+def test_page_marks_the_quick_start_blocks() -> None:
+    blocks = quick_start_blocks((REPO / PAGE).read_text(encoding="utf-8"))
     assert [b.kind for b in blocks].count("file") >= 3
     assert {"run", "until"} <= {b.kind for b in blocks}
     assert all(b.expected for b in blocks if b.kind == "until")
@@ -116,7 +121,7 @@ def _wait_for(what: str, check, timeout: float, clone: Path):  # noqa: ANN001, A
     )
 
 
-def test_readme_quick_start_runs_as_written_against_the_demo(tmp_path: Path) -> None:
+def test_quick_start_runs_as_written_against_the_demo(tmp_path: Path) -> None:
     stamp = REPO / ".venv" / ".b2b-installed"
     wanted = hashlib.sha256((REPO / "constraints.txt").read_bytes() + (REPO / "pyproject.toml").read_bytes())
     assert stamp.exists() and stamp.read_text().strip() == wanted.hexdigest(), (
@@ -125,11 +130,11 @@ def test_readme_quick_start_runs_as_written_against_the_demo(tmp_path: Path) -> 
     clone = tmp_path / "repo"
     shutil.copytree(REPO, clone, ignore=_not_copied, symlinks=True)
     (clone / ".venv").symlink_to(REPO / ".venv")
-    blocks = quick_start_blocks((clone / "README.md").read_text(encoding="utf-8"))
+    blocks = quick_start_blocks((clone / PAGE).read_text(encoding="utf-8"))
     for block in blocks:
         if block.kind == "file":
-            shown = (clone / str(block.file)).read_text(encoding="utf-8")
-            assert block.body == shown, f"README's copy of {block.file} differs from the file"
+            assert block.body == f'--8<-- "{block.file}"\n', f"the page does not include {block.file} itself"
+            assert (clone / str(block.file)).is_file()
 
     ports = {
         "B2B_DEMO_PORT": free_port(),
@@ -163,9 +168,9 @@ def test_readme_quick_start_runs_as_written_against_the_demo(tmp_path: Path) -> 
 
             if block.kind == "run":
                 ok, output = attempt()
-                assert ok, f"README quick-start block failed:\n{block.body}\n{output}"
+                assert ok, f"quick-start block failed:\n{block.body}\n{output}"
             else:
-                _wait_for(f"README's block\n{block.body}", attempt, 240, clone)
+                _wait_for(f"the page's block\n{block.body}", attempt, 240, clone)
             sourced += [line for line in block.body.splitlines() if line.startswith("source ")]
     finally:
         _stop_demo(demo)

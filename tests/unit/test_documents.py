@@ -292,18 +292,15 @@ def test_created_line_tables_take_their_key_types_from_the_parent() -> None:
         )
 
 
-def test_readme_example_is_an_excerpt_of_the_shipped_template() -> None:
-    """The README's worked example shows the YAML of include/integrations/partner_po_xml.yaml, which
-    tests/integration/test_documents_import.py runs as a generated DAG."""
-    import re
-
+def test_docs_example_is_the_shipped_template() -> None:
+    """docs/patterns/documents.md shows the step of include/integrations/partner_po_xml.yaml (a snippet the
+    site build inlines), which tests/integration/test_documents_import.py runs as a generated DAG."""
     repo = Path(__file__).parents[2]
-    marker = "<!-- documents-example: excerpt of include/integrations/partner_po_xml.yaml -->"
-    section = (repo / "README.md").read_text(encoding="utf-8").split(marker)[1].split("\n- **")[0]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    page = (repo / "docs" / "patterns" / "documents.md").read_text(encoding="utf-8")
+    assert '--8<-- "include/integrations/partner_po_xml.yaml:import_orders"' in page
     template = (repo / "include" / "integrations" / "partner_po_xml.yaml").read_text(encoding="utf-8")
-    assert len(blocks) == 2
-    assert all(block in template for block in blocks)
+    section = template.split("# --8<-- [start:import_orders]")[1].split("# --8<-- [end:import_orders]")[0]
+    assert "kind: sftp_import" in section and "document:" in section
 
 
 def test_document_sink_replaces_lines_on_sqlite(tmp_path: Path) -> None:

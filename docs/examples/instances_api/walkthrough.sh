@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The instances API end to end with curl: onboard a customer, give it an integration, reconfigure it,
 # activate it, let the customer see only its own instance, upgrade it to a new template version,
-# look at its history and status, and deactivate it. README's "Instances API" section shows this file;
+# look at its history and status, and deactivate it. docs/instances-api.md shows this file;
 # tests/instances/test_instances_api_e2e.py runs it against a real API server.
 #   B2B            the Airflow API server (default http://127.0.0.1:8080, the demo's)
 #   AIRFLOW_USER   an Airflow user allowed to edit DAGs (default admin)
