@@ -4,49 +4,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-# OpenSSH server: the SFTP integration tests start a private sshd on a loopback port.
-if [[ ! -x /usr/sbin/sshd ]]; then
+# Debian packages the tests start or call: installed when missing (as root, as CI runs), else named.
+need_package() {  # need_package <program> <package> <why>
+  if command -v "$1" > /dev/null || [[ -x "$1" ]]; then
+    return
+  fi
   if [[ "$(id -u)" == "0" ]]; then
-    echo "test: installing openssh-server (Debian package) for the SFTP tests ..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server > /dev/null
+    echo "test: installing $2 (Debian package) for $3 ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" > /dev/null
   else
-    echo "test: /usr/sbin/sshd is missing; run: sudo apt-get install openssh-server" >&2
+    echo "test: $1 is missing; run: sudo apt-get install $2" >&2
     exit 1
   fi
-fi
-
-# Dovecot IMAP server: the mailbox tests start a private one on a loopback port.
-if [[ ! -x /usr/sbin/dovecot ]]; then
-  if [[ "$(id -u)" == "0" ]]; then
-    echo "test: installing dovecot-imapd (Debian package) for the mailbox tests ..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd > /dev/null
-  else
-    echo "test: /usr/sbin/dovecot is missing; run: sudo apt-get install dovecot-imapd" >&2
-    exit 1
-  fi
-fi
-
-# sqlite3 CLI: README's quick start reads the demo's tables with it, and a test runs the quick start.
-if ! command -v sqlite3 > /dev/null; then
-  if [[ "$(id -u)" == "0" ]]; then
-    echo "test: installing sqlite3 (Debian package) for the quick-start test ..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 > /dev/null
-  else
-    echo "test: sqlite3 is missing; run: sudo apt-get install sqlite3" >&2
-    exit 1
-  fi
-fi
-
-# jq: README's instances API walkthrough (curl + jq), which a test runs as written.
-if ! command -v jq > /dev/null; then
-  if [[ "$(id -u)" == "0" ]]; then
-    echo "test: installing jq (Debian package) for the instances API walkthrough ..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq > /dev/null
-  else
-    echo "test: jq is missing; run: sudo apt-get install jq" >&2
-    exit 1
-  fi
-fi
+}
+need_package /usr/sbin/sshd openssh-server "the SFTP tests (a private sshd on a loopback port)"
+need_package /usr/sbin/dovecot dovecot-imapd "the mailbox tests (a private IMAP server)"
+need_package sqlite3 sqlite3 "the quick-start test (README's quick start reads the demo's tables with it)"
+need_package jq jq "the instances API walkthrough (curl + jq), which a test runs as written"
+need_package /usr/bin/chromium chromium "the browser tests of the Integrations page and the customer portal"
 
 # One process by default. B2B_TEST_WORKERS=2 runs two pytest-xdist workers, each taking whole modules (half
 # the time), but two of four such runs had e2e failures not seen in one process (a task's connection not
