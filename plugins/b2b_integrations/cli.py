@@ -1,5 +1,5 @@
 """Command line: ``python -m b2b_integrations validate include/``, ``schema``, ``replay``,
-``replay-dead-letters``, ``quarantine list|replay`` and ``rollout``."""
+``replay-dead-letters``, ``quarantine list|replay``, ``rollout`` and ``pools``."""
 
 from __future__ import annotations
 
@@ -163,6 +163,27 @@ def _rollout(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _pools(args: argparse.Namespace) -> int:
+    """Needs Airflow's metadata DB configuration (run it where ``airflow`` commands work)."""
+    from airflow.utils.session import create_session
+
+    from b2b_integrations.config.last_valid import default_store
+    from b2b_integrations.pools import sync_pools, wanted_pools
+
+    # The same customers the DAG files build: a broken file counts as its last valid copy.
+    project = load_project(args.include_dir, last_valid=default_store())
+    for problem in project.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    with create_session() as session:
+        result = sync_pools(wanted_pools(i.customer for i in project.customers), session, prune=args.prune)
+    for label, names in (("created", result.created), ("resized", result.updated), ("pruned", result.pruned),
+                         ("orphaned (no customer caps it; --prune removes it)", result.orphaned)):  # fmt: skip
+        for name in names:
+            print(f"{label}: {name}")
+    print(f"{len(result.unchanged)} customer pool(s) unchanged")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="b2b_integrations", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -240,5 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         "--actor", default=f"cli:{os.environ.get('USER', 'unknown')}", help="who is recorded in each version"
     )
     rollout.set_defaults(func=_rollout)
+    pools = commands.add_parser(
+        "pools", help="create or resize the Airflow pool of every customer with limits.max_active_tasks"
+    )
+    pools.add_argument("include_dir", nargs="?", default=os.environ.get("B2B_INCLUDE_DIR", "include"))
+    pools.add_argument(
+        "--prune", action="store_true", help="also remove customer pools no customer asks for and no task waits in"
+    )
+    pools.set_defaults(func=_pools)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -158,6 +158,7 @@ async def create_customer(request: Request, who: Who, svc: Svc) -> JSONResponse:
         raise ApiError(422, "invalid", "'id' (the customer id, lower_snake_case) is required")
     header = {k: v for k, v in body.items() if k not in ("id", "integrations")}
     record = await run_in_threadpool(svc.store.create_customer, customer, header, actor=who.name)
+    await run_in_threadpool(_keep_pool, record)
     return _with_etag(_customer_json(record), record.etag, 201)
 
 
@@ -186,7 +187,25 @@ async def put_customer(customer: str, request: Request, who: Who, svc: Svc) -> J
             if_match=request.headers.get("if-match"), actor=who.name,
         )
     )  # fmt: skip
+    await run_in_threadpool(_keep_pool, record)
     return _with_etag(_customer_json(record), record.etag)
+
+
+def _keep_pool(record: Any) -> None:
+    """A customer written with a task cap gets its pool now, before its DAGs are parsed (a task in a
+    missing pool is never scheduled). Without a cap nothing is touched: an old pool stays for runs that
+    still hold it (``python -m b2b_integrations pools --prune`` clears it)."""
+    from b2b_integrations.config.limits import CustomerLimits, customer_pool
+
+    limits = CustomerLimits.model_validate(record.header.get("limits") or {})
+    if not limits.max_active_tasks or record.header.get("enabled") is False:
+        return
+    from airflow.utils.session import create_session
+
+    from b2b_integrations.pools import sync_pools
+
+    with create_session() as session:
+        sync_pools({customer_pool(record.id): limits.max_active_tasks}, session, complete=False)
 
 
 @router.post(

@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from b2b_integrations.config.alerts import AlertOptions
 from b2b_integrations.config.base import Ident, PlainText, StrictModel
+from b2b_integrations.config.limits import CustomerLimits
 from b2b_integrations.config.monitors import AppMonitors, MonitorSettings
 from b2b_integrations.config.steps import Step
 from b2b_integrations.config.triggers import Schedule, Trigger
@@ -173,6 +174,10 @@ class Customer(StrictModel):
     )
     integrations: dict[Ident, CustomerIntegration] = Field(
         default_factory=dict, description="Integration name -> the customer's settings for it."
+    )
+    limits: CustomerLimits = Field(
+        default_factory=CustomerLimits,
+        description="This customer's share of the workers: task and run caps over all its flows, priority.",
     )
 
 

@@ -84,6 +84,16 @@ def _alerts(plan: DagPlan) -> Any:
     )
 
 
+def _share(plan: DagPlan) -> dict[str, Any]:
+    """The customer's pool and weight, only when set: unset, the serialized DAG stays as it was."""
+    share: dict[str, Any] = {}
+    if plan.pool is not None:
+        share["pool"] = plan.pool
+    if plan.priority_weight is not None:
+        share["priority_weight"] = plan.priority_weight
+    return share
+
+
 def build_dag(plan: DagPlan, auto_register: bool = True) -> DAG:
     """Create the DAG and its tasks for one plan; tasks run in the order of the flow's steps.
 
@@ -99,7 +109,7 @@ def build_dag(plan: DagPlan, auto_register: bool = True) -> DAG:
         catchup=plan.catchup,
         max_active_runs=plan.max_active_runs,
         tags=list(plan.tags),
-        default_args={**plan.default_args, "on_failure_callback": _alerts(plan)},
+        default_args={**plan.default_args, **_share(plan), "on_failure_callback": _alerts(plan)},
         params={name: Param(**spec) for name, spec in plan.params.items()},
         auto_register=auto_register,
         **(

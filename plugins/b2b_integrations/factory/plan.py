@@ -81,3 +81,7 @@ class DagPlan:
     """The customer's failure-alert targets (None: the operator's defaults only)."""
     paused_upon_creation: bool | None = None
     """The instance's activation (``active``) as the DAG's ``is_paused_upon_creation``; None: Airflow's default."""
+    pool: str | None = None
+    """The customer's Airflow pool (``limits.max_active_tasks``); None: Airflow's default_pool."""
+    priority_weight: int | None = None
+    """Every task's ``priority_weight`` (``limits.priority_weight``); None: Airflow's default (1)."""

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from b2b_integrations.config.limits import customer_pool
 from b2b_integrations.config.loader import CustomerInstance, Project
 from b2b_integrations.config.models import CustomerIntegration, Flow, IntegrationTemplate, Pattern
 from b2b_integrations.config.references import resolve
@@ -179,7 +180,7 @@ def _plan_flow(
         schedule_asset=schedule_asset,
         outlet_asset=output_asset(customer.id, integration, flow_name) if has_consumers else None,
         catchup=catchup,
-        max_active_runs=flow.max_active_runs or (SYNC_MAX_ACTIVE_RUNS if sync else 1),
+        max_active_runs=_max_active_runs(flow, sync is not None, customer.limits.max_active_runs),
         paused_upon_creation=None if settings.active is None else not settings.active,
         tags=(
             f"customer:{customer.id}",
@@ -209,7 +210,14 @@ def _plan_flow(
         inbox=schedule_asset if flow.trigger.type in EVENT_TRIGGERS else None,
         alerts=customer.alerts.model_dump() if customer.alerts else None,
         sync=sync,
+        pool=customer_pool(customer.id) if customer.limits.max_active_tasks else None,
+        priority_weight=customer.limits.priority_weight if customer.limits.priority_weight != 1 else None,
     )
+
+
+def _max_active_runs(flow: Flow, sync: bool, customer_cap: int | None) -> int:
+    wanted = flow.max_active_runs or (SYNC_MAX_ACTIVE_RUNS if sync else 1)
+    return min(wanted, customer_cap) if customer_cap else wanted
 
 
 def _sync_plan(
