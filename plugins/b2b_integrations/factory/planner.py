@@ -13,7 +13,13 @@ from b2b_integrations.config.models import CustomerIntegration, Flow, Integratio
 from b2b_integrations.config.references import resolve
 from b2b_integrations.config.schedules import parse_schedule
 from b2b_integrations.config.steps import StepBase
-from b2b_integrations.config.triggers import AssetTrigger, PubSubTrigger, ScheduleTrigger, SyncTrigger
+from b2b_integrations.config.triggers import (
+    AssetTrigger,
+    PubSubTrigger,
+    ScheduleTrigger,
+    SyncTrigger,
+    WebhookTrigger,
+)
 from b2b_integrations.config.variables import JSON_TYPES
 from b2b_integrations.factory.plan import AssetRef, DagPlan, PubSubWatch, SyncPlan, TaskPlan
 from b2b_integrations.sync.outcome import CALLBACK_TASK_ID
@@ -169,6 +175,16 @@ def _plan_flow(
             f"\n\n## Synchronous endpoint\n\n`POST /b2b/sync/{customer.id}/{integration}/{flow_name}` "
             f"answers with the return value of `{sync.result_task_id}`; `{CALLBACK_TASK_ID}` sends it to the "
             "caller's `Callback-Url` when one was given."
+        )
+    if isinstance(flow.trigger, WebhookTrigger):
+        doc_md += (
+            f"\n\n## Webhook URL\n\nThe third party calls `POST /b2b/webhooks/{customer.id}/{integration}/{flow_name}` "
+            f"on the Airflow API server's address, signed with `{flow.trigger.signature}`"
+            + (
+                f" (secret: the password of connection slot `{flow.trigger.secret_connection}`)."
+                if flow.trigger.secret_connection
+                else "."
+            )
         )
     return DagPlan(
         dag_id=dag_id,
