@@ -19,7 +19,9 @@ EXAMPLES = REPO / "docs" / "examples" / "monitors"
 
 
 def facts(**kw: object) -> FlowFacts:
-    return FlowFacts(customer="acme", integration="sync", flow="snapshot", dag_id="acme__sync__snapshot", **kw)  # type: ignore[arg-type]
+    return FlowFacts(
+        customer="acme", integration="sync", flow="snapshot", dag_id="acme__sync__snapshot", **kw
+    )  # type: ignore[arg-type]
 
 
 def kinds(found: list) -> list[tuple[str, str]]:
@@ -49,7 +51,12 @@ def test_overdue_when_the_scheduler_never_created_the_due_run() -> None:
 
 def test_paused_or_disabled_or_unset_monitors_raise_nothing() -> None:
     late = facts(first_unmet_due=NOW - timedelta(days=1), failures_since_success=9, first_failure_run_id="r1")
-    assert evaluate(facts(first_unmet_due=NOW - timedelta(days=1), is_paused=True), Monitors(overdue_after=1), NOW) == []
+    assert (
+        evaluate(
+            facts(first_unmet_due=NOW - timedelta(days=1), is_paused=True), Monitors(overdue_after=1), NOW
+        )
+        == []
+    )
     assert evaluate(late, Monitors(enabled=False, overdue_after=1), NOW) == []
     assert kinds(evaluate(late, Monitors(), NOW)) == [("failures", "r1")]  # overdue unset: off
 
@@ -78,7 +85,10 @@ def test_deactivation_is_announced_at_m_minus_1_and_off_by_default() -> None:
     assert kinds(found) == [("deactivation_warning", "r1"), ("deactivated", "r1")]
     assert found[-1].deactivates
     # Already paused (by us or by hand): no second deactivation.
-    assert evaluate(facts(failures_since_success=3, first_failure_run_id="r1", is_paused=True), monitors, NOW) == []
+    assert (
+        evaluate(facts(failures_since_success=3, first_failure_run_id="r1", is_paused=True), monitors, NOW)
+        == []
+    )
     off = evaluate(facts(failures_since_success=50, first_failure_run_id="r1"), Monitors(), NOW)
     assert not any(a.deactivates for a in off)
 
@@ -181,3 +191,38 @@ def test_documented_examples_load_and_give_the_documented_settings(tmp_path: Pat
     assert effective(app.defaults, template.monitors, settings.monitors) == Monitors(
         overdue_after=2700, max_duration=1200, warn_after_failures=2, deactivate_after_failures=5
     )
+
+
+def test_a_reference_wrong_only_with_a_customers_value_is_reported_on_its_file(tmp_path: Path) -> None:
+    template = minimal_template(monitors={"overdue_after": "${config.label}"})
+    include = write_include(
+        tmp_path / "include",
+        {"sync": template},
+        {"acme": minimal_customer(config={"region": "eu", "label": "-3m"})},
+    )
+    problems = load_project(include).problems
+    assert [(p.file, p.key_path) for p in problems] == [
+        ("include/customers/acme.yaml", "integrations.sync.monitors.overdue_after")
+    ], problems
+    assert "with this customer's values: expected seconds" in problems[0].message
+    # With a value that fits, the same template is fine.
+    (include / "customers" / "acme.yaml").write_text(
+        yaml.safe_dump(minimal_customer(config={"region": "eu", "label": "3m"})), encoding="utf-8"
+    )
+    assert load_project(include).problems == []
+
+
+def test_app_yaml_declares_the_monitors_dag_and_a_task_start_builds_it_alone(tmp_path: Path) -> None:
+    from b2b_integrations.factory.app_dags import MONITORS_DAG_ID
+    from b2b_integrations.factory.register import build_dags, build_task_dag
+
+    root = write_include(tmp_path / "include", {"sync": minimal_template()}, {"acme": minimal_customer()})
+    shutil.copy(EXAMPLES / "app.yaml", root / "app.yaml")
+    result = build_dags(root)
+    assert result.problems == []
+    dag = result.dags[MONITORS_DAG_ID]
+    (task,) = dag.tasks
+    assert task.api_conn_id == "b2b_api" and dag.max_active_runs == 1 and dag.catchup is False
+    alone = build_task_dag(root, MONITORS_DAG_ID)
+    assert list(alone.dags) == [MONITORS_DAG_ID]
+    assert build_task_dag(root, MONITORS_DAG_ID, shard=1, shards=2).dags == {}

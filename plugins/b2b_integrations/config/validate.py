@@ -218,7 +218,24 @@ def check_customer_integration(
         findings.extend(
             _check_resolved_steps(template, config, dict(settings.connections), base, set(settings.config))
         )
+        findings.extend(_check_monitors(template, settings, config, base))
     return findings
+
+
+def _check_monitors(
+    template: IntegrationTemplate, settings: CustomerIntegration, config: dict[str, Any], base: KeyPath
+) -> Iterator[Finding]:
+    """The template's and the customer's ``monitors:`` merged and filled in with this customer's values
+    (each level alone was checked by its model; a ``${config.*}`` only now has a value)."""
+    from b2b_integrations.config.monitors import MonitorConfigError, effective
+
+    if template.monitors is None and settings.monitors is None:
+        return
+    try:
+        effective(template.monitors, settings.monitors, config=config)
+    except MonitorConfigError as e:
+        key = () if e.key == "monitors" else tuple(e.key.split("."))
+        yield Finding((*base, "monitors", *key), f"with this customer's values: {e.message}")
 
 
 def _check_resolved_steps(

@@ -1,4 +1,4 @@
-"""DAGs of our own app, not of a customer: the outbox poller (``include/app.yaml``)."""
+"""DAGs of our own app, not of a customer: the outbox poller and the monitors (``include/app.yaml``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from b2b_integrations.config.models import AppSettings
+    from b2b_integrations.config.models import AppMonitors, AppSettings
 
 OUTBOX_DAG_ID = "b2b_app__outbox"
+MONITORS_DAG_ID = "b2b_app__monitors"
+APP_DAG_IDS = (OUTBOX_DAG_ID, MONITORS_DAG_ID)
 
 
 def build_app_dags(app: AppSettings | None, auto_register: bool = True) -> dict[str, DAG]:
@@ -21,6 +23,9 @@ def build_app_dags(app: AppSettings | None, auto_register: bool = True) -> dict[
     from b2b_integrations.operators.outbox_poll import OutboxPollOperator
 
     dags: dict[str, DAG] = {}
+    monitors = app.monitors if app is not None else None
+    if monitors is not None and monitors.enabled:
+        dags[MONITORS_DAG_ID] = _monitors_dag(monitors, auto_register)
     outbox = app.outbox if app is not None else None
     if outbox is None or not outbox.enabled:
         return dags
@@ -60,3 +65,32 @@ def build_app_dags(app: AppSettings | None, auto_register: bool = True) -> dict[
         )
     dags[OUTBOX_DAG_ID] = dag
     return dags
+
+
+def _monitors_dag(monitors: AppMonitors, auto_register: bool) -> DAG:
+    from airflow.sdk import DAG
+
+    from b2b_integrations.config.schedules import parse_schedule
+    from b2b_integrations.factory.build import _start_date
+    from b2b_integrations.operators.monitors import EvaluateMonitorsOperator
+
+    with DAG(
+        dag_id=MONITORS_DAG_ID,
+        description="Evaluate every instance's alert monitors",
+        doc_md=(
+            "# Alert monitors\n\nAsks the API server (connection "
+            f"`{monitors.api_connection}`) to evaluate every instance's monitors: overdue, duration "
+            "exceeded, consecutive failures, deactivation, recovered. Each alert is sent once (a ledger in "
+            "the metadata DB); see docs/monitors.md. Configured in `include/app.yaml`."
+        ),
+        schedule=parse_schedule(monitors.schedule),
+        start_date=_start_date(),
+        catchup=False,
+        max_active_runs=1,
+        auto_register=auto_register,
+        tags=["b2b:app", "b2b:monitors"],
+        # The next evaluation is the retry: a run that failed is not worth repeating a minute late.
+        default_args={"owner": "b2b-integrations", "retries": 0},
+    ) as dag:
+        EvaluateMonitorsOperator(task_id="evaluate", api_conn_id=monitors.api_connection)
+    return dag

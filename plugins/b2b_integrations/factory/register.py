@@ -34,7 +34,7 @@ from b2b_integrations.config.loader import (
     load_project,
 )
 from b2b_integrations.errors import ConfigError, Problem
-from b2b_integrations.factory.app_dags import OUTBOX_DAG_ID, build_app_dags
+from b2b_integrations.factory.app_dags import APP_DAG_IDS, build_app_dags
 from b2b_integrations.factory.build import build_dag
 from b2b_integrations.factory.plan import DagPlan
 from b2b_integrations.factory.planner import DAG_ID_SEPARATOR, plan_project
@@ -125,7 +125,7 @@ def build_task_dag(
     the same DAG).
     """
     nothing = FactoryResult(project=Project(include_dir=Path(include_dir)))
-    if dag_id == OUTBOX_DAG_ID:
+    if dag_id in APP_DAG_IDS:
         if shard != 0:
             return nothing
         project = load_app_settings(include_dir)

@@ -73,54 +73,77 @@ def evaluate(facts: FlowFacts, monitors: Monitors, now: datetime) -> list[Alert]
     """The alerts ``facts`` call for at ``now`` (the ledger decides which are new)."""
     if not monitors.enabled:
         return []
-    alerts: list[Alert] = []
+    return [
+        *_overdue(facts, monitors, now),
+        *_too_long(facts, monitors, now),
+        *_failures(facts, monitors),
+        *_recovered(facts),
+    ]
 
-    def alert(kind: str, severity: str, episode: str, message: str, run_id: str | None = None, **details: Any) -> None:
-        alerts.append(Alert(kind, severity, facts.customer, facts.integration, facts.flow, facts.dag_id,
-                            episode, message, run_id, details))  # fmt: skip
 
+def _alert(facts: FlowFacts, kind: str, severity: str, episode: str, message: str,
+           run_id: str | None = None, **details: Any) -> Alert:  # fmt: skip
+    return Alert(kind, severity, facts.customer, facts.integration, facts.flow, facts.dag_id, episode, message,
+                 run_id, details)  # fmt: skip
+
+
+def _overdue(facts: FlowFacts, monitors: Monitors, now: datetime) -> list[Alert]:
     due = _unmet_due(facts, now)
-    if monitors.overdue_after is not None and due is not None and not facts.is_paused:
-        late = (now - due).total_seconds()
-        if late > monitors.overdue_after:
-            alert(OVERDUE, "critical", due.isoformat(),
-                  f"has not succeeded since its run due at {due.isoformat(timespec='seconds')} "
-                  f"({_span(late)} late; allowed {_span(monitors.overdue_after)})",
-                  due_at=due.isoformat(), late_seconds=round(late), allowed_seconds=monitors.overdue_after)  # fmt: skip
-    if monitors.max_duration is not None:
-        for run_id, started in facts.running:
-            ran = (now - started).total_seconds()
-            if ran > monitors.max_duration:
-                alert(DURATION_EXCEEDED, "warning", run_id,
-                      f"run {run_id} has been running for {_span(ran)} (allowed {_span(monitors.max_duration)})",
-                      run_id, started_at=started.isoformat(), running_seconds=round(ran),
-                      allowed_seconds=monitors.max_duration)  # fmt: skip
+    if monitors.overdue_after is None or due is None or facts.is_paused:
+        return []
+    late = (now - due).total_seconds()
+    if late <= monitors.overdue_after:
+        return []
+    return [_alert(facts, OVERDUE, "critical", due.isoformat(),
+                   f"has not succeeded since its run due at {due.isoformat(timespec='seconds')} "
+                   f"({_span(late)} late; allowed {_span(monitors.overdue_after)})",
+                   due_at=due.isoformat(), late_seconds=round(late), allowed_seconds=monitors.overdue_after)]  # fmt: skip
+
+
+def _too_long(facts: FlowFacts, monitors: Monitors, now: datetime) -> list[Alert]:
+    if monitors.max_duration is None:
+        return []
+    found = []
+    for run_id, started in facts.running:
+        ran = (now - started).total_seconds()
+        if ran > monitors.max_duration:
+            found.append(_alert(facts, DURATION_EXCEEDED, "warning", run_id,
+                                f"run {run_id} has been running for {_span(ran)} (allowed {_span(monitors.max_duration)})",
+                                run_id, started_at=started.isoformat(), running_seconds=round(ran),
+                                allowed_seconds=monitors.max_duration))  # fmt: skip
+    return found
+
+
+def _failures(facts: FlowFacts, monitors: Monitors) -> list[Alert]:
     failed, streak = facts.failures_since_success, facts.first_failure_run_id or ""
-    if streak and not facts.is_paused:
-        warn, deactivate = monitors.warn_after_failures, monitors.deactivate_after_failures
-        if warn is not None and failed >= warn:
-            alert(FAILURES, "warning", streak, f"its last {failed} runs failed", streak,
-                  failures=failed, threshold=warn)  # fmt: skip
-        if deactivate is not None and failed >= deactivate - 1:
-            alert(DEACTIVATION_WARNING, "critical", streak,
-                  f"its last {failed} runs failed: the integration is deactivated (its DAGs paused) "
-                  f"after {deactivate} consecutive failures",
-                  streak, failures=failed, deactivate_after=deactivate)  # fmt: skip
-        if deactivate is not None and failed >= deactivate:
-            alert(DEACTIVATED, "critical", streak,
-                  f"its last {failed} runs failed: the integration was deactivated (its DAGs paused); "
-                  "activate it again once the cause is fixed",
-                  streak, failures=failed, deactivate_after=deactivate)  # fmt: skip
-    if (
-        facts.last_alert_at is not None
-        and (facts.last_recovered_at is None or facts.last_recovered_at < facts.last_alert_at)
-        and facts.last_success_end is not None
-        and facts.last_success_end > facts.last_alert_at
-        and facts.last_success_run_id
-    ):
-        alert(RECOVERED, "info", facts.last_success_run_id, f"succeeded again (run {facts.last_success_run_id})",
-              facts.last_success_run_id)  # fmt: skip
-    return alerts
+    if not streak or facts.is_paused:
+        return []
+    found = []
+    warn, deactivate = monitors.warn_after_failures, monitors.deactivate_after_failures
+    if warn is not None and failed >= warn:
+        found.append(_alert(facts, FAILURES, "warning", streak, f"its last {failed} runs failed", streak,
+                            failures=failed, threshold=warn))  # fmt: skip
+    if deactivate is not None and failed >= deactivate - 1:
+        found.append(_alert(facts, DEACTIVATION_WARNING, "critical", streak,
+                            f"its last {failed} runs failed: the integration is deactivated (its DAGs paused) "
+                            f"after {deactivate} consecutive failures",
+                            streak, failures=failed, deactivate_after=deactivate))  # fmt: skip
+    if deactivate is not None and failed >= deactivate:
+        found.append(_alert(facts, DEACTIVATED, "critical", streak,
+                            f"its last {failed} runs failed: the integration was deactivated (its DAGs paused); "
+                            "activate it again once the cause is fixed",
+                            streak, failures=failed, deactivate_after=deactivate))  # fmt: skip
+    return found
+
+
+def _recovered(facts: FlowFacts) -> list[Alert]:
+    alerted, recovered, ended = facts.last_alert_at, facts.last_recovered_at, facts.last_success_end
+    if alerted is None or ended is None or not facts.last_success_run_id:
+        return []
+    if (recovered is not None and recovered >= alerted) or ended <= alerted:
+        return []
+    run_id = facts.last_success_run_id
+    return [_alert(facts, RECOVERED, "info", run_id, f"succeeded again (run {run_id})", run_id)]
 
 
 def _unmet_due(facts: FlowFacts, now: datetime) -> datetime | None:
