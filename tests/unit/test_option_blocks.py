@@ -144,3 +144,64 @@ def test_a_file_format_takes_references_in_its_leaves_and_checks_the_rest() -> N
     with pytest.raises(ValueError, match=r"^columns are required when header is false"):
         options_from_dict({"format": "csv", "header": False})
     assert options_from_dict({"format": "tsv"}).effective_delimiter == "\t"
+
+
+def test_render_is_typed_and_its_rules_across_keys_wait_for_references() -> None:
+    from b2b_integrations.config.render_options import RenderOptions
+    from b2b_integrations.reports.config import report_spec_from_config
+
+    written = {
+        "columns": ["a", {"name": "b", "decimals": "${config.decimals}"}],
+        "csv": {"delimiter": "${config.d}"},
+    }
+    assert RenderOptions.model_validate(written).model_dump() == {
+        "columns": [{"name": "a"}, {"name": "b", "decimals": "${config.decimals}"}],
+        "csv": {"delimiter": "${config.d}"},
+    }
+    # The summary names a column that is not listed: reported only once nothing is left to fill in.
+    RenderOptions.model_validate({**written, "summary": [{"op": "sum", "column": "c"}]})
+    with pytest.raises(ValueError, match=r"^render.summary\[0\].column: column 'c' is not in render.columns"):
+        report_spec_from_config("csv", {"columns": ["a"], "summary": [{"op": "sum", "column": "c"}]})
+    with pytest.raises(ValueError, match=r"^render.csv.delimiter: expected one character"):
+        report_spec_from_config("csv", {"csv": {"delimiter": ";;"}})
+    assert report_spec_from_config("csv", {"csv": {"delimiter": "\t"}}).csv.delimiter == "\t"
+
+
+def test_every_render_key_is_in_the_json_schema() -> None:
+    defs = json.loads((REPO / "include" / "schema" / "integration.schema.json").read_text())["$defs"]
+    for name in (
+        "RenderOptions",
+        "CsvRender",
+        "XmlRender",
+        "XlsxRender",
+        "PageRender",
+        "RenderChart",
+        "SummaryFigure",
+    ):
+        assert defs[name]["additionalProperties"] is False, name
+    assert set(defs["RenderOptions"]["properties"]) == {
+        "title",
+        "columns",
+        "summary",
+        "chart",
+        "logo",
+        "csv",
+        "xml",
+        "xlsx",
+        "page",
+    }
+    quoting = defs["CsvRender"]["properties"]["quoting"]["anyOf"]
+    assert any(o.get("enum") == ["minimal", "all", "nonnumeric", "none"] for o in quoting), quoting
+
+
+def test_a_render_mistake_in_a_template_is_reported_at_its_key_path(tmp_path: Path) -> None:
+    template = shipped_template("invoice_reports")
+    step = next(s for f in template["flows"].values() for s in f["steps"] if s["kind"] == "report_export")
+    step["render"] = {**step.get("render", {}), "page": {"size": "B5"}}
+    problems = [
+        str(p)
+        for p in load_project(write_include(tmp_path / "include", {"invoice_reports": template})).problems
+    ]
+    assert any(
+        ".render.page.size: expected one of ['A4', 'A3', 'letter', 'legal'], got 'B5'" in p for p in problems
+    ), problems

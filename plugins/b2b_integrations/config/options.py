@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
+    ConfigDict,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     SerializerFunctionWrapHandler,
@@ -92,6 +93,9 @@ class OptionBlock(StrictModel):
     message for a misspelt key; without it pydantic reports the key at its own path.
     """
 
+    # Whitespace is meaningful in options (a tab delimiter, a space as thousands separator).
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
     unknown_keys: ClassVar[str | None] = None
 
     @model_validator(mode="before")
@@ -107,6 +111,7 @@ class OptionBlock(StrictModel):
                         allowed=allowed,
                         unknown_text=", ".join(unknown),
                         allowed_text=", ".join(cls.model_fields),
+                        declared=list(cls.model_fields),
                     )
                 )
         return data

@@ -17,6 +17,7 @@ from b2b_integrations.config.base import Ident, StrictModel
 from b2b_integrations.config.format_options import FileFormat
 from b2b_integrations.config.http_options import AuthOptions, EventTarget, IncrementalOptions
 from b2b_integrations.config.references import has_reference, iter_references
+from b2b_integrations.config.render_options import RenderOptions
 from b2b_integrations.config.row_schema import RowSchemaMapping
 from b2b_integrations.delivery.config import NamedTargets
 
@@ -389,14 +390,11 @@ class HttpImportStep(RecordImportStep):
         return self
 
 
-class SftpImportStep(RecordImportStep):
-    """Import new files from an SFTP folder: parse, validate, load, then move or delete each file."""
+class FileImportOptions(RecordImportStep):
+    """Options of every file import, whatever folder the files sit in (sftp_import, object_import)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    kind: Literal["sftp_import"]
-    connection: Ident = Field(description="Connection slot of the SFTP server.")
-    folder: str = Field(min_length=1, description="Remote folder polled for new files.")
     pattern: str = Field("*", description="Glob the file names must match, e.g. '*.csv'.")
     regex: str | None = Field(None, description="Regular expression the whole file name must match.")
     file_format: FileFormat = Field(
@@ -414,14 +412,8 @@ class SftpImportStep(RecordImportStep):
     settle_seconds: float = Field(5, ge=0, le=600, description="Files changing within this time are skipped.")
     max_files: int | None = Field(None, ge=1, description="At most this many files per run.")
 
-    operator: ClassVar[str] = "b2b_integrations.operators.sftp_import.SftpFileImportOperator"
-    connection_fields: ClassVar[dict[str, str]] = {
-        "connection": "sftp_conn_id",
-        "db_connection": "db_conn_id",
-    }
-
     @model_validator(mode="after")
-    def _check_options(self) -> SftpImportStep:
+    def _check_options(self) -> FileImportOptions:
         from b2b_integrations.formats.validation import schema_from_dict
 
         if not _has_reference(self.row_schema):
@@ -430,6 +422,50 @@ class SftpImportStep(RecordImportStep):
         fmt = self.file_format.format
         if self.document is not None and not _has_reference(fmt) and fmt not in nested:
             raise ValueError(f"document needs a format whose records nest ({', '.join(nested)})")
+        return self
+
+
+class SftpImportStep(FileImportOptions):
+    """Import new files from an SFTP folder: parse, validate, load, then move or delete each file."""
+
+    kind: Literal["sftp_import"]
+    connection: Ident = Field(description="Connection slot of the SFTP server.")
+    folder: str = Field(min_length=1, description="Remote folder polled for new files.")
+
+    operator: ClassVar[str] = "b2b_integrations.operators.sftp_import.SftpFileImportOperator"
+    connection_fields: ClassVar[dict[str, str]] = {
+        "connection": "sftp_conn_id",
+        "db_connection": "db_conn_id",
+    }
+
+
+class ObjectImportStep(FileImportOptions):
+    """Import new files from object storage (s3://, gs://, file://): the same rules as sftp_import, in a
+    folder under the root its connection names."""
+
+    kind: Literal["object_import"]
+    connection: Ident = Field(
+        description="Connection slot of the store (aws for s3://, google_cloud_platform for gs://); its extra "
+        "b2b_root (a URL, {customer} replaced by the customer id) is the only place the import may read."
+    )
+    folder: str = Field(
+        "",
+        description="Folder under the connection's root, relative (no leading '/', no '.' or '..' segment), "
+        "e.g. orders/inbox; empty for the root itself.",
+    )
+
+    operator: ClassVar[str] = "b2b_integrations.operators.object_import.ObjectStorageImportOperator"
+    connection_fields: ClassVar[dict[str, str]] = {
+        "connection": "storage_conn_id",
+        "db_connection": "db_conn_id",
+    }
+
+    @model_validator(mode="after")
+    def _check_folder(self) -> ObjectImportStep:
+        from b2b_integrations.sources.files import relative_segments
+
+        if not _has_reference(self.folder):  # a filled-in reference is checked again at run time
+            relative_segments(self.folder)
         return self
 
 
@@ -533,9 +569,9 @@ class ReportExportStep(StepBase):
     )
     period_timezone: str = Field("UTC", description="Time zone of calendar periods, e.g. Europe/Berlin.")
     customer_name: str = Field("${customer.name}", description="Customer name shown in the PDF header.")
-    render: dict[str, Any] = Field(
-        default_factory=dict,
-        description="title, columns, summary, chart, logo, page, and csv/xml/xlsx options (see README).",
+    render: RenderOptions = Field(
+        default_factory=RenderOptions,
+        description="How the report looks: title, columns, summary, chart, logo, page, and csv/xml/xlsx options.",
     )
 
     operator: ClassVar[str] = "b2b_integrations.operators.report_export.ReportExportOperator"
@@ -557,7 +593,8 @@ class ReportExportStep(StepBase):
 
         check_file_name(self.file_name)
         check_timezone(self.period_timezone)
-        if not _has_reference(self.render):
+        # The block checked its own keys; what depends on the format (XML names of columns) is checked here.
+        if not _has_reference(self.render.model_dump()):
             report_spec_from_config(self.report_format, self.render, default_title=default_title(self.report))
         return self
 
@@ -716,6 +753,7 @@ STEP_MODELS: tuple[type[StepBase], ...] = (
     LoadStep,
     HttpImportStep,
     SftpImportStep,
+    ObjectImportStep,
     HttpCallStep,
     ReportExportStep,
     DeliverStep,
