@@ -1,5 +1,6 @@
 """Durable pub/sub on a real Airflow and the real RabbitMQ: messages published before anything listens and
-while the triggerer is SIGKILLed mid-stream all become asset events and rows (at least once, counted)."""
+while the triggerer is SIGKILLed mid-stream all become asset events and rows (at least once, counted). The
+queue is consumed in batches (several messages per asset event), acknowledged once their event is stored."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.e2e
 QUEUE = f"b2b-e2e-{uuid.uuid4().hex[:8]}"
 SENT = 300
 PREFETCH = 50
+BATCH = 20
 INBOX = "b2b.rabco.order_events.orders.inbox"
 TEMPLATE = {
     "name": "order_events",
@@ -34,6 +36,8 @@ TEMPLATE = {
                 "channel": QUEUE,
                 "connection": "broker",
                 "prefetch": PREFETCH,
+                "batch_size": BATCH,
+                "batch_wait_seconds": 0.5,
             },
             "steps": [
                 {
@@ -114,7 +118,7 @@ def publish(channel: amqp.Channel, ids: range) -> None:
         )
 
 
-def stored(stack: AirflowStack) -> list[dict]:
+def stored_events(stack: AirflowStack) -> list[dict]:
     """Payloads of the asset events the triggerer stored on the inbox."""
     return [
         extra["payload"]
@@ -123,6 +127,11 @@ def stored(stack: AirflowStack) -> list[dict]:
             f"WHERE a.name = '{INBOX}' AND e.extra::text LIKE '%from_trigger%'"
         )
     ]
+
+
+def stored(stack: AirflowStack) -> list[dict]:
+    """The messages in those events (a batch event holds several)."""
+    return [message for payload in stored_events(stack) for message in payload["messages"]]
 
 
 def test_no_message_is_lost_when_the_triggerer_is_killed_mid_stream(
@@ -151,13 +160,17 @@ def test_no_message_is_lost_when_the_triggerer_is_killed_mid_stream(
     redelivered = sum(1 for p in stored(stack) if p.get("redelivered"))
     # The kill hit deliveries in flight (they came again), and only those may be stored twice.
     assert 0 < redelivered <= PREFETCH and duplicates <= PREFETCH
+    events = stored_events(stack)
+    # Batched: fewer events than messages, none over the batch size.
+    assert len(events) < SENT and max(len(p["messages"]) for p in events) <= BATCH
     stack.wait_for(
         "every order loaded once",
         lambda: rows(pg_db, "SELECT count(*), count(DISTINCT order_id) FROM amqp_orders") == [(SENT, SENT)],
         timeout=240,
     )
     print(
-        f"\namqp e2e: sent {SENT}, stored {sum(counts.values())} events ({at_kill} before the kill), "
+        f"\namqp e2e: sent {SENT}, stored {sum(counts.values())} messages in {len(events)} events "
+        f"({at_kill} messages before the kill), "
         f"0 lost, {duplicates} stored twice, {redelivered} redeliveries, all stored {recovered:.1f} s after "
         f"the kill, rows {SENT}"
     )

@@ -182,6 +182,51 @@ def test_prefetch_is_refused_for_redis_pubsub_at_its_key(tmp_path: Path) -> None
     ]
 
 
+def test_rabbitmq_batching_reaches_the_serialized_trigger_and_is_checked_at_its_key(tmp_path: Path) -> None:
+    from b2b_integrations.factory.build import build_dag
+    from b2b_integrations.factory.plan import PubSubWatch
+
+    template = minimal_template()
+    template["connections"]["broker"] = {"type": "amqp"}
+    steps = template["flows"]["snapshot"]["steps"]
+    trigger = {"type": "pubsub", "broker": "rabbitmq", "channel": "orders", "connection": "broker"}
+    template["flows"]["events"] = {
+        "trigger": {**trigger, "prefetch": 100, "batch_size": 50, "batch_wait_seconds": 0.5},
+        "steps": steps,
+    }
+    customer = minimal_customer(connections={"db": "acme_db", "broker": "acme_rabbit"})
+    plan = plans(tmp_path, {"acme": customer}, sync=template)["acme__sync__events"]
+    assert plan.schedule_asset is not None
+    assert plan.schedule_asset.watch == PubSubWatch("orders", "acme_rabbit", "rabbitmq", 100, 50, 0.5)
+    (watcher,) = build_dag(plan, auto_register=False).timetable.asset_condition.watchers
+    assert watcher.trigger.serialize()[1] == {
+        "queue_name": "orders",
+        "amqp_conn_id": "acme_rabbit",
+        "prefetch_count": 100,
+        "batch_size": 50,
+        "batch_wait_seconds": 0.5,
+    }
+
+    refused = {
+        "above the prefetch": (
+            {**trigger, "prefetch": 10, "batch_size": 20},
+            "must not exceed prefetch (10)",
+        ),
+        "above the default prefetch": ({**trigger, "batch_size": 300}, "must not exceed prefetch (200)"),
+        "on redis": (
+            {"type": "pubsub", "channel": "orders", "connection": "broker", "batch_size": 5},
+            "batch_size applies to broker: rabbitmq only",
+        ),
+        "too long a wait": ({**trigger, "batch_size": 5, "batch_wait_seconds": 60}, "batch_wait_seconds"),
+    }
+    for case, (bad, message) in refused.items():
+        template["flows"]["events"] = {"trigger": bad, "steps": steps}
+        include = write_include(tmp_path / case.replace(" ", "_"), {"sync": template}, {"acme": customer})
+        problems = [p for p in load_project(include).problems if p.file.endswith("integrations/sync.yaml")]
+        said = [f"{p.key_path}: {p.message}" for p in problems]
+        assert any(s.startswith("flows.events.trigger") and message in s for s in said), (case, said)
+
+
 def test_flow_fed_by_a_disabled_flow_is_left_out(tmp_path: Path) -> None:
     template = minimal_template()
     template["flows"]["after"] = {

@@ -62,11 +62,31 @@ class PubSubTrigger(StrictModel):
     prefetch: int | None = Field(
         None, ge=1, le=1000, description="rabbitmq: messages in flight before acknowledgement (default 200)."
     )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=500,
+        description="rabbitmq: messages stored together as one event, so one run reads them all (default 1; "
+        "at most prefetch).",
+    )
+    batch_wait_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="rabbitmq: longest wait for a batch to fill after its first message (default 1).",
+    )
 
     @model_validator(mode="after")
     def _check_prefetch(self) -> PubSubTrigger:
-        if self.prefetch is not None and self.broker != "rabbitmq":
-            raise ValueError("prefetch applies to broker: rabbitmq only")
+        for option in ("prefetch", "batch_size", "batch_wait_seconds"):
+            if getattr(self, option) is not None and self.broker != "rabbitmq":
+                raise ValueError(f"{option} applies to broker: rabbitmq only")
+        prefetch = self.prefetch or 200  # the trigger's default (triggers.amqp.DEFAULT_PREFETCH)
+        if self.batch_size is not None and self.batch_size > prefetch:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must not exceed prefetch ({prefetch}): the broker sends at "
+                "most prefetch unacknowledged messages, so a larger batch never fills"
+            )
         return self
 
 

@@ -70,6 +70,10 @@ def _amqp_trigger(watch: PubSubWatch) -> Any:
     kwargs: dict[str, Any] = {"queue_name": watch.channel, "amqp_conn_id": watch.conn_id}
     if watch.prefetch:
         kwargs["prefetch_count"] = watch.prefetch
+    if watch.batch_size and watch.batch_size > 1:
+        kwargs["batch_size"] = watch.batch_size
+        if watch.batch_wait_seconds is not None:
+            kwargs["batch_wait_seconds"] = watch.batch_wait_seconds
     if any(provider.scheme_matches(AMQP_SCHEME) for provider in MESSAGE_QUEUE_PROVIDERS):
         return MessageQueueTrigger(scheme=AMQP_SCHEME, **kwargs)
     return AmqpMessageTrigger(**kwargs)

@@ -32,6 +32,8 @@ class PubSubWatch:
     conn_id: str
     broker: str = "redis"
     prefetch: int | None = None
+    batch_size: int | None = None
+    batch_wait_seconds: float | None = None
 
 
 @dataclass(frozen=True)

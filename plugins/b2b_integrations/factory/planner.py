@@ -157,6 +157,8 @@ def _plan_flow(
             or DEFAULT_BROKER_CONN_IDS[flow.trigger.broker],
             broker=flow.trigger.broker,
             prefetch=flow.trigger.prefetch,
+            batch_size=flow.trigger.batch_size,
+            batch_wait_seconds=flow.trigger.batch_wait_seconds,
         )
         schedule_asset = replace(schedule_asset, watch=watch)
     run_defaults = flow.defaults or template.defaults

@@ -45,21 +45,27 @@ def inbox_messages(event: Any) -> list[dict[str, Any]]:
     if WEBHOOK_KEY in extra:
         return list(extra[WEBHOOK_KEY])
     message = extra.get("payload") if extra.get("from_trigger") else None
-    if not isinstance(message, dict) or message.get("type") != "message":
+    if not isinstance(message, dict) or message.get("type") not in ("message", "messages"):
         return []
+    received = event.timestamp.isoformat() if getattr(event, "timestamp", None) else None
+    message_id = f"pubsub:{message.get('channel')}:{event.id}"
+    if message["type"] == "message":
+        return [{"message_id": message_id, "received_at": received, "payload": _message_data(message)}]
+    # Several queue messages stored as one event (RabbitMQ batching): one record each, in delivery order,
+    # numbered after a "/" so the event id stays the id's last ":" part (replay finds the event by it).
+    return [
+        {"message_id": f"{message_id}/{i}", "received_at": received, "payload": _message_data(item)}
+        for i, item in enumerate(message.get("messages") or [])
+        if isinstance(item, dict)
+    ]
+
+
+def _message_data(message: dict[str, Any]) -> Any:
     data = message.get("data")
     try:
-        payload = json.loads(data) if isinstance(data, str) else data
+        return json.loads(data) if isinstance(data, str) else data
     except json.JSONDecodeError:
-        payload = {"value": data}  # not JSON: the text itself, as one field
-    received = event.timestamp.isoformat() if getattr(event, "timestamp", None) else None
-    return [
-        {
-            "message_id": f"pubsub:{message.get('channel')}:{event.id}",
-            "received_at": received,
-            "payload": payload,
-        }
-    ]
+        return {"value": data}  # not JSON: the text itself, as one field
 
 
 class StepOperator(BaseOperator):

@@ -281,8 +281,9 @@ def _original_messages(
         return found
     base_id = message_id.split(REPLAY_MARK)[0]
     event_id = receipt_event_id(customer_id, integration, flow, base_id, session)
-    if event_id is None and base_id.startswith("pubsub:") and base_id.rsplit(":", 1)[-1].isdigit():
-        event_id = int(base_id.rsplit(":", 1)[-1])
+    pubsub_event = base_id.rsplit(":", 1)[-1].split("/", 1)[0]  # pubsub:<channel>:<event id>[/<n>]
+    if event_id is None and base_id.startswith("pubsub:") and pubsub_event.isdigit():
+        event_id = int(pubsub_event)
     event = session.get(AssetEvent, event_id) if event_id is not None else None
     if event is None or event.asset_id != asset.id:
         raise LookupError(f"the original of message {message_id!r} is no longer in the inbox")

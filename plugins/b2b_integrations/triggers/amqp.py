@@ -6,6 +6,11 @@ the producer below owns the broker connection and yields each delivery; the trig
 event the filter makes of it and only then calls :meth:`AmqpQueueProducer.advance`, which acks. A
 triggerer killed in between never acked, so RabbitMQ delivers the message again to the next consumer.
 
+With ``batch_size`` above 1 the producer groups deliveries that arrive together (at most ``batch_size``,
+waiting at most ``batch_wait_seconds`` after the first) into one raw event, so the triggerer stores one
+asset event of N messages instead of N events (its per-event store sets the rate). The group is acked only
+once that one event is stored, so a kill still loses nothing.
+
 Plugged into common-messaging's ``MessageQueueTrigger`` as the ``amqp`` scheme by
 :class:`AmqpMessageQueueProvider` (registered through this package's provider info), so a hand-written DAG
 can use ``MessageQueueTrigger(scheme="amqp", queue_name=..., amqp_conn_id=...)`` like Kafka or SQS.
@@ -13,6 +18,8 @@ can use ``MessageQueueTrigger(scheme="amqp", queue_name=..., amqp_conn_id=...)``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +37,11 @@ DEFAULT_PREFETCH = 200
 # [triggerer] shared_stream_subscriber_queue_size (default 1024); the prefetch bounds that queue.
 MAX_PREFETCH = 1000
 CONNECT_TIMEOUT_SECONDS = 30.0
+# A batch is one asset event whose extra holds every message body: bounded so one event stays small.
+MAX_BATCH_SIZE = 500
+MAX_BATCH_WAIT_SECONDS = 10.0
+DEFAULT_BATCH_WAIT_SECONDS = 1.0
+BATCH_TYPE = "messages"
 
 
 def message_payload(
@@ -51,6 +63,32 @@ def message_payload(
     }
 
 
+def batch_payload(queue: str, messages: Sequence[Any]) -> dict[str, Any]:
+    """The asset event payload for deliveries taken together (each body already known to be UTF-8):
+    ``type`` ``messages`` and the list of what :func:`message_payload` would hold per message."""
+    return {
+        "type": BATCH_TYPE,
+        "channel": queue,
+        "broker": AMQP_SCHEME,
+        "messages": [
+            {
+                "data": message.body.decode("utf-8"),
+                "message_id": message.message_id,
+                "redelivered": message.redelivered,
+            }
+            for message in messages
+        ],
+    }
+
+
+def _is_text(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def connection_kwargs(conn: Connection) -> dict[str, Any]:
     """aio-pika ``connect`` arguments from an Airflow connection (host, port, login, password, schema =
     virtual host, extra ``ssl``); passed as fields, never as a URL, so no error text can quote the password."""
@@ -65,6 +103,21 @@ def connection_kwargs(conn: Connection) -> dict[str, Any]:
     }
 
 
+def check_options(prefetch_count: int, batch_size: int, batch_wait_seconds: float) -> None:
+    """Refuse prefetch and batch settings the consumer cannot honour (ValueError naming the setting)."""
+    if not 1 <= prefetch_count <= MAX_PREFETCH:
+        raise ValueError(f"prefetch_count must be 1..{MAX_PREFETCH}, got {prefetch_count}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
+    if batch_size > prefetch_count:
+        # The broker sends at most prefetch_count unacknowledged deliveries: a larger batch never fills.
+        raise ValueError(f"batch_size ({batch_size}) must not exceed prefetch_count ({prefetch_count})")
+    if not 0 <= batch_wait_seconds <= MAX_BATCH_WAIT_SECONDS:
+        raise ValueError(
+            f"batch_wait_seconds must be 0..{MAX_BATCH_WAIT_SECONDS:g}, got {batch_wait_seconds}"
+        )
+
+
 def scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if secret:
@@ -75,10 +128,20 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
 class AmqpQueueProducer(SharedStreamProducer):
     """Consumes one queue with manual acknowledgement; acks, requeues or dead-letters per resolved event."""
 
-    def __init__(self, *, queue_name: str, amqp_conn_id: str, prefetch_count: int) -> None:
+    def __init__(
+        self,
+        *,
+        queue_name: str,
+        amqp_conn_id: str,
+        prefetch_count: int,
+        batch_size: int = 1,
+        batch_wait_seconds: float = DEFAULT_BATCH_WAIT_SECONDS,
+    ) -> None:
         self.queue_name = queue_name
         self.amqp_conn_id = amqp_conn_id
         self.prefetch_count = prefetch_count
+        self.batch_size = batch_size
+        self.batch_wait_seconds = batch_wait_seconds
         self._connection: Any = None
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
@@ -109,30 +172,101 @@ class AmqpQueueProducer(SharedStreamProducer):
                 f"cannot consume {where}: {type(e).__name__}: {scrub(str(e), [kwargs['password']])}"
             ) from None
         async with queue.iterator() as deliveries:
-            async for message in deliveries:
-                yield (
-                    message_payload(self.queue_name, message.body, message.message_id, message.redelivered),
-                    message,
-                )
+            if self.batch_size == 1:
+                async for message in deliveries:
+                    yield (
+                        message_payload(
+                            self.queue_name, message.body, message.message_id, message.redelivered
+                        ),
+                        message,
+                    )
+            else:
+                async for batch in self._batches(deliveries):
+                    yield batch
         raise RuntimeError(f"the broker closed the consumer of {where}")
+
+    async def _batches(self, deliveries: AsyncIterator[Any]) -> AsyncIterator[tuple[Any, Any]]:
+        """Raw events of up to ``batch_size`` deliveries each: what arrived within ``batch_wait_seconds``
+        of a batch's first. A body that is not text is its own raw event (payload None, to be rejected),
+        after the batch of those before it, so deliveries stay in order for the cumulative ack."""
+        # The iterator is drained by a task into a queue: waiting on the iterator itself with a timeout
+        # would cancel it, and a cancelled aio-pika iterator closes its consumer.
+        arrived: asyncio.Queue[Any] = asyncio.Queue()
+        ended = object()
+
+        async def pump() -> None:
+            try:
+                async for message in deliveries:
+                    await arrived.put(message)
+            finally:
+                arrived.put_nowait(ended)
+
+        loop = asyncio.get_running_loop()
+        pumping = asyncio.ensure_future(pump())
+        try:
+            while (first := await arrived.get()) is not ended:
+                batch, deadline, last = [first], loop.time() + self.batch_wait_seconds, None
+                while len(batch) < self.batch_size:
+                    try:
+                        message = arrived.get_nowait()  # what already arrived, even with no wait left
+                    except asyncio.QueueEmpty:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        try:
+                            message = await asyncio.wait_for(arrived.get(), remaining)
+                        except TimeoutError:
+                            break
+                    if message is ended:
+                        last = ended
+                        break
+                    batch.append(message)
+                for raw in self._split(batch):
+                    yield raw
+                if last is ended:
+                    break
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping  # raises what ended the iterator, if anything did
+
+    def _split(self, batch: list[Any]) -> list[tuple[Any, Any]]:
+        """``batch`` as raw events in delivery order: runs of text bodies together, others alone."""
+        raws: list[tuple[Any, Any]] = []
+        run: list[Any] = []
+        for message in batch:
+            if _is_text(message.body):
+                run.append(message)
+                continue
+            if run:
+                raws.append((batch_payload(self.queue_name, run), run))
+                run = []
+            raws.append((None, [message]))
+        if run:
+            raws.append((batch_payload(self.queue_name, run), run))
+        return raws
 
     async def advance(self, batch: Sequence[AdvanceItem]) -> None:
         # Deliveries arrive in order on one channel, so a run of clean ones is settled with one
         # cumulative ack (multiple=True) of its last tag; requeue (failed) and dead-letter (rejected:
         # the body was not text) one by one.
+        # A batched raw event carries its deliveries as a list: settled together, as its one event was.
         last_clean = None
         for item in batch:
-            message, outcome = item.broker_payload, item.outcome
+            messages, outcome = item.broker_payload, item.outcome
+            if not isinstance(messages, list):
+                messages = [messages]
             if outcome.is_clean:
-                last_clean = message
+                last_clean = messages[-1]
                 continue
             if last_clean is not None:
                 await last_clean.ack(multiple=True)
                 last_clean = None
-            if outcome.rejected:
-                await message.reject(requeue=False)
-            else:
-                await message.nack(requeue=True)
+            for message in messages:
+                if outcome.rejected:
+                    await message.reject(requeue=False)
+                else:
+                    await message.nack(requeue=True)
         if last_clean is not None:
             await last_clean.ack(multiple=True)
 
@@ -153,17 +287,28 @@ class AmqpMessageTrigger(BaseEventTrigger):
     :param amqp_conn_id: Airflow connection: host, port, login, password, schema = virtual host
         (default ``/``), extra ``{"ssl": true}``.
     :param prefetch_count: Deliveries in flight before acknowledgement (1..1000).
+    :param batch_size: Deliveries per event (1..500, at most ``prefetch_count``). Above 1, the deliveries
+        that arrive within ``batch_wait_seconds`` of the first become one event whose payload is
+        ``{"type": "messages", "channel", "broker", "messages": [{"data", "message_id", "redelivered"}]}``.
+    :param batch_wait_seconds: Longest wait for a batch to fill after its first delivery (0..10).
     """
 
     def __init__(
-        self, *, queue_name: str, amqp_conn_id: str = DEFAULT_CONN_ID, prefetch_count: int = DEFAULT_PREFETCH
+        self,
+        *,
+        queue_name: str,
+        amqp_conn_id: str = DEFAULT_CONN_ID,
+        prefetch_count: int = DEFAULT_PREFETCH,
+        batch_size: int = 1,
+        batch_wait_seconds: float = DEFAULT_BATCH_WAIT_SECONDS,
     ) -> None:
         super().__init__()
-        if not 1 <= prefetch_count <= MAX_PREFETCH:
-            raise ValueError(f"prefetch_count must be 1..{MAX_PREFETCH}, got {prefetch_count}")
+        check_options(prefetch_count, batch_size, batch_wait_seconds)
         self.queue_name = queue_name
         self.amqp_conn_id = amqp_conn_id
         self.prefetch_count = prefetch_count
+        self.batch_size = batch_size
+        self.batch_wait_seconds = batch_wait_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -172,6 +317,12 @@ class AmqpMessageTrigger(BaseEventTrigger):
                 "queue_name": self.queue_name,
                 "amqp_conn_id": self.amqp_conn_id,
                 "prefetch_count": self.prefetch_count,
+                # Only when batching, so the serialized trigger of an unbatched queue stays as it was.
+                **(
+                    {"batch_size": self.batch_size, "batch_wait_seconds": self.batch_wait_seconds}
+                    if self.batch_size > 1
+                    else {}
+                ),
             },
         )
 
@@ -184,6 +335,8 @@ class AmqpMessageTrigger(BaseEventTrigger):
             queue_name=kwargs["queue_name"],
             amqp_conn_id=kwargs.get("amqp_conn_id", DEFAULT_CONN_ID),
             prefetch_count=kwargs.get("prefetch_count", DEFAULT_PREFETCH),
+            batch_size=kwargs.get("batch_size", 1),
+            batch_wait_seconds=kwargs.get("batch_wait_seconds", DEFAULT_BATCH_WAIT_SECONDS),
         )
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
