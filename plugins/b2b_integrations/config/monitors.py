@@ -115,7 +115,9 @@ class AppMonitors(StrictModel):
         "secret as password. Unset: no webhook.",
     )
     webhook_endpoint: str = Field("", description="Path appended to the connection's base URL.")
-    defaults: MonitorSettings = Field(default_factory=MonitorSettings, description="Defaults of every instance.")
+    defaults: MonitorSettings = Field(
+        default_factory=MonitorSettings, description="Defaults of every instance."
+    )
 
 
 DEFAULT_WARN_AFTER_FAILURES = 3
