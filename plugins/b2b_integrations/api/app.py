@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from b2b_integrations import __version__
 from b2b_integrations.api.events import Authorize, add_event_routes, airflow_publisher
 from b2b_integrations.api.instances import add_instance_routes
+from b2b_integrations.api.portal import router as portal_router
 from b2b_integrations.api.sync import add_sync_routes
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ def create_app(
     @app.get("/health", summary="Liveness of the b2b-integrations endpoints")
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    app.include_router(portal_router)  # the customer portal's page files (pages/portal/)
 
     state: dict[str, object] = {}
 
