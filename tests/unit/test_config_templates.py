@@ -254,8 +254,8 @@ def test_sftp_import_step_is_checked_at_config_time(tmp_path: Path) -> None:
         "bad-format": (_sftp_template(format={"format": "pdf"}), "flows.orders.steps[0].format.format", "pdf"),
         "bad-schema-type": (
             _sftp_template(schema={"fields": [{"name": "id", "type": "money"}]}),
-            "flows.orders.steps[0]",
-            "money",
+            "flows.orders.steps[0].schema.fields[0].type",
+            "field 'id': type must be one of",
         ),
         "unknown-db-slot": (
             _sftp_template(db_connection="warehouse"),

@@ -205,3 +205,20 @@ def test_a_render_mistake_in_a_template_is_reported_at_its_key_path(tmp_path: Pa
     assert any(
         ".render.page.size: expected one of ['A4', 'A3', 'letter', 'legal'], got 'B5'" in p for p in problems
     ), problems
+
+
+def test_a_row_schema_keeps_the_form_it_was_written_in_and_names_the_field() -> None:
+    from b2b_integrations.config.row_schema import RowSchemaOptions
+    from b2b_integrations.formats.validation import schema_from_dict
+
+    as_mapping = {"fields": {"id": {"type": "integer"}, "note": None}, "extra_fields": "reject"}
+    assert RowSchemaOptions.model_validate(as_mapping).model_dump() == {
+        "fields": {"id": {"type": "integer"}, "note": None},
+        "extra_fields": "reject",
+    }
+    assert [rule.name for rule in schema_from_dict(as_mapping).fields] == ["id", "note"]
+    with pytest.raises(ValueError, match=r"^schema.fields\[0\].type: field 'id': type must be one of"):
+        schema_from_dict({"fields": [{"name": "id", "type": "int"}]})
+    defs = json.loads((REPO / "include" / "schema" / "integration.schema.json").read_text())["$defs"]
+    assert defs["FieldRuleOptions"]["additionalProperties"] is False
+    assert defs["RowSchemaOptions"]["additionalProperties"] is False

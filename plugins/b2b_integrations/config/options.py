@@ -118,7 +118,10 @@ class OptionBlock(StrictModel):
 
     @model_serializer(mode="wrap")
     def _as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
-        dumped = handler(self)
+        return self.written_keys_only(handler(self))
+
+    def written_keys_only(self, dumped: Any) -> Any:
+        """``dumped`` (this block's full dump) without the keys the block was not given."""
         if not isinstance(dumped, dict):
             return dumped
         written = {

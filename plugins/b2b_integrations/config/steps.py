@@ -18,7 +18,7 @@ from b2b_integrations.config.format_options import FileFormat
 from b2b_integrations.config.http_options import AuthOptions, EventTarget, IncrementalOptions
 from b2b_integrations.config.references import has_reference, iter_references
 from b2b_integrations.config.render_options import RenderOptions
-from b2b_integrations.config.row_schema import RowSchemaMapping
+from b2b_integrations.config.row_schema import RowSchemaOptions
 from b2b_integrations.delivery.config import NamedTargets
 
 SQL_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
@@ -194,7 +194,8 @@ class SqlTargetStep(StepBase):
             raise ValueError("document needs mode 'upsert': its lines are replaced by the header's key")
         if self.conflict is not None:
             raise ValueError("'conflict' rules do not apply with 'document' (its lines are always replaced)")
-        header_schema = getattr(self, "row_schema", None)
+        row_schema = getattr(self, "row_schema", None)
+        header_schema = row_schema.model_dump() if row_schema is not None else None
         if _has_reference(document.model_dump()) or _has_reference(header_schema):
             return
         from b2b_integrations.formats.documents import document_spec
@@ -242,7 +243,7 @@ class RecordImportStep(SqlTargetStep):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    row_schema: RowSchemaMapping = Field(
+    row_schema: RowSchemaOptions = Field(
         alias="schema",
         description="fields: [{name, type, required, allowed, pattern, max_length, format, decimal_separator, "
         "thousands_separator}], extra_fields, decimal_separator, thousands_separator.",
@@ -385,8 +386,10 @@ class HttpImportStep(RecordImportStep):
     def _check_options(self) -> HttpImportStep:
         from b2b_integrations.formats.validation import schema_from_dict
 
-        if not _has_reference(self.row_schema):
-            schema_from_dict(self.row_schema)
+        # The block checked itself; converting its allowed values to their types needs the whole rule.
+        schema = self.row_schema.model_dump()
+        if not _has_reference(schema):
+            schema_from_dict(schema)
         return self
 
 
@@ -416,8 +419,10 @@ class FileImportOptions(RecordImportStep):
     def _check_options(self) -> FileImportOptions:
         from b2b_integrations.formats.validation import schema_from_dict
 
-        if not _has_reference(self.row_schema):
-            schema_from_dict(self.row_schema)
+        # The block checked itself; converting its allowed values to their types needs the whole rule.
+        schema = self.row_schema.model_dump()
+        if not _has_reference(schema):
+            schema_from_dict(schema)
         nested = ("xml", "json", "ndjson")
         fmt = self.file_format.format
         if self.document is not None and not _has_reference(fmt) and fmt not in nested:

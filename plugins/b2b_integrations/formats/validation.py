@@ -9,15 +9,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cached_property
-from typing import Any, Literal, get_args
+from typing import Any
 
-FieldType = Literal["string", "integer", "number", "boolean", "date", "datetime"]
-FIELD_TYPES: tuple[str, ...] = get_args(FieldType)
-ExtraFields = Literal["keep", "drop", "reject"]
-EXTRA_FIELDS: tuple[str, ...] = get_args(ExtraFields)
+from b2b_integrations.config.options import validated
+from b2b_integrations.config.row_schema import (
+    ExtraFields,
+    FieldType,
+    RowSchemaOptions,
+)
 
 _INTEGER = re.compile(r"[+-]?\d+")
 # Only "." is a decimal point: "1,5" is ambiguous (thousands separator or decimal comma) and rejected.
@@ -25,9 +27,6 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
-DECIMAL_SEPARATORS: tuple[str, ...] = (".", ",")
-# Space, apostrophe (Swiss), no-break and narrow no-break space (French) besides the dot and comma.
-THOUSANDS_SEPARATORS: tuple[str, ...] = (".", ",", " ", "'", "\u00a0", "\u202f")
 # A date every date format must write and read back unchanged (a format without a day or a year cannot).
 _SAMPLE_MOMENT = datetime(2026, 12, 3, 13, 45, 56, tzinfo=UTC)
 # The directives of the fast lane for date formats, each as the zero-padded text strftime writes. strptime
@@ -62,61 +61,10 @@ class FieldRule:
     thousands_separator: str | None = None
     """Thousands separator of an integer/number text (default: none allowed)."""
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"field name must be a non-empty string, got {self.name!r}")
-        if self.type not in FIELD_TYPES:
-            raise ValueError(
-                f"field {self.name!r}: type must be one of {list(FIELD_TYPES)}, got {self.type!r}"
-            )
-        if not isinstance(self.required, bool):
-            raise ValueError(f"field {self.name!r}: required must be true or false, got {self.required!r}")
-        _check_rule_limits(self)
-        _check_rule_formats(self)
-
     @property
     def separated(self) -> bool:
         """Whether integer/number texts are written with other separators than a plain decimal point."""
         return self.decimal_separator not in (None, ".") or self.thousands_separator is not None
-
-
-def _check_rule_limits(rule: FieldRule) -> None:
-    if rule.allowed is not None and not isinstance(rule.allowed, list):
-        raise ValueError(f"field {rule.name!r}: allowed must be a list, got {rule.allowed!r}")
-    if rule.pattern is not None:
-        if not isinstance(rule.pattern, str):
-            raise ValueError(f"field {rule.name!r}: pattern must be a string, got {rule.pattern!r}")
-        try:
-            re.compile(rule.pattern)
-        except re.error as exc:
-            raise ValueError(f"field {rule.name!r}: invalid pattern {rule.pattern!r}: {exc}") from None
-    max_length = rule.max_length
-    if max_length is not None and (
-        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
-    ):
-        raise ValueError(f"field {rule.name!r}: max_length must be a positive integer, got {max_length!r}")
-
-
-def _check_rule_formats(rule: FieldRule) -> None:
-    if rule.format is not None:
-        if rule.type not in ("date", "datetime"):
-            raise ValueError(
-                f"field {rule.name!r}: format applies to date and datetime fields, not {rule.type}"
-            )
-        try:
-            date_format_example(rule.format)
-        except ValueError as exc:
-            raise ValueError(f"field {rule.name!r}: {exc}") from None
-    if rule.decimal_separator is not None or rule.thousands_separator is not None:
-        if rule.type not in ("integer", "number"):
-            raise ValueError(
-                f"field {rule.name!r}: decimal_separator and thousands_separator apply to integer and "
-                f"number fields, not {rule.type}"
-            )
-        try:
-            check_separators(rule.decimal_separator, rule.thousands_separator)
-        except ValueError as exc:
-            raise ValueError(f"field {rule.name!r}: {exc}") from None
 
 
 def date_format_example(fmt: Any) -> str:
@@ -137,32 +85,12 @@ def date_format_example(fmt: Any) -> str:
     return example
 
 
-def check_separators(decimal: Any, thousands: Any) -> None:
-    """``ValueError`` unless the pair is a decimal separator and an optional, different thousands one."""
-    if decimal is not None and decimal not in DECIMAL_SEPARATORS:
-        raise ValueError(f"decimal_separator must be one of {list(DECIMAL_SEPARATORS)}, got {decimal!r}")
-    if thousands is not None and thousands not in THOUSANDS_SEPARATORS:
-        raise ValueError(
-            f"thousands_separator must be one of {list(THOUSANDS_SEPARATORS)}, got {thousands!r}"
-        )
-    if thousands is not None and thousands == (decimal or "."):
-        raise ValueError(f"thousands_separator {thousands!r} is also the decimal separator")
-
-
 @dataclass(frozen=True)
 class RowSchema:
     """The declared fields of a record and what to do with undeclared ones."""
 
     fields: list[FieldRule]
     extra_fields: ExtraFields = "drop"
-
-    def __post_init__(self) -> None:
-        if self.extra_fields not in EXTRA_FIELDS:
-            raise ValueError(f"extra_fields must be one of {list(EXTRA_FIELDS)}, got {self.extra_fields!r}")
-        names = [rule.name for rule in self.fields]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate field name(s) {duplicates}")
 
     @cached_property
     def checkers(self) -> list[tuple[str, FieldChecker]]:
@@ -435,26 +363,14 @@ def schema_from_dict(data: dict[str, Any]) -> RowSchema:
     ``decimal_separator`` / ``thousands_separator`` at schema level are the file's number format: every
     integer and number field that sets neither of its own takes them.
     """
-    if not isinstance(data, dict):
-        raise ValueError(f"schema must be a mapping, got {type(data).__name__}")
-    known = ["decimal_separator", "extra_fields", "fields", "thousands_separator"]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"unknown schema key(s) {unknown}; allowed: {known}")
-    raw_fields = data.get("fields")
-    if isinstance(raw_fields, dict):
-        raw_fields = [{"name": name, **(spec or {})} for name, spec in raw_fields.items()]
-    if not isinstance(raw_fields, list) or not raw_fields:
-        raise ValueError("schema needs 'fields': a non-empty list of field rules")
-    separators = _schema_separators(data)
-    rules = [_rule_from_dict(i, _with_separators(spec, separators)) for i, spec in enumerate(raw_fields, 1)]
-    return RowSchema(fields=rules, extra_fields=data.get("extra_fields", "drop"))
-
-
-def _schema_separators(data: dict[str, Any]) -> dict[str, str]:
-    separators = {k: data[k] for k in ("decimal_separator", "thousands_separator") if data.get(k) is not None}
-    check_separators(separators.get("decimal_separator"), separators.get("thousands_separator"))
-    return separators
+    options = validated(RowSchemaOptions, data, "schema")
+    separators = {
+        key: value
+        for key in ("decimal_separator", "thousands_separator")
+        if (value := getattr(options, key)) is not None
+    }
+    rules = [_rule_from_options(rule.model_dump(), separators) for rule in options.fields]
+    return RowSchema(fields=rules, extra_fields=options.extra_fields)
 
 
 def _with_separators(spec: Any, separators: dict[str, str]) -> Any:
@@ -470,17 +386,10 @@ def _with_separators(spec: Any, separators: dict[str, str]) -> Any:
     return {**spec, **separators}
 
 
-def _rule_from_dict(position: int, spec: Any) -> FieldRule:
-    if not isinstance(spec, dict):
-        raise ValueError(f"field #{position} must be a mapping, got {spec!r}")
-    label = repr(spec.get("name", f"#{position}"))
-    allowed_keys = [f.name for f in fields(FieldRule)]
-    unknown = sorted(set(spec) - set(allowed_keys))
-    if unknown:
-        raise ValueError(f"field {label}: unknown key(s) {unknown}; allowed: {allowed_keys}")
-    if "name" not in spec:
-        raise ValueError(f"field #{position} needs a 'name'")
-    rule = FieldRule(**spec)
+def _rule_from_options(spec: dict[str, Any], separators: dict[str, str]) -> FieldRule:
+    """The run-time rule of a validated field; ``allowed`` values are converted to the field's type here, so
+    YAML ``["1", "2"]`` works for an integer field and a typo is reported at load time, not on every row."""
+    rule = FieldRule(**_with_separators(spec, separators))
     if rule.allowed is None:
         return rule
     converted = []
@@ -489,8 +398,10 @@ def _rule_from_dict(position: int, spec: Any) -> FieldRule:
         try:
             converted.append(convert(value.strip() if isinstance(value, str) else value))
         except ValueError:
-            raise ValueError(f"field {label}: allowed value {value!r} is not a valid {rule.type}") from None
-    return FieldRule(**{**spec, "allowed": converted})
+            raise ValueError(
+                f"field {rule.name!r}: allowed value {value!r} is not a valid {rule.type}"
+            ) from None
+    return FieldRule(**{**spec, **_with_separators(spec, separators), "allowed": converted})
 
 
 # --------------------------------------------------------------------------- SQL column checks
