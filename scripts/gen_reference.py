@@ -24,6 +24,8 @@ from pydantic.json_schema import models_json_schema
 
 from b2b_integrations.config.models import AppSettings, Customer, IntegrationTemplate
 
+# The JSON Schema of an option value that may be a ${config.NAME} (etc.) reference instead.
+REFERENCE_PATTERN = "\\$\\{"
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "reference"
 HEADER = (
@@ -231,6 +233,8 @@ class Renderer:
             return self._bounded(f"list of {self.type_of(node.get('items', {}), page)}", node, "Items")
         if kind == "object":
             return self._mapping(node, page)
+        if kind == "string" and node.get("pattern") == REFERENCE_PATTERN:
+            return "a `${...}` reference"
         if kind == "string":
             described = "text" + (f" matching `{node['pattern']}`" if "pattern" in node else "")
             return self._bounded(described, node, "Length")
@@ -272,8 +276,8 @@ class Renderer:
             return f"{described} (up to {high} {unit})"
         return described
 
-    def default_of(self, name: str, option: str, node: dict[str, Any]) -> str:
-        if option in self.defs[name].get("required", []):
+    def default_of(self, required: bool, node: dict[str, Any]) -> str:
+        if required:
             return "required"
         if "default" not in node:
             return "empty" if node.get("type") in ("array", "object") else "optional"
@@ -290,6 +294,15 @@ class Renderer:
         if name in page.labels:
             lines += [f"Model: `{name}`.", ""]
         properties = model.get("properties", {})
+        shorthands = [m for m in model.get("anyOf", []) if "properties" not in m]
+        for member in model.get("anyOf", []):  # a model that may also be written short, e.g. a column name
+            if "properties" in member:
+                model, properties = member, member["properties"]
+                if member.get("description"):
+                    lines += [self.text(member["description"]), ""]
+        if shorthands:
+            short = " or ".join(self.type_of(m, page) for m in shorthands)
+            lines += [f"Written either as {short}, or as a mapping of these options:", ""]
         if not properties:
             return "\n".join([*lines, "No options.", ""])
         lines += ["| option | type | default | description |", "| --- | --- | --- | --- |"]
@@ -297,7 +310,8 @@ class Renderer:
             description = self.text(node.get("description", ""))
             if "const" in node and not description:
                 description = "Selects this model."
-            row = [f"`{option}`", self.type_of(node, page), self.default_of(name, option, node), description]
+            default = self.default_of(option in model.get("required", []), node)
+            row = [f"`{option}`", self.type_of(node, page), default, description]
             lines.append("| " + " | ".join(row) + " |")
         return "\n".join([*lines, ""])
 
