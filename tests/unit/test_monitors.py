@@ -226,3 +226,58 @@ def test_app_yaml_declares_the_monitors_dag_and_a_task_start_builds_it_alone(tmp
     alone = build_task_dag(root, MONITORS_DAG_ID)
     assert list(alone.dags) == [MONITORS_DAG_ID]
     assert build_task_dag(root, MONITORS_DAG_ID, shard=1, shards=2).dags == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "words"),
+    [
+        (
+            "monitors:\n  api_connection: b2b_api\n  defaults: {max_duration: -1}\n",
+            "monitors.defaults.max_duration",
+            "positive",
+        ),
+        (
+            "monitors:\n  api_connection: b2b_api\n  defaults: {overdue_after: .nan}\n",
+            "monitors.defaults.overdue_after",
+            "finite",
+        ),
+        ("monitors:\n  api_connection: b2b_api\n  webhook: x\n", "monitors.webhook", "unknown key"),
+        ("monitors:\n  api_connection: 'no spaces allowed'\n", "monitors.api_connection", "pattern"),
+        (
+            "monitors:\n  api_connection: b2b_api\n  schedule: every minute\n",
+            "monitors.schedule",
+            "invalid schedule",
+        ),
+    ],
+)
+def test_hostile_app_yaml_monitors_are_located_problems(
+    tmp_path: Path, text: str, path: str, words: str
+) -> None:
+    root = write_include(tmp_path / "include")
+    (root / "app.yaml").write_text(text)
+    project = load_project(root)
+    assert project.app is None
+    assert [(p.key_path, words in p.message) for p in project.problems] == [(path, True)], project.problems
+
+
+def test_slack_and_email_texts_cannot_ping_or_inject() -> None:
+    from b2b_integrations.monitors.notify import email_message, slack_payload
+    from b2b_integrations.monitors.rules import Alert
+
+    alert = Alert(
+        "failures",
+        "warning",
+        "acme",
+        "sync",
+        "<!channel>",
+        "acme__sync__x",
+        "r1",
+        "its <b>last</b> runs failed\r\nBcc: x@y",
+    )
+    payload = slack_payload(alert, "http://airflow.example")
+    mrkdwn = [payload["text"]] + [
+        b["text"]["text"] for b in payload["blocks"] if b["text"]["type"] == "mrkdwn"
+    ]
+    assert not any("<!channel>" in text for text in mrkdwn) and "&lt;!channel&gt;" in payload["text"]
+    subject, body = email_message(alert, "http://airflow.example")
+    assert "\n" not in subject and "\r" not in subject and "<b>" not in body

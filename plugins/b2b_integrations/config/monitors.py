@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema, model_validator
+from pydantic import Field, PlainValidator, ValidationError, WithJsonSchema, field_validator, model_validator
 
 from b2b_integrations.config.base import StrictModel
 
@@ -118,6 +118,13 @@ class AppMonitors(StrictModel):
     defaults: MonitorSettings = Field(
         default_factory=MonitorSettings, description="Defaults of every instance."
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from b2b_integrations.config.schedules import check_schedule
+
+        return check_schedule(value)
 
 
 DEFAULT_WARN_AFTER_FAILURES = 3
