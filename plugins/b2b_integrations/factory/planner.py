@@ -74,6 +74,7 @@ def infer_pattern(flow: Flow) -> Pattern:
         return Pattern.SYNCHRONOUS
     for kind, pattern in (
         ("sftp_import", Pattern.SCHEDULED_FILE_IMPORT),
+        ("object_import", Pattern.SCHEDULED_FILE_IMPORT),
         ("http_import", Pattern.SCHEDULED_DATA_IMPORT),
         ("report_export", Pattern.SCHEDULED_FILE_EXPORT),
     ):

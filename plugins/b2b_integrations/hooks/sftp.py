@@ -14,12 +14,13 @@ import logging
 import posixpath
 import stat
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from b2b_integrations.sources.files import RemoteFile, tagged_name
+from b2b_integrations.hooks.remote_folder import FreeNames
+from b2b_integrations.sources.files import RemoteFile
 
 if TYPE_CHECKING:
     from paramiko import SFTPClient
@@ -30,9 +31,9 @@ _REGULAR_FILE = 1  # SFTP v3 FILEXFER_TYPE_REGULAR, as asyncssh reports it
 log = logging.getLogger(__name__)
 
 
-class RemoteFolder:
-    """One remote folder: list, move and upload through an open paramiko client, download through
-    :class:`AsyncDownloads`."""
+class SftpFolder(FreeNames):
+    """One remote SFTP folder (a :class:`~b2b_integrations.hooks.remote_folder.RemoteFolder`): list, move
+    and upload through an open paramiko client, download through :class:`AsyncDownloads`."""
 
     def __init__(self, client: SFTPClient, folder: str, downloads: AsyncDownloads) -> None:
         self.client = client
@@ -79,26 +80,6 @@ class RemoteFolder:
         except FileNotFoundError:
             return False
         return True
-
-    def free_name(
-        self, sub: str, name: str, tag: str, *, same_content: bool, companions: Sequence[str] = ()
-    ) -> str:
-        """A name in ``sub`` under which nothing is replaced: ``name`` if neither it nor ``name + c`` for
-        each companion suffix (a report stored beside it) exists, else ``name`` tagged before its extension.
-
-        With ``same_content`` the tag identifies the content (its sha256): a file already there under the
-        tagged name has the same bytes, and replacing it loses nothing. Otherwise (content unknown) a
-        counter is added until the name is free.
-        """
-        candidates = [name, tagged_name(name, tag)]
-        if not same_content:
-            candidates += (tagged_name(name, f"{tag}-{n}") for n in range(2, 1000))
-        for candidate in candidates:
-            if not any(self.exists(sub, candidate + suffix) for suffix in ("", *companions)):
-                return candidate
-        if same_content:
-            return candidates[-1]
-        raise FileExistsError(f"no free name for {name!r} in {self.path(sub)!r}")
 
     def move(self, name: str, sub: str, new_name: str | None = None) -> str:
         """Move a file into a sub-folder under ``new_name`` (default: its own name); a file of that name
@@ -205,7 +186,7 @@ class AsyncDownloads:
 
 
 @contextmanager
-def open_remote_folder(conn_id: str, folder: str) -> Iterator[RemoteFolder]:
+def open_remote_folder(conn_id: str, folder: str) -> Iterator[SftpFolder]:
     """Connect with the Airflow connection ``conn_id`` and close the sessions on exit."""
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
@@ -213,6 +194,6 @@ def open_remote_folder(conn_id: str, folder: str) -> Iterator[RemoteFolder]:
     downloads = AsyncDownloads(conn_id)
     try:
         with hook.get_managed_conn() as client:
-            yield RemoteFolder(client, folder, downloads)
+            yield SftpFolder(client, folder, downloads)
     finally:
         downloads.close()

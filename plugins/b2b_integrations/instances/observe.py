@@ -40,6 +40,7 @@ QUARANTINED_KEYS = ("rows_quarantined", "records_quarantined")
 # Step kinds whose database holds a ledger this status reads, and which ledger.
 _LEDGER_KINDS = {
     "sftp_import": "failed_files",
+    "object_import": "failed_files",
     "deliver_events": "dead_letters",
     "deliver": "pending_deliveries",
 }

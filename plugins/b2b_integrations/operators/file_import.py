@@ -1,4 +1,9 @@
-"""Scheduled file import: new files in an SFTP folder -> parsed, validated rows in a SQL table."""
+"""Scheduled file import: new files in a remote folder -> parsed, validated rows in a SQL table.
+
+The one import routine (ledger, stability check, move/delete, quarantine and failed files) for every kind of
+folder; a subclass only says how to open its folder (:meth:`FileImportOperator.open_folder`): SFTP
+(``operators/sftp_import.py``) or any ``ObjectStoragePath`` location (``operators/object_import.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -25,7 +30,7 @@ from b2b_integrations.formats.columnar import (
 from b2b_integrations.formats.documents import DocumentRows, DocumentSpec, document_spec
 from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
 from b2b_integrations.formats.validation import schema_from_dict, validate_record
-from b2b_integrations.hooks.sftp import RemoteFolder, open_remote_folder
+from b2b_integrations.hooks.remote_folder import RemoteFolder
 from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.documents import document_sink
@@ -94,9 +99,11 @@ class _RunSummary:
     rows_quarantined: int = 0
 
 
-class SftpFileImportOperator(StepOperator):
+class FileImportOperator(StepOperator):
     """
-    Import every new file of a remote SFTP folder into a SQL table, one file at a time, oldest first.
+    Import every new file of a remote folder into a SQL table, one file at a time, oldest first.
+
+    Subclasses open the folder (:meth:`open_folder`); everything else is here, once.
 
     Each file is streamed to a local work file, parsed (csv, tsv, json, ndjson, xml, xlsx) and every record
     validated; good rows are written to ``table`` and the file is recorded in the processed-file ledger in
@@ -111,7 +118,6 @@ class SftpFileImportOperator(StepOperator):
     ``quarantine_folder`` gets the first 12 hex digits of the file's sha256 before its extension
     (``orders.csv`` -> ``orders.3f2a9c1d4e5b.csv``); unusable names get a sanitised stand-in.
 
-    :param sftp_conn_id: Airflow SFTP connection of the customer's server.
     :param folder: Remote folder to import from. (templated)
     :param pattern: Glob the file names must match, e.g. ``*.csv``. (templated)
     :param regex: Optional regular expression the whole file name must match. (templated)
@@ -145,7 +151,6 @@ class SftpFileImportOperator(StepOperator):
     def __init__(
         self,
         *,
-        sftp_conn_id: str,
         folder: str,
         file_format: dict[str, Any],
         row_schema: dict[str, Any],
@@ -171,7 +176,6 @@ class SftpFileImportOperator(StepOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.sftp_conn_id = sftp_conn_id
         self.folder = folder
         self.file_format = file_format
         self.row_schema = row_schema
@@ -213,7 +217,7 @@ class SftpFileImportOperator(StepOperator):
         try:
             with (
                 closing(hook.get_conn()) as conn,
-                open_remote_folder(self.sftp_conn_id, self.folder) as remote,
+                self.open_folder() as remote,
             ):
                 ledger.ensure_ledger(conn)
                 sink = prepare_target(
@@ -267,6 +271,10 @@ class SftpFileImportOperator(StepOperator):
             "rows_quarantined": summary.rows_quarantined,
             "table": self.table,
         }
+
+    def open_folder(self) -> AbstractContextManager[RemoteFolder]:
+        """Connect to the folder; closed when the run ends."""
+        raise NotImplementedError
 
     def _document_spec(self) -> DocumentSpec | None:
         if self.document is None:

@@ -114,3 +114,22 @@ def ready_files(
     The one comparison shared by the sensor's poke and the deferrable trigger.
     """
     return stable_files(select_new(listing, glob, regex, already_done), previous)
+
+
+class LocationRefused(ValueError):
+    """A configured folder or root that could reach outside where it belongs (the message says why)."""
+
+
+def relative_segments(folder: str) -> list[str]:
+    """The segments of a folder relative to a root, or :class:`LocationRefused` if it could leave the root
+    (a scheme, a leading '/', a backslash, an empty, '.' or '..' segment, a control character)."""
+    if folder in ("", "."):
+        return []
+    if "://" in folder or folder.startswith("/") or "\\" in folder:
+        raise LocationRefused(f"folder {folder!r} must be a path relative to the connection's root")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in folder):
+        raise LocationRefused(f"folder {folder!r} contains control characters")
+    segments = folder.rstrip("/").split("/")
+    if any(s in ("", ".", "..") for s in segments):
+        raise LocationRefused(f"folder {folder!r} has an empty, '.' or '..' segment")
+    return segments
