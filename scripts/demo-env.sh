@@ -12,6 +12,8 @@ export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__PORT="$PORT"
+# Loopback only, like the demo CRM and SFTP server: the demo's admin password is printed and on disk.
+export AIRFLOW__API__HOST=127.0.0.1
 # Task processes report to the API server: on a non-default port they must be told where it is.
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10

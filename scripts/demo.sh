@@ -84,11 +84,11 @@ cat <<INFO
                sqlite3 $AIRFLOW_HOME/demo_app.db 'select * from invoice_events'   (from webhooks)
   Demo CRM:    http://127.0.0.1:$CRM_PORT/docs  (edit a contact, then trigger acme__crm_contacts__contacts)
   App events:  curl http://127.0.0.1:$CRM_PORT/admin/inbound/acme-invoices   (delivered by acme__crm_hybrid__invoices_out)
-  Sync call:   see README "Worked example: a synchronous integration" (umbrella__orders__place_order)
+  Sync call:   see docs/patterns/synchronous.md (umbrella__orders__place_order)
   Reports:     trigger acme__invoice_reports__monthly_pdf; the PDF lands in /tmp/b2b-demo-reports
   SFTP folder: $SFTP_DIR/root/outbound/orders (drop more ';'-separated latin-1 CSV files here)
 
-  CLI:         in another terminal, source scripts/demo-env.sh first (README "Quick start")
+  CLI:         in another terminal, source scripts/demo-env.sh first (docs/getting-started.md)
 
   Press Ctrl-C to stop.
 INFO

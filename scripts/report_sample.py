@@ -1,4 +1,4 @@
-"""Render the sample report page shown in the README (docs/images/report_page.png).
+"""Render the sample report page shown in docs/patterns/scheduled_file_export.md (docs/images/report_page.png).
 
 The invoice_reports template's render options, 120 made-up invoices of a customer with a non-ASCII name;
 the PDF's first page is rasterised with pdftoppm (Debian package poppler-utils).

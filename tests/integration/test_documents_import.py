@@ -408,7 +408,7 @@ def test_api_import_of_orders_with_lines_replaces_lines_and_quarantines_a_bad_do
 def test_shipped_partner_po_xml_template_runs_as_a_generated_dag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: str, sshd: Any, sftp_folder: str, pg_db: str
 ) -> None:
-    """include/integrations/partner_po_xml.yaml (the README's worked example), deployed for one customer, loads
+    """include/integrations/partner_po_xml.yaml (docs/patterns/documents.md shows it), deployed for one customer, loads
     the purchase order of issue 20 and a second file with prices end to end."""
     from airflow.dag_processing.dagbag import DagBag
 
