@@ -1,7 +1,8 @@
 """Who is calling the instances API, and what they may touch.
 
 Two kinds of caller, both with ``Authorization: Bearer <token>``:
-- **engineers and the SaaS backend**: an Airflow token (``POST /auth/token``); reads need Airflow's DAG
+- **engineers and the SaaS backend**: an Airflow token (``POST /auth/token``), or, from the Integrations
+  page inside Airflow's UI, the UI's own ``_token`` cookie (changes also need ``X-B2B-Page: 1``); reads need Airflow's DAG
   read permission, writes DAG edit permission, credentials connection edit permission;
 - **a customer**, through pages the SaaS product embeds: a customer token (``instances/tokens.py``), which
   confines every read and write to its customer. Another customer's resources answer exactly as ones that
@@ -20,6 +21,9 @@ from b2b_integrations.api.errors import ApiError
 from b2b_integrations.instances.errors import NotFound
 
 Permission = Literal["read", "write", "credentials"]
+AIRFLOW_COOKIE = "_token"
+"""Airflow's UI session cookie (``COOKIE_NAME_JWT_TOKEN``): an Airflow JWT, accepted for engineers' pages."""
+PAGE_HEADER = "X-B2B-Page"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ async def authenticate(request: Request) -> Caller:
 
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     token = token.strip()
+    cookie = request.cookies.get(AIRFLOW_COOKIE)
+    if not request.headers.get("authorization") and cookie:
+        return await _from_airflow_cookie(request, cookie)
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("send 'Authorization: Bearer <token>' (an Airflow token or a customer token)")
     try:
@@ -64,6 +71,23 @@ async def authenticate(request: Request) -> Caller:
         user = await get_auth_manager().get_user_from_token(token)
     except Exception:  # expired, malformed or forged: all the same to the caller
         raise _unauthorized("the token is expired, malformed or not signed by this deployment") from None
+    return Caller("engineer", str(user.get_name()), None, frozenset(("read", "write", "credentials")), user)
+
+
+async def _from_airflow_cookie(request: Request, token: str) -> Caller:
+    # The Integrations page runs inside Airflow's UI (same origin), so the browser sends the UI's own
+    # session cookie. A cookie rides along on any request the browser makes to this origin, so a change
+    # must also carry a header another site's page cannot set without a CORS preflight we never grant.
+    if request.method not in ("GET", "HEAD", "OPTIONS") and request.headers.get(PAGE_HEADER) != "1":
+        raise ApiError(
+            403, "forbidden", f"a change authenticated by the UI cookie needs the {PAGE_HEADER} header"
+        )
+    from airflow.api_fastapi.app import get_auth_manager
+
+    try:
+        user = await get_auth_manager().get_user_from_token(token)
+    except Exception:  # expired or forged: log in to Airflow again
+        raise _unauthorized("the Airflow session expired: log in to Airflow again") from None
     return Caller("engineer", str(user.get_name()), None, frozenset(("read", "write", "credentials")), user)
 
 

@@ -149,6 +149,11 @@ def create_app(
         return production_services()
 
     add_instance_routes(app, instances or production_instances)
+    from b2b_integrations.api.overview import pages as overview_pages
+    from b2b_integrations.api.overview import router as overview_router
+
+    app.include_router(overview_router)  # the Integrations page's data and files (engineers)
+    app.include_router(overview_pages)
     from b2b_integrations.api.monitors import router as monitors_router  # uses the instances' services
 
     app.include_router(monitors_router)
