@@ -188,6 +188,11 @@ def _place(defs: dict[str, Any], pages: list[Page]) -> None:
         raise SystemExit(f"models reached by no reference page: {unplaced}")
 
 
+def _number(value: float) -> str:
+    """1000000 as 1,000,000 (not 1e+06), 0.5 as 0.5."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 def _anchor(name: str) -> str:
     return name.lower()
 
@@ -240,7 +245,7 @@ class Renderer:
             return self._bounded(described, node, "Length")
         if kind in ("integer", "number"):
             bounds = [
-                f"{sign} {node[key]:g}"
+                f"{sign} {_number(node[key])}"
                 for key, sign in (
                     ("minimum", "≥"),
                     ("exclusiveMinimum", ">"),
