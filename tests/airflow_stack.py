@@ -242,5 +242,7 @@ def start_airflow_stack(
         stack.wait_for(
             "the API server",
             lambda: httpx.get(f"{stack.url}/api/v2/monitor/health", timeout=2).status_code == 200,
+            # Seen taking 125-130 s to import and start with 7 agents' suites on 2 cores (load 23).
+            timeout=300,
         )
     return stack
