@@ -15,7 +15,7 @@ export AIRFLOW__API__PORT="$PORT"
 # Loopback only, like the demo CRM and SFTP server: the demo's admin password is printed and on disk.
 export AIRFLOW__API__HOST=127.0.0.1
 # Task processes report to the API server: on a non-default port they must be told where it is.
-export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$PORT/execution/"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=10
 # Synchronous calls wait for the scheduler: a shorter idle sleep took p50 1.34 s -> 0.89 s
 # (benchmarks/sync_calls.py), for ~7% of a core more while idle.
