@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 def delivery_steps(include_dir: Path, customer: str, integration: str, flow: str) -> list[dict[str, Any]]:
     """The planned arguments of the flow's ``deliver_events`` steps, as the DAG factory builds them."""
     from b2b_integrations.config.loader import load_project
-    from b2b_integrations.factory.planner import dag_id_for, plan_project
+    from b2b_integrations.factory.planner import plan_project
+    from b2b_integrations.naming import dag_id_for
 
     wanted = dag_id_for(customer, integration, flow)
     plan = next((p for p in plan_project(load_project(include_dir)) if p.dag_id == wanted), None)

@@ -59,7 +59,7 @@ def matches(filter: Mapping[str, Any], data: Mapping[str, Any]) -> bool:
 
 def subscriptions_of(project: Project) -> dict[str, list[Subscription]]:
     """Event type -> the enabled flows of valid customer integrations subscribed to it."""
-    from b2b_integrations.factory.planner import inbox_asset
+    from b2b_integrations.naming import inbox_asset_uri
 
     by_type: dict[str, list[Subscription]] = {}
     for deployed in deployed_flows(project):
@@ -74,7 +74,7 @@ def subscriptions_of(project: Project) -> dict[str, list[Subscription]]:
             customer_id=deployed.customer_id,
             integration=deployed.integration,
             flow=deployed.flow_name,
-            asset_uri=inbox_asset(deployed.customer_id, deployed.integration, deployed.flow_name).uri,
+            asset_uri=inbox_asset_uri(deployed.customer_id, deployed.integration, deployed.flow_name),
             events=frozenset(trigger.events),
             filter=resolve(trigger.filter, scopes),
         )

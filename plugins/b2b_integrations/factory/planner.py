@@ -22,9 +22,16 @@ from b2b_integrations.config.triggers import (
 )
 from b2b_integrations.config.variables import JSON_TYPES
 from b2b_integrations.factory.plan import AssetRef, DagPlan, PubSubWatch, SyncPlan, TaskPlan
-from b2b_integrations.sync.outcome import CALLBACK_TASK_ID
+from b2b_integrations.naming import (
+    CALLBACK_TASK_ID,
+    DAG_ID_SEPARATOR,  # noqa: F401 - kept importable from here for code written against it
+    dag_id_for,
+    inbox_asset_name,
+    inbox_asset_uri,
+    output_asset_name,
+    output_asset_uri,
+)
 
-DAG_ID_SEPARATOR = "__"
 # Triggers whose runs arrive as Airflow asset events (webhooks, app events, pub/sub messages).
 EVENT_TRIGGERS = frozenset({"webhook", "app_event", "pubsub"})
 # Airflow validates every Param with jsonschema at parse and again at serialization, and jsonschema first
@@ -40,24 +47,16 @@ DEFAULT_BROKER_CONN_IDS = {"redis": "redis_default", "rabbitmq": "amqp_default"}
 SYNC_CALLBACK_OPERATOR = "b2b_integrations.sync.callback.SyncCallbackOperator"
 
 
-def dag_id_for(customer_id: str, integration: str, flow: str) -> str:
-    return DAG_ID_SEPARATOR.join((customer_id, integration, flow))
-
-
 def inbox_asset(customer_id: str, integration: str, flow: str) -> AssetRef:
     """The asset that receives a flow's incoming events (webhook, app event, pub/sub)."""
-    return AssetRef(
-        name=f"b2b.{customer_id}.{integration}.{flow}.inbox",
-        uri=f"b2b://{customer_id}/{integration}/{flow}/inbox",
-    )
+    names = (customer_id, integration, flow)
+    return AssetRef(name=inbox_asset_name(*names), uri=inbox_asset_uri(*names))
 
 
 def output_asset(customer_id: str, integration: str, flow: str) -> AssetRef:
     """The asset a flow updates when it finishes, for flows triggered by its output."""
-    return AssetRef(
-        name=f"b2b.{customer_id}.{integration}.{flow}.output",
-        uri=f"b2b://{customer_id}/{integration}/{flow}/output",
-    )
+    names = (customer_id, integration, flow)
+    return AssetRef(name=output_asset_name(*names), uri=output_asset_uri(*names))
 
 
 def infer_pattern(flow: Flow) -> Pattern:

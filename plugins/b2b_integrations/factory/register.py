@@ -37,7 +37,7 @@ from b2b_integrations.errors import ConfigError, Problem
 from b2b_integrations.factory.app_dags import APP_DAG_IDS, build_app_dags
 from b2b_integrations.factory.build import build_dag
 from b2b_integrations.factory.plan import DagPlan
-from b2b_integrations.factory.planner import DAG_ID_SEPARATOR, plan_project
+from b2b_integrations.factory.planner import plan_project
 from b2b_integrations.factory.shards import (
     ReportStore,
     ShardReport,
@@ -46,6 +46,7 @@ from b2b_integrations.factory.shards import (
     shard_file,
     shard_of,
 )
+from b2b_integrations.naming import split_dag_id
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ def build_task_dag(
             return nothing
         project = load_app_settings(include_dir)
         return _build(project, [], with_app=True, auto_register=True)
-    parts = dag_id.split(DAG_ID_SEPARATOR)
-    if len(parts) != 3 or shard_of(parts[0], shards) != shard:
+    parts = split_dag_id(dag_id)
+    if parts is None or shard_of(parts[0], shards) != shard:
         return nothing
     customer_id, integration, _ = parts
     project = load_customer_project(include_dir, customer_id, last_valid=last_valid)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from b2b_integrations.factory.planner import DAG_ID_SEPARATOR
 from b2b_integrations.factory.shards import shard_count, shard_file, shard_of
+from b2b_integrations.naming import dag_id_prefix, inbox_asset_uri
 
 DAGS_BUNDLE = "dags-folder"
 PROBLEMS_FILE = "b2b_config_problems.py"
@@ -25,7 +25,7 @@ PROBLEMS_FILE = "b2b_config_problems.py"
 def instance_dag_prefix(customer: str, integration: str) -> str:
     # Ids are lower_snake_case with single underscores, so "<customer>__<integration>__" matches exactly
     # that instance's flows and never another customer whose id starts the same way.
-    return f"{customer}{DAG_ID_SEPARATOR}{integration}{DAG_ID_SEPARATOR}"
+    return dag_id_prefix(customer, integration)
 
 
 def request_reparse(customer: str, session: Any) -> None:
@@ -157,7 +157,6 @@ def queue_held_events(customer: str, integration: str, session: Any) -> list[Hel
     from airflow.models.dag import DagModel
     from airflow.state import get_state_backend
 
-    from b2b_integrations.factory.planner import inbox_asset
     from b2b_integrations.staging import EVENT_CURSOR_KEY, WEBHOOK_KEY
 
     prefix = instance_dag_prefix(customer, integration)
@@ -171,7 +170,7 @@ def queue_held_events(customer: str, integration: str, session: Any) -> list[Hel
     ).all()
     held: list[HeldEvents] = []
     for dag_id, asset_id, uri in refs:
-        if uri != inbox_asset(customer, integration, dag_id[len(prefix) :]).uri:
+        if uri != inbox_asset_uri(customer, integration, dag_id[len(prefix) :]):
             continue  # triggered by another flow's output, not by an inbox
         position = get_state_backend().get(AssetScope(asset_id=asset_id), EVENT_CURSOR_KEY, session=session)
         if isinstance(position, str):

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from b2b_integrations.errors import FatalStepError
+from b2b_integrations.naming import CALLBACK_TASK_ID  # noqa: F401 - the sync modules' name for it
 
 PUBLIC_ERROR_KEY = "b2b_public_error"
 """XCom key under which a failing step leaves what a caller may be told about its failure."""
-CALLBACK_TASK_ID = "notify-caller"
-"""Task id of the callback task; not a valid step id (a hyphen), so it never collides with one."""
+# CALLBACK_TASK_ID (naming.py) is not a valid step id (a hyphen), so it never collides with one.
 SUCCESS_STATES = frozenset({"success", "skipped"})
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 Status = Literal["queued", "running", "succeeded", "failed"]

@@ -42,7 +42,7 @@ class SyncRoutes:
 
 def sync_routes_of(project: Project) -> dict[tuple[str, str, str], SyncRoute]:
     """Every enabled sync flow of every valid customer integration."""
-    from b2b_integrations.factory.planner import dag_id_for
+    from b2b_integrations.naming import dag_id_for
 
     routes = {}
     for deployed in deployed_flows(project):

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from anyio import to_thread
 
-from b2b_integrations.factory.planner import dag_id_for
+from b2b_integrations.naming import dag_id_for
 from b2b_integrations.net.addresses import allowed_networks
 from b2b_integrations.net.json_body import JsonRefused, parse_json
 from b2b_integrations.sync import outcome as outcomes

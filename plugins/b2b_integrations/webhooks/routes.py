@@ -59,7 +59,7 @@ def paused_dag_ids() -> frozenset[str]:
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
 
-    from b2b_integrations.factory.planner import DAG_ID_SEPARATOR
+    from b2b_integrations.naming import DAG_ID_SEPARATOR
 
     with create_session() as session:
         return frozenset(
@@ -81,7 +81,7 @@ class WebhookRoutes:
         self._paused = paused if paused is not None else PausedDags()
 
     def find(self, customer_id: str, integration: str, flow: str) -> WebhookRoute | None:
-        from b2b_integrations.factory.planner import dag_id_for
+        from b2b_integrations.naming import dag_id_for
 
         route = self._routes.get().get((customer_id, integration, flow))
         if route is not None and route.active and dag_id_for(customer_id, integration, flow) in self._paused:
@@ -91,7 +91,7 @@ class WebhookRoutes:
 
 def routes_of(project: Project) -> dict[tuple[str, str, str], WebhookRoute]:
     """Every enabled webhook flow of every valid customer integration."""
-    from b2b_integrations.factory.planner import inbox_asset
+    from b2b_integrations.naming import inbox_asset_uri
 
     routes = {}
     for deployed in deployed_flows(project):
@@ -107,7 +107,7 @@ def routes_of(project: Project) -> dict[tuple[str, str, str], WebhookRoute]:
             signature=trigger.signature,
             secret_conn_id=deployed.settings.connections.get(slot) if slot else None,
             payload_schema=trigger.payload_schema,
-            asset_uri=inbox_asset(*key).uri,
+            asset_uri=inbox_asset_uri(*key),
             active=deployed.settings.active is not False,
         )
     return routes
