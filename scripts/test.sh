@@ -23,7 +23,8 @@ need_package sqlite3 sqlite3 "the quick-start test (README's quick start reads t
 need_package jq jq "the instances API walkthrough (curl + jq), which a test runs as written"
 need_package /usr/bin/chromium chromium "the browser tests of the Integrations page and the customer portal"
 
-# One process by default. B2B_TEST_WORKERS=2 runs two pytest-xdist workers, each taking whole modules (half
-# the time), but two of four such runs had e2e failures not seen in one process (a task's connection not
-# found, a trigger's kwargs unreadable): stacks running side by side are suspected of reaching each other.
-exec .venv/bin/python -m pytest -n "${B2B_TEST_WORKERS:-0}" --dist loadfile "$@"
+# Two pytest-xdist workers, each taking whole modules: e2e tests mostly wait on Airflow components, so two
+# run in about half the time of one. B2B_TEST_WORKERS=0 runs everything in this process (one traceback
+# stream, pdb). Side by side, stacks once broke each other through ports picked by bind(0) and Fernet keys
+# generated per component; tests/servers.py and tests/airflow_stack.py now rule both out.
+exec .venv/bin/python -m pytest -n "${B2B_TEST_WORKERS:-2}" --dist loadfile "$@"
