@@ -67,10 +67,10 @@ PROBE = {
 
 
 def _customer(
-    cid: str, files: Path, monitors: dict[str, Any], flows: dict[str, Any], **extra: Any
+    cid: str, files: Path, monitors: dict[str, Any], flows: dict[str, Any], active: bool = True, **extra: Any
 ) -> dict[str, Any]:
     config = {"release_file": str(files / f"{cid}_release"), "ok_file": str(files / f"{cid}_ok")}
-    entry = {"config": config, "monitors": monitors, "flows": flows, "active": True}
+    entry = {"config": config, "monitors": monitors, "flows": flows, "active": active}
     return {"id": cid, "name": cid.title(), "integrations": {"probe": entry}, **extra}
 
 
@@ -91,8 +91,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, sink: HttpSink, files: Path) -> Iterator[AirflowStack]:
     customers = {
-        # Late: its hourly run waits for a file, so it cannot succeed within 20 s of being due.
-        "lateco": _customer("lateco", files, {"max_duration": "25s"}, {"flip": {"enabled": False}},
+        # Late: its hourly run waits for a file, so it cannot succeed within 20 s of being due. Inactive
+        # until the test activates it: its run must not start before the API server answers tasks.
+        "lateco": _customer("lateco", files, {"max_duration": "25s"}, {"flip": {"enabled": False}}, active=False,
                             alerts={"slack": "lateco_slack"}),
         # Fails repeatedly; no deactivation configured: warned once, never paused.
         "flakyco": _customer("flakyco", files, {"warn_after_failures": 2}, {"hold": {"enabled": False}}),
@@ -204,6 +205,8 @@ def _two_more_evaluations(stack: AirflowStack) -> None:
 def test_late_and_failing_flows_alert_once_and_recover_once(
     stack: AirflowStack, admin: httpx.Client, sink: HttpSink, files: Path
 ) -> None:
+    activated = admin.post(f"{API}/lateco/instances/probe/activate")
+    assert activated.status_code == 200, activated.text
     # Failing flows: each run fails (retries 0) until the test creates its ok file.
     assert [_run_flip(stack, admin, "flakyco") for _ in range(3)] == ["failed"] * 3
     assert [_run_flip(stack, admin, "deadco") for _ in range(3)] == ["failed"] * 3
