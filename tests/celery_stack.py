@@ -93,10 +93,14 @@ def start_celery_stack(
     concurrency: int = 2,
     redis_db: int = 11,
     components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor"),
+    private_data_dirs: bool = False,
 ) -> CeleryStack:
     """Start Airflow with CeleryExecutor and ``workers`` Celery workers of ``concurrency`` slots each.
 
     :param redis_db: Redis database number used as the broker; flushed by ``stop()``.
+    :param private_data_dirs: Give each worker its own ``B2B_DATA_DIR`` (``<home>/b2b_data_<worker>``), as
+        workers on separate hosts would have: records cross between them only through object storage
+        (``B2B_STAGING_URL`` in ``extra_env``).
     """
     queue = f"b2b_test_{uuid.uuid4().hex[:8]}"
     celery_env = {
@@ -124,6 +128,7 @@ def start_celery_stack(
                 ["celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", str(concurrency),
                  "--queues", queue, "--without-gossip", "--without-mingle", "--skip-serve-logs"],
                 {
+                    **({"B2B_DATA_DIR": str(airflow.home / f"b2b_data_{name}")} if private_data_dirs else {}),
                     WORKER_NAME_VAR: name,
                     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "celery_stack.worker_hostname",
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), airflow.env.get("PYTHONPATH")])),

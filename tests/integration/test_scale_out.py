@@ -9,6 +9,8 @@ manually so only the runs this test starts exist, and without retries so a failu
   (``low_stock_alerts``), 6 customers: the staged records cross from one task to the next, and from one
   DAG to another, whichever worker each task lands on.
 Every customer loads into the same multi-tenant tables of one PostgreSQL database, keyed by customer_id.
+It runs twice: workers sharing a data folder, and workers that share no folder (each its own
+``B2B_DATA_DIR``) with staged records on S3 (moto's S3 server, tests/s3_server.py).
 
 Select alone with ``pytest -m scale``.
 """
@@ -31,6 +33,7 @@ from celery_stack import CeleryStack, redis_available, start_celery_stack
 from crm_server import CrmServer, start_crm_server
 from helpers import PG, shipped_template, write_include
 from helpers import pg_rows as rows
+from s3_server import S3Server, start_s3
 from sshd import SshServer
 
 pytestmark = [
@@ -114,8 +117,36 @@ def crm() -> Iterator[CrmServer]:
 
 
 @pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    server = start_s3()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def staging(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Where the workers stage records: their shared folder, or S3 with no folder shared."""
+    if request.param == "shared_folder":
+        return {"private_data_dirs": False, "env": {}, "bucket": None}
+    s3: S3Server = request.getfixturevalue("s3")
+    bucket = s3.new_bucket("scale")
+    env = {
+        "B2B_STAGING_URL": f"s3://{bucket}/staging",
+        "B2B_STAGING_CONN_ID": "scale_s3",
+        "AIRFLOW_CONN_SCALE_S3": s3.airflow_conn_json(),
+    }
+    return {"private_data_dirs": True, "env": env, "bucket": bucket, "s3": s3}
+
+
+@pytest.fixture(scope="module")
 def deployment(
-    tmp_path_factory: pytest.TempPathFactory, sshd: SshServer, crm: CrmServer, pg_db: str
+    tmp_path_factory: pytest.TempPathFactory,
+    sshd: SshServer,
+    crm: CrmServer,
+    pg_db: str,
+    staging: dict[str, Any],
 ) -> Iterator[tuple[CeleryStack, dict[str, str]]]:
     customers = _customers()
     folders = {c: _drop_order_files(sshd, c) for c, integration in customers.items() if integration == SFTP}
@@ -138,10 +169,12 @@ def deployment(
             "AIRFLOW_CONN_SCALE_DB": f"{PG}/{pg_db}",
             "AIRFLOW_CONN_SCALE_CRM": json.dumps(crm_conn),
             "AIRFLOW_CONN_SCALE_SFTP": sshd.airflow_conn_json(),
+            **staging["env"],
         },
         workers=2,
         concurrency=2,
         redis_db=11,
+        private_data_dirs=staging["private_data_dirs"],
     )
     try:
         yield stack, folders
@@ -171,8 +204,9 @@ def _trigger_all(stack: CeleryStack, dag_ids: list[str]) -> None:
     assert set(statuses.values()) == {200}, statuses
 
 
+@pytest.mark.parametrize("staging", ["shared_folder", "s3_no_shared_folder"], indirect=True, scope="module")
 def test_twenty_customers_run_concurrently_on_two_celery_workers(
-    deployment: tuple[CeleryStack, dict[str, str]], pg_db: str, sshd: SshServer
+    deployment: tuple[CeleryStack, dict[str, str]], pg_db: str, sshd: SshServer, staging: dict[str, Any]
 ) -> None:
     stack, folders = deployment
     customers = _customers()
@@ -229,6 +263,18 @@ def test_twenty_customers_run_concurrently_on_two_celery_workers(
     assert {status for _, status in outcome} == {"SUCCESS"} and len(outcome) == len(tis)
 
     _assert_results(pg_db, customers, folders)
+    if staging["bucket"] is not None:
+        _assert_staged_on_s3(stack, staging, customers)
+
+
+def _assert_staged_on_s3(stack: CeleryStack, staging: dict[str, Any], customers: dict[str, str]) -> None:
+    """Every multi-step run's records went through the bucket, and no worker staged anything locally."""
+    keys = staging["s3"].keys(staging["bucket"], "staging/runs/")
+    staged_customers = {key.split("/")[2] for key in keys}
+    assert staged_customers == {c for c, i in customers.items() if i == INVENTORY}, keys
+    assert not any(key.endswith(".tmp") for key in keys)
+    for worker in stack.workers:
+        assert not (stack.airflow.home / f"b2b_data_{worker}" / "runs").exists()
 
 
 def _assert_results(pg_db: str, customers: dict[str, str], folders: dict[str, str]) -> None:

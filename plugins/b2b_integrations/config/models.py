@@ -16,6 +16,7 @@ from b2b_integrations.config.alerts import AlertOptions
 from b2b_integrations.config.base import Ident, PlainText, StrictModel
 from b2b_integrations.config.limits import CustomerLimits
 from b2b_integrations.config.monitors import AppMonitors, MonitorSettings
+from b2b_integrations.config.staging import StagingSettings
 from b2b_integrations.config.steps import Step
 from b2b_integrations.config.triggers import Schedule, Trigger
 from b2b_integrations.config.variables import ConfigVariable
@@ -223,4 +224,7 @@ class AppSettings(StrictModel):
     outbox: OutboxSettings | None = Field(None, description="Publish app events from a transactional outbox.")
     monitors: AppMonitors | None = Field(
         None, description="Evaluate alert monitors of every instance (a DAG of our app) and their defaults."
+    )
+    staging: StagingSettings | None = Field(
+        None, description="Delete staged records older than retention_hours (a DAG of our app)."
     )

@@ -1,4 +1,5 @@
-"""DAGs of our own app, not of a customer: the outbox poller and the monitors (``include/app.yaml``)."""
+"""DAGs of our own app, not of a customer: the outbox poller, the monitors and the staging retention
+(``include/app.yaml``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ if TYPE_CHECKING:
     from airflow.sdk import DAG
 
     from b2b_integrations.config.models import AppMonitors, AppSettings
+    from b2b_integrations.config.staging import StagingSettings
 
 OUTBOX_DAG_ID = "b2b_app__outbox"
 MONITORS_DAG_ID = "b2b_app__monitors"
-APP_DAG_IDS = (OUTBOX_DAG_ID, MONITORS_DAG_ID)
+RETENTION_DAG_ID = "b2b_app__staging_retention"
+APP_DAG_IDS = (OUTBOX_DAG_ID, MONITORS_DAG_ID, RETENTION_DAG_ID)
 
 
 def build_app_dags(app: AppSettings | None, auto_register: bool = True) -> dict[str, DAG]:
@@ -26,6 +29,8 @@ def build_app_dags(app: AppSettings | None, auto_register: bool = True) -> dict[
     monitors = app.monitors if app is not None else None
     if monitors is not None and monitors.enabled:
         dags[MONITORS_DAG_ID] = _monitors_dag(monitors, auto_register)
+    if app is not None and app.staging is not None:
+        dags[RETENTION_DAG_ID] = _retention_dag(app.staging, auto_register)
     outbox = app.outbox if app is not None else None
     if outbox is None or not outbox.enabled:
         return dags
@@ -93,4 +98,31 @@ def _monitors_dag(monitors: AppMonitors, auto_register: bool) -> DAG:
         default_args={"owner": "b2b-integrations", "retries": 0},
     ) as dag:
         EvaluateMonitorsOperator(task_id="evaluate", api_conn_id=monitors.api_connection)
+    return dag
+
+
+def _retention_dag(staging: StagingSettings, auto_register: bool) -> DAG:
+    from airflow.sdk import DAG
+
+    from b2b_integrations.config.schedules import parse_schedule
+    from b2b_integrations.factory.build import _start_date
+    from b2b_integrations.operators.staging_retention import StagingRetentionOperator
+
+    with DAG(
+        dag_id=RETENTION_DAG_ID,
+        description="Delete staged records older than the retention",
+        doc_md=(
+            "# Staging retention\n\nDeletes the records steps handed each other (`runs/` of "
+            "`B2B_STAGING_URL`, else `B2B_DATA_DIR`) once last written more than "
+            f"{staging.retention_hours:g} hours ago. Configured in `include/app.yaml` (`staging`)."
+        ),
+        schedule=parse_schedule(staging.schedule),
+        start_date=_start_date(),
+        catchup=False,
+        max_active_runs=1,
+        auto_register=auto_register,
+        tags=["b2b:app", "b2b:staging"],
+        default_args={"owner": "b2b-integrations", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    ) as dag:
+        StagingRetentionOperator(task_id="remove_old_staged_files", max_age_hours=staging.retention_hours)
     return dag

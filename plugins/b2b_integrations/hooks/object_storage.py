@@ -87,7 +87,7 @@ class ObjectStorageFolder(FreeNames):
     def __init__(self, base: ObjectStoragePath) -> None:
         self.base = base
         self.fs: AbstractFileSystem = base.fs
-        self.folder = str(base)
+        self.folder = f"{base.protocol}://{base.path}"  # str(base) would show the connection id
         self._root = base.path.rstrip("/")
         # A local folder needs a temporary name and a rename for an upload to appear whole; an object store
         # makes an object visible only once its upload completed, so a direct put is already atomic.

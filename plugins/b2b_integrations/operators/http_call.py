@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
@@ -16,7 +13,7 @@ from b2b_integrations.hooks.http_call import CallResponse, HttpCallClient, HttpC
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sources import http_call as calls
 from b2b_integrations.sources.retries import RetryPolicy
-from b2b_integrations.staging import StagedRecords, stage_path
+from b2b_integrations.staging import StagedRecords, read_dicts, stage_path, write_dicts
 from b2b_integrations.sync.outcome import PUBLIC_ERROR_KEY, StepRejected, public_error_of
 from b2b_integrations.sync.protocol import sync_request
 
@@ -233,24 +230,13 @@ class HttpCallOperator(StepOperator):
         """The output records as the next step's input (same format and place as ``StepOperator.stage_output``)."""
         path = stage_path(self.customer_id, self.integration, self.flow, context["run_id"], self.task_id)
         columns = list(dict.fromkeys(key for record in records for key in record))
-        _write_staged(path, records)
-        return StagedRecords(path=str(path), rows=len(records), columns=columns)
+        return write_dicts(records, path, columns)
 
 
-# Staged records are NDJSON (staging.py); read and written here with json so a call step does not pay the
-# ~0.4 s pandas import per task, which shows in a synchronous flow's answer time.
+# Staged records are read and written with json (staging.read_dicts/write_dicts) so a call step does not
+# pay the ~0.4 s pandas import per task, which shows in a synchronous flow's answer time.
 def _read_staged(ref: dict[str, Any]) -> list[dict[str, Any]]:
-    path = Path(ref["path"])
-    if not path.exists():
-        raise FatalStepError(f"staged records {path} are missing; re-run the upstream step")
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _write_staged(path: Path, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".ndjson.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)  # a retry replaces the output, never appends to it
+    try:
+        return read_dicts(ref)
+    except FileNotFoundError as e:
+        raise FatalStepError(str(e)) from e

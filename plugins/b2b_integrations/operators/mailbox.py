@@ -5,10 +5,8 @@ not staged again."""
 from __future__ import annotations
 
 import imaplib
-import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.errors import FatalStepError
@@ -19,7 +17,7 @@ from b2b_integrations.sources.mail import (
     attachment_record,
     parse_message,
 )
-from b2b_integrations.staging import stage_path
+from b2b_integrations.staging import path_text, stage_path, write_bytes_atomically
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -191,8 +189,8 @@ class MailboxOperator(StepOperator):
         for number, (_, message) in enumerate(fetched):
             for index, attachment in enumerate(message.attachments):
                 path = folder / f"{number:05d}" / attachment_file_name(index, attachment.name)
-                _write_atomically(path, attachment.data)
-                records.append(attachment_record(message, attachment, str(path)))
+                write_bytes_atomically(path, attachment.data)
+                records.append(attachment_record(message, attachment, path_text(path)))
         return records
 
     def _move(self, client: imaplib.IMAP4, uids: list[bytes]) -> None:
@@ -216,10 +214,3 @@ def _ok(answer: tuple[str, list[Any]], what: str, allow_no: bool = False) -> lis
         detail = b" ".join(d for d in data if isinstance(d, bytes)).decode(errors="replace")
         raise imaplib.IMAP4.error(f"{what} answered {status}: {detail}")
     return data
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
