@@ -22,7 +22,7 @@ import pytest
 
 from b2b_integrations.net.addresses import ALLOWED_NETWORKS_ENV, AddressRefused
 from b2b_integrations.sync import callback
-from b2b_integrations.sync.callback import SyncCallbackOperator
+from b2b_integrations.operators.sync_callback import SyncCallbackOperator
 
 NAME = "callback.test"
 

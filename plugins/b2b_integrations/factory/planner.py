@@ -44,7 +44,7 @@ PARAM_SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 SYNC_MAX_ACTIVE_RUNS = 16
 # Airflow's conventional default connection per pub/sub broker, when a template names no slot.
 DEFAULT_BROKER_CONN_IDS = {"redis": "redis_default", "rabbitmq": "amqp_default"}
-SYNC_CALLBACK_OPERATOR = "b2b_integrations.sync.callback.SyncCallbackOperator"
+SYNC_CALLBACK_OPERATOR = "b2b_integrations.operators.sync_callback.SyncCallbackOperator"
 
 
 def inbox_asset(customer_id: str, integration: str, flow: str) -> AssetRef:
