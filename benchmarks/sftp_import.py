@@ -181,6 +181,39 @@ def run_json(code: str, args: list[str], env: dict[str, str]) -> dict[str, float
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def print_round(
+    number: int,
+    rounds: int,
+    rows: int,
+    ours: dict[str, float],
+    floors: dict[str, dict[str, float]],
+    load: float,
+) -> dict[str, float]:
+    """Print one checked round; return ours's share of each floor's throughput."""
+    print(f"round {number} of {rounds} (load average, 1 min, at its end: {load:.1f})")
+    print(f"  {'':<16} {'seconds':>8} {'rows/s':>10} {'peak MiB':>9}")
+    print(
+        f"  {'ours':<16} {ours['seconds']:>8.1f} {rows / ours['seconds']:>10,.0f} "
+        f"{ours['peak_mib']:>9.0f}   (rows loaded {ours['rows']:,}, quarantined {ours['quarantined']:,}; "
+        f"+ {ours['imports_s']:.1f} s importing its libraries before the clock, as the floors do)"
+    )
+    for label, floor in floors.items():
+        print(
+            f"  {label:<16} {floor['seconds']:>8.1f} {rows / floor['seconds']:>10,.0f} "
+            f"{floor['peak_mib']:>9.0f}   (download {floor['download_s']:.1f} s + COPY {floor['copy_s']:.1f} s)"
+        )
+    share = {label: f["seconds"] / ours["seconds"] for label, f in floors.items()}
+    with_imports = floors["floor (same key)"]["seconds"] / (ours["seconds"] + ours["imports_s"])
+    print(
+        f"  ours / same-key floor throughput: {share['floor (same key)']:.0%} (target >= 60%); "
+        f"ours / keyless floor {share['floor (keyless)']:.0%}; "
+        f"ours / hook floor {share['floor (hook)']:.0%}; "
+        f"ours with its imports / same-key floor {with_imports:.0%}",
+        flush=True,
+    )
+    return share
+
+
 def main() -> None:
     import psycopg2
 
@@ -242,7 +275,9 @@ def main() -> None:
             }
             remote = str(floor_folder / "orders.csv")
             env["FLOOR_SFTP_COMMAND"] = json.dumps(sftp_client_command(server, remote))
-            rounds = []
+            print(f"file: {args.rows:,} rows, {size_mb:.0f} MB CSV; machine: {os.cpu_count()} cores")
+            rounds: list[tuple[dict[str, float], dict[str, dict[str, float]], float]] = []
+            shares: list[dict[str, float]] = []
             for number in range(1, args.rounds + 1):
                 if number > 1:  # as before the first round: the file back in the folder, nothing loaded
                     (ours_folder / "processed" / "orders.csv").rename(source)
@@ -270,31 +305,9 @@ def main() -> None:
                 if problems:
                     raise SystemExit("wrong result, no figures:\n  " + "\n  ".join(problems))
                 rounds.append((ours, floors, os.getloadavg()[0]))
+                # Printed as soon as it is checked: an interrupted long run keeps its finished rounds.
+                shares.append(print_round(number, args.rounds, args.rows, *rounds[-1]))
 
-        print(f"\nfile: {args.rows:,} rows, {size_mb:.0f} MB CSV; machine: {os.cpu_count()} cores")
-        shares = []
-        for number, (ours, floors, load) in enumerate(rounds, 1):
-            print(f"round {number} of {len(rounds)} (load average, 1 min, at its end: {load:.1f})")
-            print(f"  {'':<16} {'seconds':>8} {'rows/s':>10} {'peak MiB':>9}")
-            print(
-                f"  {'ours':<16} {ours['seconds']:>8.1f} {args.rows / ours['seconds']:>10,.0f} "
-                f"{ours['peak_mib']:>9.0f}   (rows loaded {ours['rows']:,}, quarantined {ours['quarantined']:,}; "
-                f"+ {ours['imports_s']:.1f} s importing its libraries before the clock, as the floors do)"
-            )
-            for label, floor in floors.items():
-                print(
-                    f"  {label:<16} {floor['seconds']:>8.1f} {args.rows / floor['seconds']:>10,.0f} "
-                    f"{floor['peak_mib']:>9.0f}   (download {floor['download_s']:.1f} s + COPY {floor['copy_s']:.1f} s)"
-                )
-            share = {label: f["seconds"] / ours["seconds"] for label, f in floors.items()}
-            shares.append(share)
-            with_imports = floors["floor (same key)"]["seconds"] / (ours["seconds"] + ours["imports_s"])
-            print(
-                f"  ours / same-key floor throughput: {share['floor (same key)']:.0%} (target >= 60%); "
-                f"ours / keyless floor {share['floor (keyless)']:.0%}; "
-                f"ours / hook floor {share['floor (hook)']:.0%}; "
-                f"ours with its imports / same-key floor {with_imports:.0%}"
-            )
         if len(rounds) > 1:
             median = {label: statistics.median(s[label] for s in shares) for label in shares[0]}
             print(
