@@ -86,3 +86,25 @@ def docs_file_blocks(page: str, tag: str) -> list[tuple[str, str | None]]:
         included = re.fullmatch(r'--8<-- "([^"]+)"\n', match.group(2))
         blocks.append((match.group(1), included.group(1) if included else None))
     return blocks
+
+
+def send_standard_webhook(url: str, secret: str, payload: dict[str, Any]) -> str:
+    """POST ``payload`` to ``url`` signed the Standard Webhooks way with ``secret``; 202 expected; its id."""
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    import httpx
+    from standardwebhooks.webhooks import Webhook
+
+    body = json.dumps(payload)
+    msg_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, now, body),
+    }
+    answer = httpx.post(url, content=body, headers=headers, timeout=30, trust_env=False)
+    assert answer.status_code == 202, answer.text
+    return msg_id

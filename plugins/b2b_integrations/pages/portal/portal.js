@@ -172,8 +172,10 @@
   });
 
   function expired() {
+    // Several calls in flight fail together: the embedding app is told once per token.
+    const had = session.token !== null;
     session.token = null;
-    if (window.parent !== window) window.parent.postMessage({ type: "b2b-portal:token-expired" }, "*");
+    if (had && window.parent !== window) window.parent.postMessage({ type: "b2b-portal:token-expired" }, "*");
     show(
       h("h1", {}, "Your session has ended"),
       h("p", {}, "Open the integrations page again from the app you came from."),
@@ -196,7 +198,13 @@
     return "runs when an event arrives";
   }
 
+  // A view whose data arrives after the reader moved on must not replace the page they moved to.
+  function stillOn(hash) {
+    return window.location.hash === hash;
+  }
+
   async function renderMarketplace() {
+    const hash = window.location.hash;
     const [market, mine, me] = await Promise.all([
       api("GET", "marketplace"),
       api("GET", `${customerPath()}/instances`),
@@ -229,6 +237,7 @@
           h("li", {}, `${humanize(flow.name)}: ${flow.description || ""} (${flowTrigger(flow)})`))),
         action);
     });
+    if (!stillOn(hash)) return;
     show(
       h("h1", {}, name ? `Integrations for ${name}` : "Integrations"),
       h("ul", { class: "cards", "aria-label": "Available integrations" }, cards),
@@ -457,6 +466,7 @@
   }
 
   async function renderWizard(integration) {
+    const hash = window.location.hash;
     const [entry, kinds] = await Promise.all([
       api("GET", `marketplace/${segment(integration)}`),
       session.kinds ? Promise.resolve(session.kinds) : fetch(new URL("credential-kinds.json", document.baseURI)).then((r) => r.json()),
@@ -509,6 +519,7 @@
       }
     });
 
+    if (!stillOn(hash)) return;
     show(
       h("h1", { id: "wizard-title" }, `${instance ? "Settings of" : "Set up"} ${humanize(integration)}`),
       h("p", {}, entry.data.description || ""),
@@ -619,8 +630,20 @@
     }
   }
 
+  // Templates change rarely: the marketplace entry is read once per page load, not on every refresh.
+  const entries = new Map();
+  function marketplaceEntry(integration) {
+    if (!entries.has(integration)) {
+      const pending = api("GET", `marketplace/${segment(integration)}`);
+      pending.catch(() => entries.delete(integration));
+      entries.set(integration, pending);
+    }
+    return entries.get(integration);
+  }
+
   async function renderInstance(integration, options) {
     const opts = options || {};
+    const hash = window.location.hash;
     const path = instancePath(integration);
     let status;
     let instance;
@@ -630,12 +653,13 @@
       [status, instance, entry, creds] = await Promise.all([
         api("GET", `${path}/status`),
         api("GET", path),
-        api("GET", `marketplace/${segment(integration)}`).catch(() => ({ data: { flows: [], connections: [] } })),
+        marketplaceEntry(integration).catch(() => ({ data: { flows: [], connections: [] } })),
         api("GET", `${path}/credentials`),
       ]);
     } catch (error) {
-      if (error.status === 404) return renderNotFound();
-      throw error;
+      if (error.status !== 404) throw error;
+      if (stillOn(hash)) renderNotFound();
+      return undefined;
     }
     const flows = status.data.flows;
     const runs = await Promise.all(flows.map((flow) =>
@@ -666,13 +690,19 @@
     if (replay) {
       replay.addEventListener("click", () => action(replay, async () => {
         const answer = await api("POST", `${path}/replay`, {});
-        let count = 0;
+        let queued = 0;
+        let delivered = 0;
+        let still = 0;
         for (const flow of answer.data.flows) {
-          count += (flow.quarantined || []).length + (flow.webhooks || []).length;
-          const dead = flow.dead_letters;
-          if (dead && typeof dead === "object") count += Number(dead.replayed || dead.count || 0);
+          queued += (flow.quarantined || []).length + (flow.webhooks || []).length;
+          for (const target of flow.dead_letters || []) {
+            delivered += Number(target.delivered || 0);
+            still += Number(target.dead_lettered || 0);
+          }
         }
-        return `Sent ${count} set-aside item(s) to be processed again.`;
+        const parts = [`${queued} set-aside message(s) sent to be processed again`];
+        if (delivered || still) parts.push(`${delivered} undelivered event(s) delivered now, ${still} still failing`);
+        return `${parts.join("; ")}.`;
       }, { integration }));
     }
 
@@ -728,6 +758,7 @@
         h("span", { id: `test-${slot.slot}-result`, role: "status" }));
     });
 
+    if (!stillOn(hash)) return undefined;
     show(
       h("h1", {}, humanize(integration)),
       h("section", { class: `health health-${health.replace(" ", "-")}`, "aria-labelledby": "health-title" },
@@ -742,7 +773,7 @@
         h("a", { class: "button", href: `#/setup/${segment(integration)}` }, "Change settings"),
         replay, toggle),
       flowSections,
-      connections.length ? h("section", { "aria-labelledby": "conn-title" },
+      connections.length ? h("section", { class: "connections", "aria-labelledby": "conn-title" },
         h("h2", { id: "conn-title" }, "Connections"), h("ul", { class: "slots" }, slotItems)) : null,
     );
     if (opts.keepFocus && document.getElementById(opts.keepFocus)) document.getElementById(opts.keepFocus).focus();
@@ -752,7 +783,7 @@
       session.poll = window.setTimeout(() => {
         const focused = document.activeElement && document.activeElement.id;
         renderInstance(integration, { keepFocus: focused, quiet: true }).catch(() => {});
-      }, 3000);
+      }, 5000);
     }
     return undefined;
   }
@@ -823,18 +854,28 @@
     }
   }
 
+  function tokenFromFragment() {
+    const token = new URLSearchParams(window.location.hash.slice(1)).get("token");
+    if (!token) return false;
+    // Out of the address bar and history: the token must not be bookmarked, shared or copied.
+    window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}#/`);
+    if (!useToken(token)) {
+      expired();
+      return true;
+    }
+    route();
+    return true;
+  }
+
   window.addEventListener("hashchange", () => {
+    // A new #token= (the embedding app opened the page again) replaces the one in use.
+    if (tokenFromFragment()) return;
     if (window.location.hash.startsWith("#/") || window.location.hash === "") route();
   });
 
   function start() {
-    const fragment = new URLSearchParams(window.location.hash.slice(1));
-    const token = fragment.get("token");
-    if (token && useToken(token)) {
-      // Out of the address bar and history: the token must not be bookmarked, shared or copied.
-      window.history.replaceState(null, "", `${window.location.pathname}${window.location.search}#/`);
-      route();
-    } else if (window.parent !== window) {
+    if (tokenFromFragment()) return;
+    if (window.parent !== window) {
       main.replaceChildren(h("p", { class: "muted" }, "Waiting for the app to sign in…"));
       window.parent.postMessage({ type: "b2b-portal:ready" }, "*");
     } else {
