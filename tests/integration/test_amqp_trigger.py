@@ -65,11 +65,12 @@ def wait_queue(
         time.sleep(0.05)
 
 
-async def consume(queue: str, count: int, confirm: int) -> list[dict]:
-    """Take ``count`` events the way the triggerer's runner does (bind each to its raw event), confirm the
-    first ``confirm`` of them stored, then stop as a killed or restarted triggerer would."""
+async def consume(queue: str, count: int, confirm: int, **batching: float) -> list[dict]:
+    """Take events of ``count`` messages the way the triggerer's runner does (bind each to its raw event),
+    confirm the first ``confirm`` events stored, then stop as a killed or restarted triggerer would.
+    ``batching``: the trigger's batch_size and batch_wait_seconds."""
     manager = SharedStreamManager(ack_timeout=60)
-    trigger = AmqpMessageTrigger(queue_name=queue, amqp_conn_id=CONN_ID, prefetch_count=50)
+    trigger = AmqpMessageTrigger(queue_name=queue, amqp_conn_id=CONN_ID, prefetch_count=50, **batching)
     key = trigger.shared_stream_key()
     events = trigger.filter_shared_stream(manager.subscribe(trigger_id=1, trigger=trigger, key=key))
     payloads, seqs = [], []
@@ -77,7 +78,7 @@ async def consume(queue: str, count: int, confirm: int) -> list[dict]:
         async for event in events:
             seqs.append(manager.bind_pending_event(trigger_id=1, key=key))
             payloads.append(event.payload)
-            if len(payloads) == count:
+            if sum(len(p.get("messages", [p])) for p in payloads) >= count:
                 break
     manager.confirm_persisted(seqs[:confirm])
     await events.aclose()
@@ -173,39 +174,11 @@ def test_a_missing_queue_is_declared_durable_and_a_refused_login_names_queue_and
     assert secret not in str(error.value)
 
 
-async def consume_batched(
-    queue: str, messages: int, confirm: int, batch_size: int, wait: float
-) -> list[dict]:
-    """As :func:`consume` with batching: take events until ``messages`` messages came, confirm the first
-    ``confirm`` events stored, stop."""
-    manager = SharedStreamManager(ack_timeout=60)
-    trigger = AmqpMessageTrigger(
-        queue_name=queue,
-        amqp_conn_id=CONN_ID,
-        prefetch_count=50,
-        batch_size=batch_size,
-        batch_wait_seconds=wait,
-    )
-    key = trigger.shared_stream_key()
-    events = trigger.filter_shared_stream(manager.subscribe(trigger_id=1, trigger=trigger, key=key))
-    payloads, seqs = [], []
-    async with asyncio.timeout(30):
-        async for event in events:
-            seqs.append(manager.bind_pending_event(trigger_id=1, key=key))
-            payloads.append(event.payload)
-            if sum(len(p["messages"]) for p in payloads) >= messages:
-                break
-    manager.confirm_persisted(seqs[:confirm])
-    await events.aclose()
-    await manager.unsubscribe(1, key)
-    return payloads
-
-
 def test_a_batch_is_one_event_acknowledged_only_once_it_is_stored(broker: amqp.Channel, queue: str) -> None:
     bodies = [f'{{"order_id": "PO-{i}"}}'.encode() for i in range(10)]
     publish(broker, queue, bodies)  # all waiting before the consumer starts: they arrive together
 
-    events = asyncio.run(consume_batched(queue, messages=10, confirm=1, batch_size=4, wait=2.0))
+    events = asyncio.run(consume(queue, count=10, confirm=1, batch_size=4, batch_wait_seconds=2.0))
     taken = [m for p in events for m in p["messages"]]
     assert [m["data"] for m in taken] == [b.decode() for b in bodies]  # every message once, in order
     assert [m["message_id"] for m in taken] == [f"m{i}" for i in range(10)]
@@ -214,7 +187,7 @@ def test_a_batch_is_one_event_acknowledged_only_once_it_is_stored(broker: amqp.C
     # Only the first event was stored: its messages are acknowledged, every other one comes again.
     stored = len(events[0]["messages"])
     wait_queue(broker, queue, ready=10 - stored)
-    again = asyncio.run(consume_batched(queue, messages=10 - stored, confirm=99, batch_size=4, wait=2.0))
+    again = asyncio.run(consume(queue, count=10 - stored, confirm=99, batch_size=4, batch_wait_seconds=2))
     redelivered = [(m["data"], m["redelivered"]) for p in again for m in p["messages"]]
     assert redelivered == [(b.decode(), True) for b in bodies[stored:]]
     wait_queue(broker, queue, ready=0)
@@ -224,7 +197,7 @@ def test_a_body_that_is_not_text_leaves_a_batch_alone_and_is_dead_lettered(
     broker: amqp.Channel, queue: str
 ) -> None:
     publish(broker, queue, [b'{"n": 1}', b"\xff\xfe not utf-8", b'{"n": 3}'])
-    events = asyncio.run(consume_batched(queue, messages=2, confirm=99, batch_size=10, wait=1.0))
+    events = asyncio.run(consume(queue, count=2, confirm=99, batch_size=10, batch_wait_seconds=1.0))
     assert [m["data"] for p in events for m in p["messages"]] == ['{"n": 1}', '{"n": 3}']
     wait_queue(broker, queue, ready=0)
     wait_queue(broker, f"{queue}.dead", ready=1)
