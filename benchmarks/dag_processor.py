@@ -152,7 +152,7 @@ def run_layout(
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "30" if shards > 1 else str(one_file_timeout),
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "50" if shards > 1 else str(one_file_timeout),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
     started = time.monotonic()
     stack = start_airflow_stack(include, env, components=("dag-processor",))
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1000,10000")
-    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--layouts", default="16,1", help="B2B_SHARDS values measured in turn for each N")
     parser.add_argument("--window", type=float, default=120, help="steady-state CPU window, seconds")
     parser.add_argument("--first-timeout", type=float, default=1200, help="longest wait for the first cycle")
     parser.add_argument(
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp_name)
         for n in sizes:
             include = write_ours(tmp / f"n{n}", make_customers(n))
-            for shards in (1, args.shards):
+            for shards in [int(k) for k in args.layouts.split(",")]:
                 print(f"N={n}, B2B_SHARDS={shards}: starting", flush=True)
                 # Each layout from the same files as generated (the change of the previous layout undone).
                 write_ours(tmp / f"n{n}", make_customers(n))
