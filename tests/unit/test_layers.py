@@ -29,6 +29,12 @@ def test_naming_is_the_ground_floor() -> None:
     assert _imports(PACKAGE / "naming.py", module_level_only=False) == set()
 
 
+def test_the_inbox_position_and_quarantine_sit_below_the_operators() -> None:
+    assert _imports(PACKAGE / "inbox.py", module_level_only=False) == {"b2b_integrations.staging"}
+    # Quarantine replay reads inbox messages from inbox.py, not from an operator module.
+    assert "operators.base import inbox_messages" not in (PACKAGE / "state" / "quarantine.py").read_text()
+
+
 @pytest.mark.parametrize("folder", ["sync", "webhooks", "events", "instances"])
 def test_the_api_side_spells_names_without_the_planner(folder: str) -> None:
     for path in (PACKAGE / folder).glob("*.py"):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -18,10 +16,16 @@ from airflow.sdk.exceptions import (
 
 from b2b_integrations.config.references import resolve
 from b2b_integrations.errors import FatalStepError, RetriableStepError, StepFailed
+from b2b_integrations.inbox import (  # noqa: F401 - inbox_messages, unreadable_event_id: old import path
+    api_status,
+    inbox_messages,
+    next_position,
+    read_inbox,
+    unreadable_event_id,
+)
 from b2b_integrations.staging import (
     EVENT_CURSOR_KEY,
     STAGED_KEY,
-    WEBHOOK_KEY,
     StagedRecords,
     read_records,
     stage_path,
@@ -35,37 +39,6 @@ if TYPE_CHECKING:
     import jinja2
     import pandas as pd
     from airflow.sdk import Context
-
-
-def inbox_messages(event: Any) -> list[dict[str, Any]]:
-    """The messages of an inbox asset event, each {message_id, received_at, payload | payload_key}: the
-    webhooks stored together in it, or the pub/sub message the triggerer recorded (``from_trigger``);
-    none for anything else."""
-    extra = event.extra or {}
-    if WEBHOOK_KEY in extra:
-        return list(extra[WEBHOOK_KEY])
-    message = extra.get("payload") if extra.get("from_trigger") else None
-    if not isinstance(message, dict) or message.get("type") not in ("message", "messages"):
-        return []
-    received = event.timestamp.isoformat() if getattr(event, "timestamp", None) else None
-    message_id = f"pubsub:{message.get('channel')}:{event.id}"
-    if message["type"] == "message":
-        return [{"message_id": message_id, "received_at": received, "payload": _message_data(message)}]
-    # Several queue messages stored as one event (RabbitMQ batching): one record each, in delivery order,
-    # numbered after a "/" so the event id stays the id's last ":" part (replay finds the event by it).
-    return [
-        {"message_id": f"{message_id}/{i}", "received_at": received, "payload": _message_data(item)}
-        for i, item in enumerate(message.get("messages") or [])
-        if isinstance(item, dict)
-    ]
-
-
-def _message_data(message: dict[str, Any]) -> Any:
-    data = message.get("data")
-    try:
-        return json.loads(data) if isinstance(data, str) else data
-    except json.JSONDecodeError:
-        return {"value": data}  # not JSON: the text itself, as one field
 
 
 class StepOperator(BaseOperator):
@@ -265,17 +238,10 @@ class StepOperator(BaseOperator):
         cursor = context["asset_state_store"][inbox].get(EVENT_CURSOR_KEY)
         accessor = context["inlet_events"][inbox]
         # inclusive: the ids seen at the position's timestamp are skipped below
-        fetched, unreadable = self._read_inbox(accessor, cursor["timestamp"] if cursor else None)
-        seen = set(cursor["ids"]) if cursor else set()
-        fresh = [(e, m) for e, m in fetched if m["message_id"] not in seen]
-        newest = max((e.timestamp for e, _ in fetched), default=None)
-        self.events_cursor = cursor
-        if newest is not None:
-            at_newest = [m["message_id"] for e, m in fetched if e.timestamp == newest]
-            self.events_cursor = {"timestamp": newest.isoformat(), "ids": at_newest}
-        if unreadable and (newest is None or max(unreadable) >= newest):
-            # Past the unreadable event: its messages' ids are unknown, so the position skips its instant.
-            self.events_cursor = {"timestamp": (max(unreadable) + _MICROSECOND).isoformat(), "ids": []}
+        fetched, unreadable = read_inbox(
+            accessor, cursor["timestamp"] if cursor else None, self.log, self.where
+        )
+        fresh, self.events_cursor = next_position(cursor, fetched, unreadable)
         for at in unreadable:
             self.handled_events.append(unreadable_event_id(at))
             self.quarantine(
@@ -312,45 +278,6 @@ class StepOperator(BaseOperator):
                 records.append({**(item if isinstance(item, dict) else {"value": item}), **meta})
         return records
 
-    def _read_inbox(self, accessor: Any, after: str | None) -> tuple[list[tuple[Any, Any]], list[datetime]]:
-        """(event, message) pairs on the inbox from ``after`` (inclusive), and the instants of events the
-        Execution API cannot return.
-
-        The API answers a range of events as one response, so one event it cannot serialise (a message
-        nested too deep, a NaN) fails every read that includes it, and the position could never pass it.
-        Such an event is found by halving the time window (about 50 reads, only when a read failed with
-        500 while other reads work); the events before it are read, its instant is reported, and reading
-        goes on just after it.
-        """
-        found: list[tuple[Any, Any]] = []
-        unreadable: list[datetime] = []
-        low = after
-        while True:
-            try:
-                return [*found, *_window(accessor, low, None)], unreadable
-            except Exception as e:
-                if _api_status(e) != 500:
-                    raise
-                error = e
-            start = datetime.fromisoformat(low) if low else datetime(2000, 1, 1, tzinfo=UTC)
-            good, bad = start - _MICROSECOND, datetime.now(UTC) + timedelta(days=1)
-            readable: list[tuple[Any, Any]] = []
-            if _try_window(accessor, low, bad) is not None:
-                raise error  # the failing read is not about one event in the window: not ours to skip
-            while bad - good > _MICROSECOND:
-                middle = good + (bad - good) // 2
-                events = _try_window(accessor, low, middle)
-                if events is None:
-                    bad = middle
-                else:
-                    good, readable = middle, events
-            if _try_window(accessor, bad.isoformat(), bad) is not None:
-                raise error  # that instant reads now: the failures were not about one event
-            self.log.warning("%s: the inbox event at %s cannot be read; reading past it", self.where, bad)
-            found.extend(readable)
-            unreadable.append(bad)
-            low = (bad + _MICROSECOND).isoformat()
-
     def _stored_body(self, store: Any, event: dict[str, Any]) -> Any:
         """A large message's body from the inbox's state store; None (the message quarantined) when it can
         never be read: gone, or a body the Execution API cannot return (NaN, Infinity, nesting deeper than
@@ -359,7 +286,7 @@ class StepOperator(BaseOperator):
         try:
             payload = store.get(key)
         except Exception as e:
-            if _api_status(e) != 500:
+            if api_status(e) != 500:
                 raise  # API unreachable, timeout, 502/503: a retry reads it
             try:
                 store.get(EVENT_CURSOR_KEY)  # the API answers another read...
@@ -368,7 +295,7 @@ class StepOperator(BaseOperator):
             try:
                 payload = store.get(key)  # ...and this key fails again: the fault is this body's
             except Exception as again:
-                if _api_status(again) != 500:
+                if api_status(again) != 500:
                     raise
                 self.quarantine(
                     event["message_id"],
@@ -437,17 +364,6 @@ class StepOperator(BaseOperator):
         return ref
 
 
-def _api_status(error: BaseException) -> int | None:
-    """The HTTP status of a failed Execution API call: in a worker the supervisor hands the task an
-    ``AirflowRuntimeError`` carrying it; under ``dag.test()`` the client's ``ServerResponseError``."""
-    detail = getattr(getattr(error, "error", None), "detail", None)
-    if isinstance(detail, dict) and isinstance(detail.get("status_code"), int):
-        return int(detail["status_code"])
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
 _INT64 = 2**63
 # Exceptions that steer Airflow (skip, reschedule, trigger) rather than report a failure: passed on as raised.
 _CONTROL_FLOW = (
@@ -489,30 +405,6 @@ def with_run_date(context: Any) -> Any:
     )
     interval = {key: at for key in ("data_interval_start", "data_interval_end") if context.get(key) is None}
     return {**context, **values, **interval}
-
-
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def unreadable_event_id(at: datetime) -> str:
-    """The quarantine id of an inbox event the Execution API cannot return (its message ids are unknown)."""
-    return f"event@{at.isoformat()}"
-
-
-def _window(accessor: Any, after: str | None, before: datetime | None) -> list[tuple[Any, Any]]:
-    accessor.after(after)
-    accessor.before(before.isoformat() if before is not None else None)
-    return [(e, message) for e in accessor for message in inbox_messages(e)]
-
-
-def _try_window(accessor: Any, after: str | None, before: datetime) -> list[tuple[Any, Any]] | None:
-    """The window's events, or None when the API answers 500 for it (other failures raise)."""
-    try:
-        return _window(accessor, after, before)
-    except Exception as e:
-        if _api_status(e) != 500:
-            raise
-        return None
 
 
 def unportable_value(value: Any, path: str = "") -> tuple[str, str] | None:

@@ -261,7 +261,7 @@ def _original_messages(
     import sqlalchemy as sa
     from airflow.models.asset import AssetEvent
 
-    from b2b_integrations.operators.base import inbox_messages
+    from b2b_integrations.inbox import inbox_messages
     from b2b_integrations.webhooks.store import receipt_event_id
 
     def stored(message: dict[str, Any]) -> dict[str, Any]:
