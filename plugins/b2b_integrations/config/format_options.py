@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from b2b_integrations.config.options import OR_REFERENCE, OptionBlock, is_reference, one_of
+from b2b_integrations.config.options import OR_REFERENCE, OptionBlock, is_reference, known_encoding, one_of
 
 Format = Literal["csv", "tsv", "json", "ndjson", "xml", "xlsx"]
 FORMATS: tuple[str, ...] = Format.__args__  # type: ignore[attr-defined]
@@ -16,11 +16,7 @@ FORMATS: tuple[str, ...] = Format.__args__  # type: ignore[attr-defined]
 def _encoding(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"encoding must be a string, got {value!r}")
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        raise ValueError(f"unknown encoding {value!r}") from None
-    return value
+    return known_encoding(value)
 
 
 def _single_char(name: str) -> Any:

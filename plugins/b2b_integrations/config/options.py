@@ -10,6 +10,7 @@ with the same model and raise ``ValueError`` naming the key (:func:`validated`).
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
@@ -69,6 +70,15 @@ class _OrReference:
 
 
 OR_REFERENCE = _OrReference()
+
+
+def known_encoding(value: str) -> str:
+    """``value`` if Python has a codec of that name; ``ValueError`` otherwise."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}") from None
+    return value
 
 
 def one_of(choices: Iterable[Any], message: str) -> Callable[[Any], Any]:

@@ -9,7 +9,6 @@ leaf still holds a ``${...}`` reference: they are checked again once it is fille
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -19,7 +18,7 @@ from pydantic import BeforeValidator, Field, GetJsonSchemaHandler, model_validat
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from b2b_integrations.config.options import OR_REFERENCE, OptionBlock
+from b2b_integrations.config.options import OR_REFERENCE, OptionBlock, known_encoding
 from b2b_integrations.config.references import iter_references
 from b2b_integrations.reports.spec import CHART_OPS, CHART_TYPES, COLUMN_TYPES, SUMMARY_OPS
 
@@ -93,12 +92,7 @@ def _single_char(value: Any) -> Any:
 
 
 def _encoding(value: Any) -> Any:
-    text()(value)
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        raise ValueError(f"unknown encoding {value!r}") from None
-    return value
+    return known_encoding(text()(value))
 
 
 def _strftime(value: Any) -> Any:
