@@ -139,3 +139,27 @@ def test_a_capped_backlog_leaves_room_for_another_customer(stack: AirflowStack) 
         "AND a.start_date < coalesce(b.end_date, now()) AND b.start_date < coalesce(a.end_date, now())"
     )[0][0]
     assert overlaps == 0
+
+
+def test_customer_endpoints_keep_the_pool(stack: AirflowStack) -> None:
+    """Onboarding or editing a capped customer through the API creates or resizes its pool in the same
+    request; a refused cap creates nothing."""
+    api = httpx.Client(
+        base_url=f"{stack.url}/b2b/api/v1", headers={"Authorization": f"Bearer {stack.token()}"}, timeout=60
+    )
+    refused = api.post("/customers", json={"id": "bad_cap", "name": "Bad", "limits": {"max_active_tasks": 0}})
+    assert refused.status_code == 422, refused.text
+    assert "limits.max_active_tasks" in refused.text
+    created = api.post(
+        "/customers", json={"id": "capped", "name": "Capped", "limits": {"max_active_tasks": 3}}
+    )
+    assert created.status_code == 201, created.text
+    assert stack.sql("SELECT slots FROM slot_pool WHERE pool = 'b2b_customer_capped'") == [(3,)]
+    changed = api.put(
+        "/customers/capped",
+        json={"name": "Capped", "limits": {"max_active_tasks": 5}},
+        headers={"If-Match": created.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text
+    assert stack.sql("SELECT slots FROM slot_pool WHERE pool = 'b2b_customer_capped'") == [(5,)]
+    assert stack.sql("SELECT count(*) FROM slot_pool WHERE pool = 'b2b_customer_bad_cap'") == [(0,)]
