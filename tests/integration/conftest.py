@@ -13,6 +13,7 @@ import pytest
 
 from crm_server import CrmServer, start_crm_server
 from http_sink import HttpSink, start_http_sink
+from s3_server import S3Server, start_s3
 from smtp_server import SmtpServer, start_smtp_server
 from sshd import SshServer, start_sshd
 
@@ -91,6 +92,16 @@ def sink() -> Iterator[HttpSink]:
 def smtp() -> Iterator[SmtpServer]:
     """A real SMTP server on loopback collecting messages, one per test module."""
     server = start_smtp_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """moto's standalone S3 server (tests/s3_server.py) for the whole session; tests make their own buckets."""
+    server = start_s3()
     try:
         yield server
     finally:

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from b2b_integrations.operators.object_import import ObjectStorageImportOperator
 from b2b_integrations.sources.files import stand_in_name
 from helpers import PG, REPO
 from helpers import pg_rows as rows
-from s3_server import S3Server, start_s3
+from s3_server import S3Server
 
 pytestmark = pytest.mark.e2e
 
@@ -46,15 +45,6 @@ COLUMNS = {
     "customer_id": "VARCHAR(60)",
     "source_file": "VARCHAR(255)",
 }
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = start_s3()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

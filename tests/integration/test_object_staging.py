@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -16,18 +15,9 @@ import yaml
 
 from b2b_integrations import staging
 from helpers import REPO
-from s3_server import S3Server, start_s3
+from s3_server import S3Server
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = start_s3()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from celery_stack import CeleryStack, redis_available, start_celery_stack
 from crm_server import CrmServer, start_crm_server
 from helpers import PG, shipped_template, write_include
 from helpers import pg_rows as rows
-from s3_server import S3Server, start_s3
+from s3_server import S3Server
 from sshd import SshServer
 
 pytestmark = [
@@ -110,15 +110,6 @@ def _drop_order_files(sshd: SshServer, customer: str) -> str:
 @pytest.fixture(scope="module")
 def crm() -> Iterator[CrmServer]:
     server = start_crm_server(contacts=CONTACTS, access_log=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = start_s3()
     try:
         yield server
     finally:
