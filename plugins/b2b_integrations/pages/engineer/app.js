@@ -27,7 +27,22 @@ function el(tag, attrs, ...children) {
 }
 
 // Links into Airflow's own pages open in the whole window, not inside the iframe the UI shows us in.
-const out = (href, content, label) => el("a", { href, target: "_top", "aria-label": label }, content);
+const out = (href, content, label) => el("a", { href, target: "_top", "aria-label": label, onclick: toAirflow }, content);
+
+// Airflow's UI sandboxes its plugin iframe without allow-top-navigation, so target="_top" is refused
+// there. The frame is same-origin, so the link is handed to the UI's own router instead: a history
+// entry in the top window and the popstate its router listens to (no reload; Back returns here).
+function toAirflow(event) {
+  if (window.top === window || event.ctrlKey || event.metaKey || event.shiftKey || event.button) return;
+  try {
+    const top = window.top;
+    top.history.pushState(null, "", event.currentTarget.href);
+    top.dispatchEvent(new top.PopStateEvent("popstate", { state: null }));
+    event.preventDefault();
+  } catch (e) {
+    // Another origin: leave the link to the browser.
+  }
+}
 
 function healthBadge(word) {
   return el("span", { class: `health h-${word.replace(/ /g, "-")}`, text: word });
