@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from b2b_integrations.api import models
 from b2b_integrations.api.access import authorize
 from b2b_integrations.api.deps import Services, Svc, Who
 
@@ -45,11 +45,11 @@ def _deactivator(svc: Services) -> Any:
 @router.post(
     "/evaluate",
     summary="Evaluate every instance's monitors now: raise new alerts once, deliver those due",
+    responses=models.error_responses(models.COMMON_ERRORS),
 )
-async def evaluate(who: Who, svc: Svc) -> JSONResponse:
+async def evaluate(who: Who, svc: Svc) -> dict[str, Any]:
     authorize(who, "write", engineer_only=True)
-    summary = await run_in_threadpool(_evaluate, svc)
-    return JSONResponse(summary)
+    return await run_in_threadpool(_evaluate, svc)
 
 
 def _evaluate(svc: Services) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from b2b_integrations.api import models
 from b2b_integrations.api.access import authorize
 from b2b_integrations.api.deps import Services, Svc, Who
 from b2b_integrations.config.base import IDENT_PATTERN
@@ -30,12 +31,20 @@ PAGE_FILES = {"": ("index.html", "text/html; charset=utf-8"), "app.js": ("app.js
               "style.css": ("style.css", "text/css"), "icon.svg": ("icon.svg", "image/svg+xml")}  # fmt: skip
 
 
+# Engineers only: a customer token is refused (403), whatever it names.
+_ERRORS = models.error_responses(models.COMMON_ERRORS)
+
+
 def _index(svc: Services) -> CustomerIndex:
     with _lock:
         return _indexes.setdefault(str(svc.include_dir), CustomerIndex(svc.include_dir))
 
 
-@router.get("", summary="Every customer x integration: health word, last success/failure, next run, counts")
+@router.get(
+    "",
+    summary="Every customer x integration: health word, last success/failure, next run, counts",
+    responses=_ERRORS,
+)
 def overview(
     who: Who,
     svc: Svc,
@@ -78,7 +87,9 @@ def overview(
 
 
 @router.get(
-    "/customers/{customer}", summary="One customer for the page: instances, URLs, masked config, problems"
+    "/customers/{customer}",
+    summary="One customer for the page: instances, URLs, masked config, problems",
+    responses=_ERRORS,
 )
 def customer_detail(customer: str, who: Who, svc: Svc) -> dict[str, Any]:
     from airflow.utils.session import create_session
