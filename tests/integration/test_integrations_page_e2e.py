@@ -345,7 +345,7 @@ def test_customer_page_shows_webhook_url_masked_config_and_replays(
     page = browser_page
     _log_in(page, stack)
     page.goto(stack.url + "/b2b/ui/integrations")
-    page.get_by_role("link", name="Initech").click()
+    page.get_by_role("link", name="Initech", exact=True).click()
     page.get_by_role("heading", name=re.compile("Initech")).first.wait_for()
     assert page.get_by_text(f"{stack.url}/b2b/webhooks/initech/hooks/events").is_visible()
     page.get_by_role("list", name=re.compile("Last runs of flow events")).get_by_role("link").first.wait_for()
