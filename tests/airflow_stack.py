@@ -224,6 +224,9 @@ def start_airflow_stack(
             # key, so a connection or trigger one encrypted could not be read by another (seen as a task's
             # connection answering 404 and a triggerer's "kwargs unreadable").
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            # Tasks call the Execution API with a 5 s default; on a busy 2-core host (two test workers and
+            # their stacks) an answer can take longer, and the task died before running, with an empty log.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
