@@ -19,7 +19,7 @@ need_package() {  # need_package <program> <package> <why>
 }
 need_package /usr/sbin/sshd openssh-server "the SFTP tests (a private sshd on a loopback port)"
 need_package /usr/sbin/dovecot dovecot-imapd "the mailbox tests (a private IMAP server)"
-need_package sqlite3 sqlite3 "the quick-start test (README's quick start reads the demo's tables with it)"
+need_package sqlite3 sqlite3 "the quick-start test (the quick start reads the demo's tables with it)"
 need_package jq jq "the instances API walkthrough (curl + jq), which a test runs as written"
 need_package /usr/bin/chromium chromium "the browser tests of the Integrations page and the customer portal"
 
