@@ -150,6 +150,8 @@ def test_the_init_service_migrates_creates_the_admin_and_checks_the_config() -> 
     script = _command_text(init)
     assert "/entrypoint airflow version" in script
     assert "python -m b2b_integrations validate /opt/airflow/include" in script
+    # Capped customers' pools exist before any of their tasks is scheduled.
+    assert "python -m b2b_integrations pools /opt/airflow/include" in script
 
 
 def test_components_start_after_their_dependencies_are_healthy_and_the_init_finished() -> None:
