@@ -266,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     pools.add_argument("include_dir", nargs="?", default=os.environ.get("B2B_INCLUDE_DIR", "include"))
     pools.add_argument(
-        "--prune", action="store_true", help="also remove customer pools no customer asks for and no task waits in"
+        "--prune",
+        action="store_true",
+        help="also remove customer pools no customer asks for and no task waits in",
     )
     pools.set_defaults(func=_pools)
     args = parser.parse_args(argv)

@@ -38,4 +38,3 @@ def test_example_loads_with_the_shipped_templates(topic: str, tmp_path: Path) ->
         assert template.stem in project.templates
     if (example / "app.yaml").is_file():
         assert project.app is not None
-

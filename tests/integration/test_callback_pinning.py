@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from b2b_integrations.net.addresses import ALLOWED_NETWORKS_ENV, AddressRefused
-from b2b_integrations.sync import callback
 from b2b_integrations.operators.sync_callback import SyncCallbackOperator
+from b2b_integrations.sync import callback
 
 NAME = "callback.test"
 

@@ -143,11 +143,23 @@ def test_the_delivery_step_binds_its_target_connection_slot(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ({"type": "sms", "connection": "hooks"}, "'sms' .* does not match any of the expected tags: 'webhook', 'api', 'redis'"),
+        (
+            {"type": "sms", "connection": "hooks"},
+            "'sms' .* does not match any of the expected tags: 'webhook', 'api', 'redis'",
+        ),
         ({"type": "redis", "connection": "hooks"}, r"target\.redis\.channel\n  Field required"),
-        ({"type": "webhook", "connection": "hooks", "url": "x"}, r"target\.webhook\.url\n  Extra inputs are not permitted"),
-        ({"type": "api", "connection": "hooks", "endpoint": "/x", "method": "GET"}, r"target\.api\.method\n  Value error, method must be POST, PUT, PATCH or DELETE"),
-        ({"type": "api", "connection": "hooks", "endpoint": "/x", "auth": {"type": "x"}}, r"target\.api\.auth\.type\n  Value error, auth type must be one of"),
+        (
+            {"type": "webhook", "connection": "hooks", "url": "x"},
+            r"target\.webhook\.url\n  Extra inputs are not permitted",
+        ),
+        (
+            {"type": "api", "connection": "hooks", "endpoint": "/x", "method": "GET"},
+            r"target\.api\.method\n  Value error, method must be POST, PUT, PATCH or DELETE",
+        ),
+        (
+            {"type": "api", "connection": "hooks", "endpoint": "/x", "auth": {"type": "x"}},
+            r"target\.api\.auth\.type\n  Value error, auth type must be one of",
+        ),
     ],
 )
 def test_bad_targets_are_refused_at_config_time(target: dict[str, Any], message: str) -> None:

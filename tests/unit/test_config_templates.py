@@ -251,7 +251,11 @@ def _sftp_template(**step_overrides: Any) -> dict[str, Any]:
 def test_sftp_import_step_is_checked_at_config_time(tmp_path: Path) -> None:
     assert load(tmp_path / "ok", _sftp_template(), name="files").problems == []
     cases = {
-        "bad-format": (_sftp_template(format={"format": "pdf"}), "flows.orders.steps[0].format.format", "pdf"),
+        "bad-format": (
+            _sftp_template(format={"format": "pdf"}),
+            "flows.orders.steps[0].format.format",
+            "pdf",
+        ),
         "bad-schema-type": (
             _sftp_template(schema={"fields": [{"name": "id", "type": "money"}]}),
             "flows.orders.steps[0].schema.fields[0].type",

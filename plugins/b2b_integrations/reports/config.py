@@ -207,7 +207,9 @@ def _csv(csv: CsvRender) -> CsvOptions:
         quotechar=csv.quotechar or defaults.quotechar,
         quoting=quoting,
         escapechar=escapechar,
-        lineterminator=LINE_TERMINATORS[csv.lineterminator] if csv.lineterminator else defaults.lineterminator,
+        lineterminator=LINE_TERMINATORS[csv.lineterminator]
+        if csv.lineterminator
+        else defaults.lineterminator,
         encoding=codecs.lookup(csv.encoding).name if csv.encoding else codecs.lookup(defaults.encoding).name,
         header=defaults.header if csv.header is None else csv.header,
         date_format=csv.date_format or defaults.date_format,
