@@ -190,20 +190,51 @@ def last_runs(session: Any, dag_id: str) -> tuple[Any | None, Any | None]:
 
 def load_counts(session: Any, dag_ids: list[str], since: datetime) -> dict[str, dict[str, int]]:
     """Per DAG id: rows loaded and records quarantined by its steps since ``since``, summed from the
-    steps' XCom return values (every load step returns ``rows_loaded``/``records_loaded``)."""
+    steps' XCom return values (every load step returns ``rows_loaded``/``records_loaded``).
+
+    Only integer values count (a float, a bool, text or a nested value counts 0). On PostgreSQL the sums
+    are taken by the database; elsewhere (the demo's SQLite) each value is read and summed here."""
+    from airflow.models.xcom import XComModel
+
+    if not dag_ids:
+        return {}
+    # dag_id = ANY(...), not LIKE 'prefix%': the XCom index on dag_id serves equality in any collation.
+    wanted = (
+        XComModel.dag_id.in_(dag_ids),
+        XComModel.key == "return_value",
+        XComModel.timestamp >= since,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        return _summed_by_postgresql(session, wanted)
+    return _summed_here(session, wanted)
+
+
+def _summed_by_postgresql(session: Any, wanted: tuple[Any, ...]) -> dict[str, dict[str, int]]:
+    # The overview reads ~N x 3 x runs-a-day values; deserializing each in Python was half the page's
+    # time (1.3 s of 2.6 s at 1,000 customers x 3 integrations, 10 runs a day).
     import sqlalchemy as sa
     from airflow.models.xcom import XComModel
 
-    # dag_id = ANY(...), not LIKE 'prefix%': the XCom index on dag_id serves equality in any collation.
+    def total(keys: tuple[str, ...]) -> Any:
+        return sa.func.coalesce(sa.func.sum(sum(_pg_int(XComModel.value, k) for k in keys)), 0)  # type: ignore[arg-type]
+
     rows = session.execute(
-        sa.select(XComModel.dag_id, XComModel.value).where(
-            XComModel.dag_id.in_(dag_ids),
-            XComModel.key == "return_value",
-            XComModel.timestamp >= since,
-        )
+        sa.select(XComModel.dag_id, total(ROWS_KEYS), total(QUARANTINED_KEYS))
+        .where(*wanted, sa.func.jsonb_typeof(XComModel.value) == "object")
+        .group_by(XComModel.dag_id)
     ).all()
+    return {
+        dag_id: {"rows_loaded": int(loaded), "quarantined_records": int(quarantined)}
+        for dag_id, loaded, quarantined in rows
+    }
+
+
+def _summed_here(session: Any, wanted: tuple[Any, ...]) -> dict[str, dict[str, int]]:
+    import sqlalchemy as sa
+    from airflow.models.xcom import XComModel
+
     counts: dict[str, dict[str, int]] = {}
-    for row in rows:
+    for row in session.execute(sa.select(XComModel.dag_id, XComModel.value).where(*wanted)).all():
         value = XComModel.deserialize_value(row)
         if not isinstance(value, dict):
             continue
@@ -211,6 +242,16 @@ def load_counts(session: Any, dag_ids: list[str], since: datetime) -> dict[str, 
         found["rows_loaded"] += sum(_int(value.get(k)) for k in ROWS_KEYS)
         found["quarantined_records"] += sum(_int(value.get(k)) for k in QUARANTINED_KEYS)
     return counts
+
+
+def _pg_int(value: Any, key: str) -> Any:
+    """``value->key`` as a number when it is a JSON integer, else 0 (the rule of ``_int``), in SQL."""
+    import sqlalchemy as sa
+
+    text = value.op("->>")(key)
+    # A float that happens to be whole is stored with its fraction ("7.0"), so it counts 0 here too.
+    is_int = sa.and_(sa.func.jsonb_typeof(value.op("->")(key)) == "number", text.op("~")(r"^-?[0-9]+$"))
+    return sa.case((is_int, sa.cast(text, sa.Numeric)), else_=0)
 
 
 def _int(value: Any) -> int:
