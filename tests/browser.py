@@ -10,9 +10,12 @@ customers side by side, say). ``screenshot(page, name)`` writes ``docs/images/<n
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,10 +51,27 @@ def browser_page(browser) -> Iterator[object]:  # noqa: ANN001
         context.close()
 
 
-def screenshot(page, name: str, tmp_path: Path) -> Path:  # noqa: ANN001
-    """Save a full-page PNG: into docs/images when B2B_SCREENSHOTS=1, else beside the test's tmp files."""
+def screenshot(page, name: str, tmp_path: Path, element=None) -> Path:  # noqa: ANN001
+    """Save a full-page PNG (or of ``element`` only, a locator): into docs/images when B2B_SCREENSHOTS=1,
+    else beside the test's tmp files."""
     folder = DOCS_IMAGES if os.environ.get("B2B_SCREENSHOTS") == "1" else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    if element is not None:
+        element.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def log_in_to_airflow(page, stack: Any) -> None:  # noqa: ANN001
+    """Airflow's own login form (SimpleAuthManager) as admin, as an engineer logs in; waits for the
+    navigation to show the Integrations page."""
+    passwords = json.loads((stack.home / "simple_auth_manager_passwords.json.generated").read_text())
+    page.goto(stack.url + "/")
+    page.get_by_label(re.compile("username", re.I)).fill("admin")
+    page.get_by_label(re.compile("password", re.I)).fill(passwords["admin"])
+    page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
+    page.get_by_role("link", name="Integrations").wait_for(
+        timeout=120_000
+    )  # the UI loads slowly on a busy host

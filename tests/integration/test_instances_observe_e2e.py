@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ import yaml
 from standardwebhooks.webhooks import Webhook
 
 from airflow_stack import AirflowStack, start_airflow_stack
+from browser import browser, browser_page, log_in_to_airflow, screenshot  # noqa: F401
 from crm_server import CrmServer
 from helpers import PG, REPO, write_include
 from helpers import pg_rows as rows
@@ -510,8 +512,14 @@ def test_another_customers_token_gets_the_same_404_as_for_no_customer(
         assert answer.status_code == 403 and answer.json()["error"] == "forbidden"
 
 
-def test_dead_letters_counted_and_replayed(
-    stack: AirflowStack, admin: httpx.Client, crm: CrmServer, pg_db: str, monkeypatch: pytest.MonkeyPatch
+def test_dead_letters_counted_listed_and_replayed_one_from_the_page(
+    stack: AirflowStack,
+    admin: httpx.Client,
+    crm: CrmServer,
+    pg_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    browser_page: Any,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     from b2b_integrations.events.delivery import deliver
     from b2b_integrations.events.ordering import OutgoingEvent
@@ -549,14 +557,45 @@ def test_dead_letters_counted_and_replayed(
     status = _status(admin, "outbound")
     assert status["flows"][0]["counts"]["dead_letters"] == 2 and status["counts"]["dead_letters"] == 2
 
-    # The partner is back: the replay delivers both, once.
-    answer = admin.post(f"{API}/obsco/instances/outbound/replay", json={"quarantined": False})
+    # The engineers' customer page lists each letter with its last error, oldest first.
+    detail = admin.get("/b2b/api/v1/overview/customers/obsco")
+    assert detail.status_code == 200, detail.text
+    (outbound,) = [i for i in detail.json()["instances"] if i["integration"] == "outbound"]
+    letters = outbound["dead_letters"]
+    assert [(d["flow"], d["target"], d["event_id"], d["attempts"]) for d in letters] == [
+        ("push", "webhook", e.event_id, 3) for e in sorted(events, key=lambda e: e.event_id)
+    ]
+    assert all("500" in d["last_error"] for d in letters), letters
+
+    # The partner is back: one letter is replayed alone from the page, then the rest; each delivered once.
+    first, second = sorted(e.event_id for e in events)
+    path = f"{API}/obsco/instances/outbound/replay"
+    for body in ({"quarantined": False, "event_ids": [first]}, {"quarantined": False, "flow": "push",
+                 "event_ids": [first], "dead_letters": False}):  # fmt: skip
+        assert admin.post(path, json=body).status_code == 422  # no flow named / contradiction
+    answer = admin.post(path, json={"quarantined": False, "flow": "push", "event_ids": ["evt_nobody"]})
+    assert answer.status_code == 200, answer.text
+    assert [(r["events"], r["delivered"]) for r in answer.json()["flows"][0]["dead_letters"]] == [(0, 0)]
+    page = browser_page
+    log_in_to_airflow(page, stack)
+    page.goto(stack.url + "/b2b/ui/integrations?show=obsco")
+    letters_table = page.get_by_role("table", name=re.compile("Dead letters"))
+    letters_table.get_by_role("button", name=f"Replay event {second}").wait_for()
+    assert letters_table.get_by_role("row").count() == 3  # header + two letters
+    section = page.locator("section.instance").filter(has=letters_table)
+    screenshot(page, "integrations-dead-letters", tmp_path, element=section)
+    letters_table.get_by_role("button", name=f"Replay event {first}").click()
+    page.get_by_role("status").filter(has_text="dead letters of push: 1 delivered").wait_for()
+    detail = admin.get("/b2b/api/v1/overview/customers/obsco")
+    (outbound,) = [i for i in detail.json()["instances"] if i["integration"] == "outbound"]
+    assert [d["event_id"] for d in outbound["dead_letters"]] == [second]
+    answer = admin.post(path, json={"quarantined": False})
     assert answer.status_code == 200, answer.text
     assert answer.json()["flows"] == [
         {
             "flow": "push",
             "dead_letters": [
-                {"target": "webhook", "events": 2, "delivered": 2, "already_delivered": 0, "superseded": 0,
+                {"target": "webhook", "events": 1, "delivered": 1, "already_delivered": 0, "superseded": 0,
                  "dead_lettered": 0}
             ],
         }

@@ -24,7 +24,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from airflow_stack import AirflowStack, start_airflow_stack
-from browser import browser, browser_page, screenshot  # noqa: F401
+from browser import browser, browser_page, log_in_to_airflow, screenshot  # noqa: F401
 from helpers import PG, REPO, write_include
 
 pytestmark = pytest.mark.e2e
@@ -288,18 +288,6 @@ def test_customer_detail_shows_urls_masked_config_and_problems(
 
 
 # ---- the page in a browser ---------------------------------------------------------------------------
-def _log_in(page: Any, stack: AirflowStack) -> None:
-    """Airflow's own login form (SimpleAuthManager), as an engineer logs in."""
-    passwords = json.loads((stack.home / "simple_auth_manager_passwords.json.generated").read_text())
-    page.goto(stack.url + "/")
-    page.get_by_label(re.compile("username", re.I)).fill("admin")
-    page.get_by_label(re.compile("password", re.I)).fill(passwords["admin"])
-    page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
-    page.get_by_role("link", name="Integrations").wait_for(
-        timeout=120_000
-    )  # the UI loads slowly on a busy host
-
-
 def test_page_from_airflow_nav_filters_search_and_failing_log_in_two_clicks(
     stack: AirflowStack,
     ran: dict[str, str],
@@ -307,7 +295,7 @@ def test_page_from_airflow_nav_filters_search_and_failing_log_in_two_clicks(
     tmp_path: Path,  # noqa: F811
 ) -> None:
     page = browser_page
-    _log_in(page, stack)
+    log_in_to_airflow(page, stack)
     page.get_by_role("link", name="Integrations").click()  # click 1: Airflow's navigation
     frame = page.frame_locator("iframe")
     grid = frame.get_by_role("table", name=re.compile("Customers x integrations"))
@@ -343,7 +331,7 @@ def test_customer_page_shows_webhook_url_masked_config_and_replays(
     tmp_path: Path,  # noqa: F811
 ) -> None:
     page = browser_page
-    _log_in(page, stack)
+    log_in_to_airflow(page, stack)
     page.goto(stack.url + "/b2b/ui/integrations")
     page.get_by_role("link", name="Initech", exact=True).click()
     page.get_by_role("heading", name=re.compile("Initech")).first.wait_for()

@@ -284,11 +284,12 @@ class ReplayRequest(BaseModel):
         json_schema_extra={"examples": [{"dead_letters": True, "quarantined": True}, {"flow": "invoice_events",
                                         "quarantined": True, "dead_letters": False, "message_ids": ["msg_1"]}]},
     )  # fmt: skip
-    flow: str | None = Field(None, description="Only this flow (required with message ids).")
+    flow: str | None = Field(None, description="Only this flow (required with message or event ids).")
     dead_letters: bool = Field(True, description="Re-send the dead-lettered events of deliver_events steps.")
     quarantined: bool = Field(True, description="Queue quarantined inbox messages again (once each).")
     message_ids: list[str] | None = Field(None, description="Only these quarantined messages.")
     webhooks: list[str] | None = Field(None, description="Stored webhooks (by message id) to process again.")
+    event_ids: list[str] | None = Field(None, description="Only these dead letters (by event id).")
 
 
 class ReplayAnswer(BaseModel):

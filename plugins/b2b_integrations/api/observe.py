@@ -206,32 +206,38 @@ async def replay(customer: str, integration: str, request: Request, who: Who, sv
 
 
 def _replay_selection(body: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"flow", "dead_letters", "quarantined", "message_ids", "webhooks"}
+    allowed = {"flow", "dead_letters", "quarantined", "message_ids", "webhooks", "event_ids"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ApiError(422, "invalid", f"{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
     for key in ("dead_letters", "quarantined"):
         if not isinstance(body.get(key, True), bool):
             raise ApiError(422, "invalid", f"{key}: must be true or false")
-    for key in ("message_ids", "webhooks"):
+    for key in ("message_ids", "webhooks", "event_ids"):
         value = body.get(key)
         if value is not None and (
             not isinstance(value, list)
-            or not all(isinstance(v, str) and v for v in value)
+            or not all(isinstance(v, str) and 0 < len(v) <= 255 for v in value)
             or len(value) > 1000
         ):
-            raise ApiError(422, "invalid", f"{key}: must be a list of at most 1000 message ids")
+            what = "event" if key == "event_ids" else "message"
+            raise ApiError(422, "invalid", f"{key}: must be a list of at most 1000 {what} ids")
     flow = body.get("flow")
     if flow is not None and not isinstance(flow, str):
         raise ApiError(422, "invalid", "flow: must be a flow name")
-    if (body.get("message_ids") or body.get("webhooks")) and flow is None:
-        raise ApiError(422, "invalid", "flow: name the flow the message ids belong to")
+    if (body.get("message_ids") or body.get("webhooks") or body.get("event_ids")) and flow is None:
+        raise ApiError(422, "invalid", "flow: name the flow the message or event ids belong to")
+    if body.get("event_ids") and body.get("dead_letters") is False:
+        raise ApiError(
+            422, "invalid", "event_ids: name dead letters to replay, so dead_letters cannot be false"
+        )
     return {
         "flow": flow,
         "dead_letters": body.get("dead_letters", True),
         "quarantined": body.get("quarantined", True),
         "message_ids": body.get("message_ids"),
         "webhooks": body.get("webhooks") or [],
+        "event_ids": body.get("event_ids"),
     }
 
 
@@ -273,7 +279,13 @@ def _replay(
             found["webhooks"] = queued
         if selection["dead_letters"] and any(t.kind == "deliver_events" for t in plan.tasks):
             try:
-                found["dead_letters"] = replay_dead_letters(svc.include_dir, customer, integration, plan.flow)
+                found["dead_letters"] = [
+                    result
+                    for event_id in selection["event_ids"] or [None]
+                    for result in replay_dead_letters(
+                        svc.include_dir, customer, integration, plan.flow, event_id
+                    )
+                ]
             except Exception as e:
                 # The app database or the flow's target is unreachable; the error text may hold a DSN.
                 raise ApiError(

@@ -118,6 +118,7 @@ def customer_detail(customer: str, who: Who, svc: Svc) -> dict[str, Any]:
                 "settings": masked_settings(settings),
                 "endpoints": endpoints(instance),
                 "quarantined": quarantined,
+                "dead_letters": dead_letters(svc, instance, customer, name),
             }
         )
     return {
@@ -125,6 +126,30 @@ def customer_detail(customer: str, who: Who, svc: Svc) -> dict[str, Any]:
         "name": record.header.get("name") or customer,
         "instances": instances,
     }
+
+
+DEAD_LETTERS_SHOWN = 50
+"""Per flow and target: the oldest open dead letters the customer page lists (the counts say how many)."""
+
+
+def dead_letters(svc: Services, instance: Any, customer: str, integration: str) -> list[dict[str, Any]]:
+    """The open dead letters of the instance's event-delivery flows, oldest first; a flow whose app
+    database cannot be read says so instead of failing the page."""
+    from b2b_integrations.events.replay import list_dead_letters
+
+    found: list[dict[str, Any]] = []
+    for plan in instance.plans:
+        if not any(t.kind == "deliver_events" for t in plan.tasks):
+            continue
+        try:
+            letters = list_dead_letters(svc.include_dir, customer, integration, plan.flow, DEAD_LETTERS_SHOWN)
+        except Exception as e:  # noqa: BLE001 - one app database down must not fail the page
+            found.append(
+                {"flow": plan.flow, "unreadable": f"the dead letters could not be read ({type(e).__name__})"}
+            )
+            continue
+        found += [{"flow": plan.flow, **letter} for letter in letters]
+    return found
 
 
 def endpoints(instance: Any) -> list[dict[str, str]]:

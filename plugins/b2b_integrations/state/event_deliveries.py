@@ -206,14 +206,17 @@ def dead_letter(
     record(conn, p, scope, event_id, key, occurred_at, "dead", attempts, error)
 
 
-def open_dead_letters(conn: Any, p: str, scope: TargetScope, event_id: str | None = None) -> list[DeadLetter]:
-    """Dead letters not replayed yet, oldest event first (one, when ``event_id`` is given)."""
+def open_dead_letters(
+    conn: Any, p: str, scope: TargetScope, event_id: str | None = None, limit: int | None = None
+) -> list[DeadLetter]:
+    """Dead letters not replayed yet, oldest event first (one, when ``event_id`` is given; the first
+    ``limit``, when given)."""
     extra, args = ("", ()) if event_id is None else (f" AND event_id = {p}", (event_id,))
+    extra += " ORDER BY occurred_at, event_id" + ("" if limit is None else f" LIMIT {int(limit)}")
     with closing(conn.cursor()) as cur:
         cur.execute(
             f"SELECT event_id, event_key, occurred_at, payload, attempts, last_error, dead_at "
-            f"FROM {DEAD_LETTERS_TABLE} WHERE {_SCOPE.format(p=p)} AND replayed_at IS NULL{extra} "
-            "ORDER BY occurred_at, event_id",
+            f"FROM {DEAD_LETTERS_TABLE} WHERE {_SCOPE.format(p=p)} AND replayed_at IS NULL{extra}",
             (*scope.values(), *args),
         )
         rows = cur.fetchall()

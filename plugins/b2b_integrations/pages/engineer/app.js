@@ -200,6 +200,15 @@ function table(caption, headers, rows) {
     el("tbody", {}, ...rows));
 }
 
+function deadLettersDone(flow) {
+  const sum = (key) => flow.dead_letters.reduce((total, r) => total + r[key], 0);
+  const parts = [`${sum("delivered")} delivered`];
+  if (sum("already_delivered")) parts.push(`${sum("already_delivered")} already delivered`);
+  if (sum("superseded")) parts.push(`${sum("superseded")} superseded by a newer event`);
+  if (sum("dead_lettered")) parts.push(`${sum("dead_lettered")} failed again`);
+  return `dead letters of ${flow.flow}: ${parts.join(", ")}`;
+}
+
 async function replay(customer, integration, body, statusNode) {
   statusNode.textContent = "Replaying…";
   try {
@@ -208,7 +217,7 @@ async function replay(customer, integration, body, statusNode) {
     });
     const done = answer.flows.map((f) => [
       ...(f.quarantined || []).map((q) => `${q.message_id}: ${q.outcome}`),
-      ...(f.dead_letters !== undefined ? [`dead letters: ${JSON.stringify(f.dead_letters)}`] : []),
+      ...(f.dead_letters !== undefined ? [deadLettersDone(f)] : []),
     ]).flat();
     statusNode.textContent = `Replayed. ${done.join("; ") || "Nothing was waiting."}`;
   } catch (error) {
@@ -272,6 +281,21 @@ function instanceSection(customer, item) {
         el("td", {}, el("button", { type: "button", "aria-label": `Replay message ${q.message_id}`, onclick: () =>
           replay(customer, item.integration, { flow: q.flow, dead_letters: false, message_ids: [q.message_id] }, status) }, "Replay"))))));
   } else section.append(el("p", { text: "Nothing quarantined." }));
+
+  section.append(el("h3", { text: "Dead letters" }));
+  const letters = item.dead_letters.filter((d) => d.event_id);
+  for (const d of item.dead_letters.filter((d) => d.unreadable)) {
+    section.append(el("p", { class: "error", text: `Flow ${d.flow}: ${d.unreadable}` }));
+  }
+  if (letters.length) {
+    section.append(table("Dead letters (events whose delivery ran out of retries), oldest first",
+      ["Flow", "Target", "Event", "Occurred at", "Attempts", "Last error", "Action"],
+      letters.map((d) => el("tr", {}, el("td", { text: d.flow }), el("td", { text: d.target }),
+        el("td", {}, el("code", { text: d.event_id })), el("td", {}, when(d.occurred_at)), el("td", { class: "num", text: d.attempts }),
+        el("td", { text: d.last_error }),
+        el("td", {}, el("button", { type: "button", "aria-label": `Replay event ${d.event_id}`, onclick: () =>
+          replay(customer, item.integration, { flow: d.flow, quarantined: false, event_ids: [d.event_id] }, status) }, "Replay"))))));
+  } else if (!item.dead_letters.length) section.append(el("p", { text: "No dead letters." }));
   section.append(status);
 
   section.append(el("h3", { text: "Configuration (secrets masked)" }), el("pre", { text: JSON.stringify(item.settings, null, 2) }));
