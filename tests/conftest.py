@@ -80,6 +80,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+NEEDS_BY_FIXTURE = {"sshd": "sshd", "browser": "browser", "airflow_db": "metadata_db"}
+"""Fixture -> the marker a test using it (directly or through another fixture) gets."""
+SLOW = ("airflow_stack", "metadata_db", "sshd", "browser", "scale")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by what it needs, from its fixtures, so ``-m "not sshd"`` or ``-m browser`` select
+    by need; and every test needing one of them as ``e2e`` (the slow ones)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in NEEDS_BY_FIXTURE.items():
+            if fixture in used:
+                item.add_marker(marker)
+        if any(item.get_closest_marker(m) for m in SLOW):
+            item.add_marker("e2e")
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

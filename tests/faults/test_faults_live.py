@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fault_deployment import WEBHOOK_CUSTOMERS, Deployment, signed_body, signed_webhook
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 WEBHOOK_DAGS = {c: f"{c}__fault_webhooks__invoice_events" for c in WEBHOOK_CUSTOMERS}
 FILES_DAG = "gamma__fault_files__orders"

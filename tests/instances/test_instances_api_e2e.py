@@ -18,7 +18,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from b2b_integrations.instances import documents
 from helpers import REPO, docs_file_blocks, minimal_customer, minimal_template, write_include
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 API = "/b2b/api/v1"
 YEARLY, YEARLY_LATER = "0 0 1 1 *", "0 0 2 1 *"

@@ -15,7 +15,7 @@ import pytest
 from airflow_stack import AirflowStack, start_airflow_stack
 from helpers import minimal_customer, minimal_template, write_include
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 ST = str(Path(sys.executable).parent / "st")
 

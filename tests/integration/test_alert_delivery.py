@@ -170,7 +170,7 @@ DAG_FILE = textwrap.dedent(
 ).replace("DB_PASSWORD", DB_PASSWORD)
 
 
-@pytest.mark.e2e
+@pytest.mark.airflow_stack
 def test_a_failing_task_in_a_real_airflow_alerts_from_the_task_and_from_the_dag(
     tmp_path: Path, sink: HttpSink, smtp: SmtpServer
 ) -> None:

@@ -17,7 +17,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from helpers import PG, write_include
 from helpers import pg_rows as rows
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 QUEUE = f"b2b-e2e-{uuid.uuid4().hex[:8]}"
 SENT = 300

@@ -25,7 +25,7 @@ from helpers import PG, shipped_template, write_include
 from helpers import pg_rows as rows
 from sshd import SshServer
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 CUSTOMER, OTHER = "credco", "otherco"
 CRM_SECRET = f"crm-secret-{uuid.uuid4().hex}"

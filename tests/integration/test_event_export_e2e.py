@@ -28,7 +28,7 @@ from crm_server import CrmServer
 from helpers import PG, shipped_template, write_include
 from helpers import pg_rows as rows
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 ADMIN_PASSWORD = "e2e-admin-password"
 CRM_HOOK_SECRET = "whsec_" + base64.b64encode(b"crm-contact-webhooks-signing-key").decode()

@@ -25,7 +25,7 @@ import pytest
 from airflow_stack import AirflowStack, start_airflow_stack
 from helpers import write_include
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 BACKLOG = 40
 HOG, OTHER = "hog__fair__work", "other__fair__work"

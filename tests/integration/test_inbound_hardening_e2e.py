@@ -28,7 +28,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from crm_server import CrmServer
 from helpers import PG, shipped_template, write_include
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 SECRET = "whsec_" + base64.b64encode(b"hardco-billing-signing-key-01234").decode()
 CALLBACK_SECRET = "whsec_" + base64.b64encode(b"hardco-orders-callback-key-01234").decode()

@@ -31,7 +31,7 @@ from crm_server import CrmServer
 from helpers import PG, REPO, write_include
 from helpers import pg_rows as rows
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]
 EXTRA_SECRET = "hint-" + uuid.uuid4().hex[:12]

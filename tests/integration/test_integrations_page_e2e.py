@@ -27,7 +27,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from browser import browser, browser_page, log_in_to_airflow, screenshot  # noqa: F401
 from helpers import PG, REPO, write_include
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]
 TOKEN_VALUE = "tok-" + uuid.uuid4().hex[:12]

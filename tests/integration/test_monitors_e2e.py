@@ -22,7 +22,7 @@ from airflow_stack import AIRFLOW, AirflowStack, start_airflow_stack
 from helpers import REPO, write_include
 from http_sink import HttpSink, body_bytes, start_http_sink
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 API = "/b2b/api/v1/customers"
 ADMIN_PASSWORD = "monitors-admin-pw"

@@ -21,7 +21,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from helpers import PG, shipped_template, write_include
 from helpers import pg_rows as rows
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 SECRET = "whsec_" + base64.b64encode(b"poison-billing-signing-key-0123").decode()
 DAG_ID = "poisonlive__billing_webhooks__invoice_events"

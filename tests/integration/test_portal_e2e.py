@@ -27,7 +27,7 @@ from browser import browser, browser_page, screenshot  # noqa: F401
 from crm_server import CrmServer
 from helpers import pg_rows, send_standard_webhook
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 API = "/b2b/api/v1"
 

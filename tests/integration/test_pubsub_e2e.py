@@ -13,7 +13,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from helpers import PG, write_include
 from helpers import pg_rows as rows
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 CHANNEL = "partner.pubco.orders"
 TEMPLATE = {

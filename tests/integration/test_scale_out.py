@@ -37,7 +37,7 @@ from s3_server import S3Server
 from sshd import SshServer
 
 pytestmark = [
-    pytest.mark.e2e,
+    pytest.mark.airflow_stack,
     pytest.mark.scale,
     pytest.mark.skipif(not redis_available(), reason="needs Redis on 127.0.0.1:6379"),
 ]

@@ -18,7 +18,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from crm_server import CrmServer, start_crm_server
 from helpers import shipped_template, write_include
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 CALLBACK_SECRET = "whsec_" + base64.b64encode(b"e2e-orders-callback-key-01234567").decode()
 DAG_ID = "shopco__orders__place_order"

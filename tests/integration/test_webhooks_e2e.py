@@ -19,7 +19,7 @@ from airflow_stack import AirflowStack, start_airflow_stack
 from helpers import PG, shipped_template, write_include
 from helpers import pg_rows as rows
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.airflow_stack
 
 SECRET = "whsec_" + base64.b64encode(b"e2e-billing-signing-key-01234567").decode()
 DAG_ID = "e2eco__billing_webhooks__invoice_events"
