@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from b2b_integrations.clients.sql import get_db_hook
 from b2b_integrations.events.delivery import deliver
 from b2b_integrations.events.ordering import OutgoingEvent
-from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.sources.retries import RetryPolicy
 from b2b_integrations.state import event_deliveries as ledger
 from crm_server import CrmServer

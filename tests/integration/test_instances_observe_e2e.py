@@ -521,9 +521,9 @@ def test_dead_letters_counted_listed_and_replayed_one_from_the_page(
     browser_page: Any,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
 ) -> None:
+    from b2b_integrations.clients.sql import get_db_hook
     from b2b_integrations.events.delivery import deliver
     from b2b_integrations.events.ordering import OutgoingEvent
-    from b2b_integrations.hooks.sql import get_db_hook
     from b2b_integrations.sources.retries import RetryPolicy
     from b2b_integrations.state.event_deliveries import TargetScope
 

@@ -77,7 +77,7 @@ def test_poke_skips_files_in_the_ledger(
 
 
 def _listing(conn_id: str, folder: str) -> list[Any]:
-    from b2b_integrations.hooks.sftp import open_remote_folder
+    from b2b_integrations.clients.sftp import open_remote_folder
 
     with open_remote_folder(conn_id, folder) as remote:
         return remote.list_files()

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from b2b_integrations.clients.http_api import auth_from_config
 from b2b_integrations.config.http_options import AuthOptions, IncrementalOptions
 from b2b_integrations.config.loader import load_project
-from b2b_integrations.hooks.http_api import auth_from_config
 from b2b_integrations.sources.incremental import incremental_from_config
 from helpers import REPO, minimal_customer, shipped_template, write_include
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from b2b_integrations.clients.http_call import HttpCallFailed
 from b2b_integrations.errors import FatalStepError
-from b2b_integrations.hooks.http_call import HttpCallFailed
 from b2b_integrations.sync import outcome
 from b2b_integrations.sync.outcome import Outcome, RunView, StepRejected
 

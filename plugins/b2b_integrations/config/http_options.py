@@ -1,6 +1,6 @@
 """Typed option blocks of the HTTP steps: ``auth``, ``incremental`` and a ``deliver_events`` ``target``.
 
-The run-time builders (``hooks.http_api.auth_from_config``, ``sources.incremental.incremental_from_config``)
+The run-time builders (``clients.http_api.auth_from_config``, ``sources.incremental.incremental_from_config``)
 validate the resolved block with these same models.
 """
 

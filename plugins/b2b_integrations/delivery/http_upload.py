@@ -1,7 +1,7 @@
 """Deliver to an HTTP endpoint: a multipart form (``multipart``) or the file as the body (``raw``).
 
 Base URL, extra headers and credentials come from the http connection and the target's ``auth``, read the
-same way as the API import does (``hooks.http_api.ApiClient``: basic, API key, bearer, OAuth2 client
+same way as the API import does (``clients.http_api.ApiClient``: basic, API key, bearer, OAuth2 client
 credentials). Every request carries an ``Idempotency-Key`` derived from the delivery, the same on a retry
 and new for a forced resend, so an endpoint that honours it stores one upload even if we send twice.
 """
@@ -48,7 +48,7 @@ class HttpDeliveryTarget(DeliveryTarget[HttpTargetConfig]):
     def deliver(self, report: ReportFile, context: DeliveryContext) -> dict[str, Any]:
         import requests
 
-        from b2b_integrations.hooks.http_api import ApiCallFailed, ApiClient, auth_from_config, safe_url
+        from b2b_integrations.clients.http_api import ApiCallFailed, ApiClient, auth_from_config, safe_url
         from b2b_integrations.sources.pagination import PageRequest
         from b2b_integrations.sources.retries import RetryPolicy
 

@@ -6,7 +6,7 @@ the folder sees no file, the previous run's complete file, or this run's complet
 one. A re-run writes the same name again, so the folder holds one file per report and period.
 
 asyncssh rather than the paramiko ``SFTPHook``: a 100 MiB upload over loopback takes 0.8 s against 3.5 s
-(as fast as OpenSSH's ``sftp``), for the reasons the file import's downloads use it (hooks/sftp.py).
+(as fast as OpenSSH's ``sftp``), for the reasons the file import's downloads use it (clients/sftp.py).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def list_dead_letters(
     """The open dead letters of the flow's ``deliver_events`` steps, oldest first, at most ``limit`` per
     target: what a person needs to decide on a replay (no payload, the error redacted)."""
     from b2b_integrations.alerts import redact
-    from b2b_integrations.hooks.sql import get_db_hook
+    from b2b_integrations.clients.sql import get_db_hook
     from b2b_integrations.operators.deliver_events import bound_target
 
     found = []
@@ -67,7 +67,7 @@ def replay_dead_letters(
 ) -> list[dict[str, Any]]:
     """Send the open dead letters of every ``deliver_events`` step of the flow (only ``event_id``'s, when
     given); counts per target."""
-    from b2b_integrations.hooks.sql import get_db_hook
+    from b2b_integrations.clients.sql import get_db_hook
 
     results = []
     for step in delivery_steps(include_dir, customer, integration, flow):

@@ -142,8 +142,8 @@ class ApiCallSender:
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
         if client is None:
-            from b2b_integrations.hooks.http_api import auth_from_config
-            from b2b_integrations.hooks.http_call import HttpCallClient
+            from b2b_integrations.clients.http_api import auth_from_config
+            from b2b_integrations.clients.http_call import HttpCallClient
 
             client = HttpCallClient(
                 self.target["connection"],
@@ -160,7 +160,7 @@ class ApiCallSender:
         return client
 
     def send(self, event: OutgoingEvent) -> Attempt:
-        from b2b_integrations.hooks.http_call import HttpCallFailed
+        from b2b_integrations.clients.http_call import HttpCallFailed
         from b2b_integrations.sources.http_call import render_endpoint, request_body
 
         try:

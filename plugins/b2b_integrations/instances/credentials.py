@@ -7,7 +7,7 @@ A customer fills a connection slot of its instance with one *kind* of credential
   the header it goes in, so the customer's ``header`` is checked against it, not stored);
 * ``basic``: http, host = the base URL, login, password;
 * ``oauth2_client_credentials``: http, host = the base URL, login = client id, password = secret, extra
-  ``token_url`` (read by ``hooks/http_api.py`` when the template's step names none) and ``scope``;
+  ``token_url`` (read by ``clients/http_api.py`` when the template's step names none) and ``scope``;
 * ``sftp_password`` / ``sftp_key``: sftp, host, port, login, password or extra ``private_key``, and the
   server's ``host_key`` (required: a customer's server is never trusted on first use).
 
@@ -205,7 +205,7 @@ def _http_secrets(
     auths: Sequence[Mapping[str, Any]],
     policy: Sequence[IPNetwork] | None,
 ) -> tuple[str | None, str, dict[str, Any]]:
-    """(login, password, extra) of an http connection, as ``hooks/http_api.py`` reads them."""
+    """(login, password, extra) of an http connection, as ``clients/http_api.py`` reads them."""
     if kind == "api_key":
         _check_header(where, values.get("header"), auths)
         return None, values["key"], {}

@@ -323,7 +323,7 @@ _LEDGER_TABLE = {
 def _count_in(
     conn_id: str, customer: str, integration: str, uses: list[tuple[str, str]]
 ) -> Iterator[tuple[str, str, int]]:
-    from b2b_integrations.hooks.sql import get_db_hook
+    from b2b_integrations.clients.sql import get_db_hook
 
     hook, _ = get_db_hook(conn_id)
     p = hook.placeholder

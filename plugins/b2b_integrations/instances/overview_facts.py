@@ -221,7 +221,7 @@ def ledger_counts(
     uses: dict[str, dict[str, set[tuple[str, str, str]]]],
 ) -> tuple[dict[tuple[str, str, str], dict[str, int | None]], dict[str, str]]:
     """((customer, integration, flow) -> ledger -> count or None when unreadable; conn id -> why unreadable)."""
-    from b2b_integrations.hooks.sql import get_db_hook
+    from b2b_integrations.clients.sql import get_db_hook
 
     counts: dict[tuple[str, str, str], dict[str, int | None]] = defaultdict(dict)
     unreachable: dict[str, str] = {}

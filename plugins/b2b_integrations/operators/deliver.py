@@ -7,11 +7,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from b2b_integrations.clients.sql import get_db_hook
 from b2b_integrations.delivery import build_target
 from b2b_integrations.delivery.base import DeliveryContext, DeliveryTarget, ReportFile, delivery_id
 from b2b_integrations.delivery.config import parse_targets
 from b2b_integrations.errors import FatalStepError, RetriableStepError, StepError
-from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.state import deliveries
 

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
+from b2b_integrations.clients.sql import get_db_hook
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.events.delivery import deliver
 from b2b_integrations.events.envelope import normalize_instant
 from b2b_integrations.events.ordering import OutgoingEvent, key_of
-from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sources.retries import RetryPolicy
 from b2b_integrations.state import event_deliveries as ledger

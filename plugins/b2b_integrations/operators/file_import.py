@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from b2b_integrations.clients.remote_folder import RemoteFolder
+from b2b_integrations.clients.sql import get_db_hook
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.formats.columnar import (
     ColumnarBatch,
@@ -30,8 +32,6 @@ from b2b_integrations.formats.columnar import (
 from b2b_integrations.formats.documents import DocumentRows, DocumentSpec, document_spec
 from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
 from b2b_integrations.formats.validation import schema_from_dict, validate_record
-from b2b_integrations.hooks.remote_folder import RemoteFolder
-from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.documents import document_sink
 from b2b_integrations.sinks.sql import (

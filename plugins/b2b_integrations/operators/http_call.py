@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
+from b2b_integrations.clients.http_api import auth_from_config
+from b2b_integrations.clients.http_call import CallResponse, HttpCallClient, HttpCallFailed
 from b2b_integrations.errors import FatalStepError
-from b2b_integrations.hooks.http_api import auth_from_config
-from b2b_integrations.hooks.http_call import CallResponse, HttpCallClient, HttpCallFailed
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sources import http_call as calls
 from b2b_integrations.sources.retries import RetryPolicy

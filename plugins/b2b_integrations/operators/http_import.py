@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from b2b_integrations.clients.http_api import ApiClient, auth_from_config, safe_url
+from b2b_integrations.clients.sql import get_db_hook
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.formats.documents import DocumentSpec, document_spec
 from b2b_integrations.formats.validation import RowSchema, schema_from_dict, validate_record
-from b2b_integrations.hooks.http_api import ApiClient, auth_from_config, safe_url
-from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.documents import document_sink
 from b2b_integrations.sinks.sql import RowSink, chunked, conflict_rule, prepare_target, write_in_transaction

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from b2b_integrations.hooks.airflow_api import AirflowApiClient
+from b2b_integrations.clients.airflow_api import AirflowApiClient
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

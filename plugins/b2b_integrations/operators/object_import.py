@@ -5,9 +5,9 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from b2b_integrations.clients.object_storage import ObjectStorageFolder, location
+from b2b_integrations.clients.remote_folder import RemoteFolder
 from b2b_integrations.errors import FatalStepError
-from b2b_integrations.hooks.object_storage import ObjectStorageFolder, location
-from b2b_integrations.hooks.remote_folder import RemoteFolder
 from b2b_integrations.operators.file_import import FileImportOperator
 from b2b_integrations.sources.files import LocationRefused
 
@@ -20,7 +20,7 @@ class ObjectStorageImportOperator(FileImportOperator):
 
     The folder is ``folder`` under the root the connection names in its extra (``b2b_root``, with
     ``{customer}`` replaced by the customer id): a customer's config can choose a sub-folder, never another
-    customer's prefix (see ``hooks/object_storage.py``).
+    customer's prefix (see ``clients/object_storage.py``).
 
     :param storage_conn_id: Airflow connection of the store (``aws`` for s3://, ``google_cloud_platform``
         for gs://, any type for file://), whose extra holds ``b2b_root``.

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from b2b_integrations.clients.airflow_api import AirflowApiClient
+from b2b_integrations.clients.sql import get_db_hook
 from b2b_integrations.events.outbox import OutboxRow, OutboxTable, read_batch
-from b2b_integrations.hooks.airflow_api import AirflowApiClient
-from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.state import cursors
 
 if TYPE_CHECKING:

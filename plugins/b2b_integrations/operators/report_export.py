@@ -216,7 +216,7 @@ class ReportExportOperator(StepOperator):
     ) -> Iterator[pd.DataFrame]:
         from sqlalchemy.exc import DBAPIError, OperationalError
 
-        from b2b_integrations.hooks.sql import get_db_hook
+        from b2b_integrations.clients.sql import get_db_hook
         from b2b_integrations.reports.query import sql_chunks
 
         source = self.source or {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
-from b2b_integrations.hooks.remote_folder import RemoteFolder
-from b2b_integrations.hooks.sftp import open_remote_folder
+from b2b_integrations.clients.remote_folder import RemoteFolder
+from b2b_integrations.clients.sftp import open_remote_folder
 from b2b_integrations.operators.file_import import FileImportOperator
 
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
+from b2b_integrations.clients.sql import get_db_hook
 from b2b_integrations.errors import FatalStepError
-from b2b_integrations.hooks.sql import get_db_hook
 from b2b_integrations.operators.base import MESSAGE_ID, RECEIVED_AT, StepOperator
 from b2b_integrations.sinks.documents import document_sink
 from b2b_integrations.sinks.sql import conflict_rule, prepare_target, write_rows

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
-from b2b_integrations.hooks.sftp import open_remote_folder
+from b2b_integrations.clients.sftp import open_remote_folder
 from b2b_integrations.sources.files import RemoteFile, json_safe_name, ready_files
 from b2b_integrations.state import ledger
 from b2b_integrations.triggers.sftp import SftpNewFilesTrigger
@@ -73,7 +73,7 @@ class SftpNewFilesSensor(BaseSensorOperator):
     def _done(self) -> set[tuple[str, int, int]]:
         if not self.db_conn_id:
             return set()
-        from b2b_integrations.hooks.sql import get_db_hook
+        from b2b_integrations.clients.sql import get_db_hook
 
         hook, _ = get_db_hook(self.db_conn_id)
         with closing(hook.get_conn()) as conn:

@@ -1,1 +1,1 @@
-"""Where records come from: remote folders, APIs (pure selection logic; I/O lives in hooks/)."""
+"""Where records come from: remote folders, APIs (pure selection logic; I/O lives in clients/)."""

@@ -1,6 +1,6 @@
 """One HTTP call per record (or one per run): the request made from a record, and what the answer means.
 
-Pure functions, so every rule is testable without a server; ``hooks/http_call.py`` sends the request and
+Pure functions, so every rule is testable without a server; ``clients/http_call.py`` sends the request and
 ``operators/http_call.py`` puts the two together.
 
 * The request: the endpoint's ``{field}`` placeholders are filled from the record (URL-encoded); the JSON

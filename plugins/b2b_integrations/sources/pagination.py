@@ -1,7 +1,7 @@
 """How to walk a paginated API: one small strategy object per pagination style, chosen by config.
 
 Strategies are pure: given the page just received they say which request comes next, or that there is
-none. The HTTP client (``hooks/http_api.py``) does the I/O. Styles, as ``pagination.style``:
+none. The HTTP client (``clients/http_api.py``) does the I/O. Styles, as ``pagination.style``:
 
 * ``page_number``: ``?page=1&per_page=100``, then 2, 3 ... until a short or empty page (or ``total_pages``);
 * ``offset``: ``?offset=0&limit=100``, then 100, 200 ... until a short or empty page (or ``total``);

@@ -53,7 +53,7 @@ class SftpNewFilesTrigger(BaseTrigger):
     async def _list(self) -> list[RemoteFile]:
         from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
 
-        from b2b_integrations.hooks.sftp import list_regular_files
+        from b2b_integrations.clients.sftp import list_regular_files
 
         hook = SFTPHookAsync(sftp_conn_id=self.sftp_conn_id)
         async with hook.get_managed_conn() as sftp:

@@ -1,7 +1,7 @@
 """What a file import needs of the folder it imports from, whatever serves it (SFTP, object storage).
 
 The import routine (``operators/file_import.py``) is written once against :class:`RemoteFolder`; each kind of
-storage supplies one small implementation (``hooks/sftp.py``, ``hooks/object_storage.py``), chosen by the
+storage supplies one small implementation (``clients/sftp.py``, ``clients/object_storage.py``), chosen by the
 step kind in the config. Sub-folders (``processed``, ``failed``, ``quarantine``) are single path components
 under the folder.
 """

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from b2b_integrations.hooks.remote_folder import FreeNames
+from b2b_integrations.clients.remote_folder import FreeNames
 from b2b_integrations.sources.files import LocationRefused, RemoteFile, relative_segments
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def _mtime(entry: dict[str, Any]) -> int:
 
 
 class ObjectStorageFolder(FreeNames):
-    """One folder of an object store (a :class:`~b2b_integrations.hooks.remote_folder.RemoteFolder`)."""
+    """One folder of an object store (a :class:`~b2b_integrations.clients.remote_folder.RemoteFolder`)."""
 
     def __init__(self, base: ObjectStoragePath) -> None:
         self.base = base

@@ -1,6 +1,6 @@
 """Sending one HTTP request to a third-party API: any method, a JSON body, auth, rate limit, retries.
 
-Built on :class:`~b2b_integrations.hooks.http_api.ApiClient`, so auth (basic, API key, bearer, OAuth2 client
+Built on :class:`~b2b_integrations.clients.http_api.ApiClient`, so auth (basic, API key, bearer, OAuth2 client
 credentials with refresh on 401) and the client-side rate limit work as for API imports. The answer is
 returned whatever its status: what a status means is the caller's business (``sources/http_call.py``).
 Timeouts, dropped connections and transient statuses (429, 5xx) are retried only when ``retry`` is set,
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from b2b_integrations.hooks.http_api import ApiCallFailed, ApiClient, safe_url
+from b2b_integrations.clients.http_api import ApiCallFailed, ApiClient, safe_url
 from b2b_integrations.sources.pagination import PageRequest
 
 _USER_AGENT = "b2b-integrations"

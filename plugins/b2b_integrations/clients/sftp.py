@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from b2b_integrations.hooks.remote_folder import FreeNames
+from b2b_integrations.clients.remote_folder import FreeNames
 from b2b_integrations.sources.files import RemoteFile
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class SftpFolder(FreeNames):
-    """One remote SFTP folder (a :class:`~b2b_integrations.hooks.remote_folder.RemoteFolder`): list, move
+    """One remote SFTP folder (a :class:`~b2b_integrations.clients.remote_folder.RemoteFolder`): list, move
     and upload through an open paramiko client, download through :class:`AsyncDownloads`."""
 
     def __init__(self, client: SFTPClient, folder: str, downloads: AsyncDownloads) -> None:

@@ -1,1 +1,0 @@
-"""Hooks: thin I/O wrappers over Airflow provider hooks."""
