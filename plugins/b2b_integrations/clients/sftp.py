@@ -143,6 +143,7 @@ class AsyncDownloads:
         self._hook = SFTPHookAsync(sftp_conn_id=conn_id)
         self._session = AsyncExitStack()
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_one_line)
         self._thread = threading.Thread(target=self._loop.run_forever, name="sftp-downloads", daemon=True)
         self._thread.start()
         self._sftp: Any = None
@@ -183,6 +184,19 @@ class AsyncDownloads:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
+
+
+def _one_line(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log an error no one awaited (asyncssh's parallel reads of a dropped session) as one line.
+
+    The download's own error already reaches the caller. asyncio's default handler formats a traceback
+    when the garbage collector frees such a task, and a collection can start inside any ``ast.parse`` (an
+    import rewritten by pytest, say). On Python 3.11 the traceback module parses source lines with ``ast``
+    too, and that nested parse unbalances the interpreter's shared AST recursion counter: the outer parse
+    fails with "SystemError: AST constructor recursion depth mismatch". Python 3.12 does not share it.
+    """
+    exc = context.get("exception")
+    log.warning("SFTP download session: %s%s", context.get("message"), f" ({exc!r})" if exc else "")
 
 
 @contextmanager
