@@ -325,6 +325,11 @@ def sms_text(alert: FailureAlert) -> str:
 
 
 def send_sms(conn_id: str, to: Sequence[str], sender: str | None, alert: FailureAlert) -> None:
+    """Text the failure alert to every number (see ``send_text``)."""
+    send_text(conn_id, to, sender, sms_text(alert))
+
+
+def send_text(conn_id: str, to: Sequence[str], sender: str | None, text: str) -> None:
     """Text every number; each failed number is named (masked) in one AlertDeliveryError at the end."""
     from airflow.sdk import BaseHook
 
@@ -334,7 +339,7 @@ def send_sms(conn_id: str, to: Sequence[str], sender: str | None, alert: Failure
     if not sender:
         raise AlertDeliveryError(f"no sending number: set sms_from (or [{CONFIG_SECTION}] sms_from)")
     connection = BaseHook.get_connection(conn_id)
-    text, failed = sms_text(alert), []
+    failed = []
     for number in to:
         try:
             post_message(connection, number, sender, text, timeout=SMS_TIMEOUT_SECONDS)

@@ -19,9 +19,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from airflow_stack import AIRFLOW, AirflowStack, start_airflow_stack
+from crm_server import CrmServer
 from helpers import REPO, write_include
 from http_sink import HttpSink, body_bytes, start_http_sink
 
+SMS_SID = "AC" + "d3m0" * 8  # the SMS stand-in's account
 pytestmark = pytest.mark.airflow_stack
 
 API = "/b2b/api/v1/customers"
@@ -89,12 +91,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, sink: HttpSink, files: Path) -> Iterator[AirflowStack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, sink: HttpSink, crm: CrmServer, files: Path
+) -> Iterator[AirflowStack]:
     customers = {
         # Late: its hourly run waits for a file, so it cannot succeed within 20 s of being due. Inactive
         # until the test activates it: its run must not start before the API server answers tasks.
         "lateco": _customer("lateco", files, {"max_duration": "25s"}, {"flip": {"enabled": False}}, active=False,
-                            alerts={"slack": "lateco_slack"}),
+                            alerts={"slack": "lateco_slack", "sms": ["+4512345678"], "sms_connection": "lateco_sms",
+                                    "sms_from": "+4598765432"}),
         # Fails repeatedly; no deactivation configured: warned once, never paused.
         "flakyco": _customer("flakyco", files, {"warn_after_failures": 2}, {"hold": {"enabled": False}}),
         # Fails repeatedly with deactivation after 3: warned and announced at 2, paused at 3.
@@ -116,6 +121,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sink: HttpSink, files: Path)
             "AIRFLOW_CONN_MON_SAAS": json.dumps(saas),
             "AIRFLOW_CONN_LATECO_SLACK": json.dumps(
                 {"conn_type": "slackwebhook", "password": sink.webhook_url}
+            ),
+            # The demo CRM's Twilio-compatible stand-in (include/demo/crm_app.py).
+            "AIRFLOW_CONN_LATECO_SMS": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": f"{crm.url}/sms",
+                    "login": SMS_SID,
+                    "password": "demo-sms-token",
+                }
             ),
             "B2B_TRANSFORM_PREFIXES": "b2b_integrations.transforms,monitor_transforms",
             "PYTHONPATH": str(REPO / "tests"),
@@ -203,7 +217,7 @@ def _two_more_evaluations(stack: AirflowStack) -> None:
 
 
 def test_late_and_failing_flows_alert_once_and_recover_once(
-    stack: AirflowStack, admin: httpx.Client, sink: HttpSink, files: Path
+    stack: AirflowStack, admin: httpx.Client, sink: HttpSink, crm: CrmServer, files: Path
 ) -> None:
     activated = admin.post(f"{API}/lateco/instances/probe/activate")
     assert activated.status_code == 200, activated.text
@@ -244,6 +258,14 @@ def test_late_and_failing_flows_alert_once_and_recover_once(
     slack = [r["json"]["text"] for r in sink.requests("webhook") if r.get("status") == 200]
     assert sorted(text.split(":")[0] for text in slack) == ["Overdue", "Recovered", "Running too long"], slack
     assert all("lateco" in text for text in slack)
+    # And its SMS target the same three, as short texts to its number.
+    texts = httpx.get(f"{crm.url}/admin/sms", timeout=30).json()
+    assert sorted(m["body"].split(":")[1].strip() for m in texts) == [
+        "Overdue",
+        "Recovered",
+        "Running too long",
+    ], texts
+    assert all(m["to"] == "+4512345678" and "lateco" in m["body"] and len(m["body"]) <= 306 for m in texts)
 
 
 def test_evaluate_endpoint_refuses_customer_tokens_and_anonymous_callers(

@@ -180,5 +180,8 @@ def _send(delivery: ledger.Delivery, app_monitors: Any, email_from: str | None, 
     elif kind == "email":
         conn_id, _, addresses = rest.partition(":")
         notify.send_email(conn_id, addresses.split(","), delivery.alert, base_url, email_from)
+    elif kind == "sms":
+        conn_id, sender, numbers = rest.split(":", 2)
+        notify.send_sms(conn_id, numbers.split(","), sender or None, delivery.alert)
     else:
         raise ValueError(f"unknown monitor target {kind!r}")

@@ -1,7 +1,7 @@
-"""A monitor alert as a Slack message, an e-mail and a signed webhook, and the three senders.
+"""A monitor alert as a Slack message, an e-mail, a text message and a signed webhook, and the senders.
 
-Slack and e-mail reuse the failure alerts' plumbing (``alerts.py``: webhook URL, post with its one safe
-retry, escaping, the smtp provider's hook). The webhook to the SaaS backend is signed with Standard
+Slack, e-mail and SMS reuse the failure alerts' plumbing (``alerts.py``: webhook URL, post with its one
+safe retry, escaping, the smtp provider's hook, the Twilio-compatible sender with masked numbers). The webhook to the SaaS backend is signed with Standard
 Webhooks (``webhooks.signatures.sign_standard``, as the event export signs), ``webhook-id`` being a hash of
 the ledger key, so it is the same on every attempt and the receiver can drop a repeat.
 """
@@ -37,12 +37,17 @@ def alert_id(alert: Alert) -> str:
 
 
 def targets_of(targets: AlertTargets, webhook: bool) -> list[str]:
-    """The ledger's target names for an instance's Slack and e-mail targets and the backend's webhook."""
+    """The ledger's target names for an instance's Slack, e-mail and SMS targets and the backend's webhook
+    (the failure alerts' targets and defaults, so a customer set up for one gets both)."""
     found = []
     if targets.slack_conn_id:
         found.append(f"slack:{targets.slack_conn_id}")
     if targets.email_to:
         found.append(f"email:{targets.email_conn_id or 'smtp_default'}:{','.join(targets.email_to)}")
+    if targets.sms_to:
+        found.append(
+            f"sms:{targets.sms_conn_id or 'sms_default'}:{targets.sms_from or ''}:{','.join(targets.sms_to)}"
+        )
     if webhook:
         found.append("webhook")
     return found
@@ -103,6 +108,20 @@ def email_message(alert: Alert, base_url: str) -> tuple[str, str]:
         f'<p><a href="{h(url)}">{h(alert.run_id or alert.dag_id)}</a></p>'
     )
     return subject, body
+
+
+def sms_text(alert: Alert) -> str:
+    """The alert as a text message of at most two segments (no link: a run URL is long and internal)."""
+    from b2b_integrations.alerts import SMS_MAX_SEGMENTS
+    from b2b_integrations.delivery.sms_text import fit
+
+    return fit(f"B2B monitor: {title(alert)}: {alert.message}", SMS_MAX_SEGMENTS)[0]
+
+
+def send_sms(conn_id: str, to: Sequence[str], sender: str | None, alert: Alert) -> None:
+    from b2b_integrations.alerts import send_text
+
+    send_text(conn_id, to, sender, sms_text(alert))
 
 
 def send_webhook(conn_id: str, endpoint: str, alert: Alert, observed_at: datetime, base_url: str) -> None:
