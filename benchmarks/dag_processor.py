@@ -163,6 +163,9 @@ def run_layout(
     data = tmp / f"data-{n}-{shards}"
     env = {
         "B2B_SHARDS": str(shards),
+        # The one-file layout as it was before shards: no size problem, so its problems file builds every
+        # DAG whenever its report is stale.
+        **({"B2B_MAX_CUSTOMERS_PER_SHARD": str(n)} if shards == 1 else {}),
         "B2B_DATA_DIR": str(data),
         "B2B_LAST_VALID_DIR": str(data / "last_valid"),
         # Airflow's defaults, stated: what is measured is the dag-processor as shipped.

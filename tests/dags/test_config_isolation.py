@@ -253,3 +253,38 @@ def test_problems_clear_when_every_file_is_fixed(tmp_path: Path, airflow_db: str
     assert PROBLEMS_FILE not in _import_errors()
     assert set(_dags(name)) == {f"{name}__sync__snapshot"}
     assert sorted(os.listdir(last_valid / "customers")) == [f"{name}.yaml"]
+
+
+def test_a_shard_holding_too_many_customers_is_named_and_its_dags_stay(
+    tmp_path: Path, airflow_db: str, monkeypatch: pytest.MonkeyPatch, shards: int
+) -> None:
+    """A shard over ``B2B_MAX_CUSTOMERS_PER_SHARD`` is a problem of the problems file, with the B2B_SHARDS to
+    set; its DAGs are still registered (the count warns before a parse is killed at the timeout, which
+    Airflow would record as nothing at all)."""
+    from b2b_integrations.factory.shards import customers_per_shard, shard_file
+
+    last_valid = tmp_path / "last_valid"
+    names = [f"crowd{shards}_{i}" for i in range(7)]  # one metadata DB for the session: each layout its own
+    include = write_include(
+        tmp_path / "include", {"sync": minimal_template()}, {n: _customer(n) for n in names}
+    )
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", "2")
+    _reserialize(include, last_valid)
+    errors = _import_errors()
+    assert set(errors) == {PROBLEMS_FILE}
+    oversized = {shard: size for shard, size in customers_per_shard(include, shards).items() if size > 2}
+    assert oversized  # 7 customers in at most 3 shards
+    for shard, size in oversized.items():
+        assert (
+            f"{shard_file(shard)}: <document>: holds {size} customers, more than B2B_MAX_CUSTOMERS_PER_SHARD=2"
+            in errors[PROBLEMS_FILE]
+        )
+    # 7 customers, at most 2 each with a fifth of headroom: 5 shard files.
+    assert f"set B2B_SHARDS to 5 (now {shards})" in errors[PROBLEMS_FILE]
+    dags = _dags(f"crowd{shards}_")
+    assert set(dags) == {f"{n}__sync__snapshot" for n in names}
+    assert not any(d["stale"] or d["import_errors"] for d in dags.values())
+
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", "7")
+    _reserialize(include, last_valid)
+    assert PROBLEMS_FILE not in _import_errors()

@@ -56,6 +56,93 @@ def test_shard_count(monkeypatch: pytest.MonkeyPatch, raw: str, count: int, prob
     assert (message is None) if problem is None else (problem in message)
 
 
+@pytest.mark.parametrize(
+    ("raw", "limit", "problem"),
+    [("", 1000, None), ("250", 250, None), ("0", 1000, "not a whole number >= 1"),
+     ("many", 1000, "not a whole number >= 1")],
+)  # fmt: skip
+def test_max_customers_per_shard(
+    monkeypatch: pytest.MonkeyPatch, raw: str, limit: int, problem: str | None
+) -> None:
+    from b2b_integrations.factory.shards import max_customers_per_shard
+
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", raw)
+    got, message = max_customers_per_shard()
+    assert got == limit
+    assert (message is None) if problem is None else (problem in message)
+
+
+def test_oversized_shards_are_counted_from_file_names_with_the_shard_count_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from b2b_integrations.factory.shards import customers_per_shard, oversized_shards
+
+    include = tmp_path / "include"
+    (include / "customers").mkdir(parents=True)
+    for i in range(40):
+        # Not valid YAML: the count reads names only, so a broken file is a customer all the same.
+        (include / "customers" / f"c{i:02d}.yaml").write_text(": [", encoding="utf-8")
+    (include / "customers" / ".hidden.yaml").write_text("", encoding="utf-8")
+    assert customers_per_shard(include, 1) == {0: 40}
+    assert sum(customers_per_shard(include, 4).values()) == 40
+
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", "10")
+    oversized, setting = oversized_shards(include, 1)
+    assert setting == []
+    assert list(oversized) == [0]
+    # 40 customers, 10 each with a fifth of headroom: 5 files.
+    assert "holds 40 customers, more than B2B_MAX_CUSTOMERS_PER_SHARD=10" in oversized[0].message
+    assert "set B2B_SHARDS to 5 (now 1)" in oversized[0].message
+    assert oversized[0].file == "b2b_integrations_dags.py"
+
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", "40")
+    assert oversized_shards(include, 1) == ({}, [])
+
+    # More files than dags/ ships: the advice says what else to change, never an out-of-range B2B_SHARDS.
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", "2")
+    oversized, _ = oversized_shards(include, 16)
+    assert oversized
+    message = next(iter(oversized.values())).message
+    assert "24 or more shard files, more than the 16 dags/ ships" in message
+    assert "set B2B_SHARDS" not in message
+
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", "-3")
+    oversized, setting = oversized_shards(include, 1)
+    assert (
+        oversized == {}
+        and "B2B_MAX_CUSTOMERS_PER_SHARD='-3' is not a whole number >= 1" in setting[0].message
+    )
+
+
+def test_problems_file_names_an_oversized_shard_without_building_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    include = write_include(tmp_path / "include", {"sync": minimal_template()}, _customers(6))
+    write_include(include, customers={"cust02": minimal_customer("cust02", config={"region": "mars"})})
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("B2B_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("B2B_MAX_CUSTOMERS_PER_SHARD", "4")
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("B2B_SHARDS", "1")
+    # The problems file alone, before any shard parse left a report: the oversized shard is not built here
+    # (it could take the problems file past the timeout), so cust02's problem is not known yet.
+    error = DagBag(dag_folder=PROBLEMS).import_errors[PROBLEMS]
+    assert "b2b_integrations_dags.py: <document>: holds 6 customers" in error
+    assert "not re-checked since its files changed (too many customers to check here)" in error
+    assert "got 'mars'" not in error
+    # Once the shard's own parse has run (it still registers every valid customer's DAG: cust02 never had
+    # a valid version), its report is used.
+    shard = DagBag(dag_folder=str(DAGS / "b2b_integrations_dags.py"))
+    assert sorted(d for d in shard.dags if d.startswith("cust")) == [
+        f"cust{i:02d}__sync__snapshot" for i in (0, 1, 3, 4, 5)
+    ]
+    assert shard.import_errors == {}
+    error = DagBag(dag_folder=PROBLEMS).import_errors[PROBLEMS]
+    assert "got 'mars'" in error and "holds 6 customers" in error
+    assert "not re-checked" not in error
+
+
 def test_fingerprint_changes_only_for_the_changed_customers_shard(tmp_path: Path) -> None:
     from b2b_integrations.factory.shards import fingerprints, shard_of
 

@@ -42,6 +42,7 @@ from b2b_integrations.factory.shards import (
     ReportStore,
     ShardReport,
     fingerprints,
+    oversized_shards,
     shard_count,
     shard_file,
     shard_of,
@@ -198,6 +199,10 @@ def register_dags(
         result = build_task_dag(root, target, store, shard, shards)
         log.debug("b2b-integrations: task parse of %s built %s", target, sorted(result.dags) or "nothing")
     else:
+        oversized, _ = oversized_shards(root, shards)
+        if shard in oversized:
+            # Said before the parse starts: a parse killed at the processor timeout never reaches the end.
+            log.warning("b2b-integrations: %s", oversized[shard])
         fingerprint = fingerprints(root, shards, store, [shard])[
             shard
         ]  # before reading: a later edit mismatches
@@ -246,6 +251,9 @@ def raise_config_problems(
                     "without this file (copy another shard file and change its number)",
                 )
             )
+    oversized, setting_problems = oversized_shards(root, shards)
+    problems.extend(setting_problems)
+    problems.extend(oversized.values())
     store, reports = default_store(), ReportStore()
     current = fingerprints(root, shards, store)
     deadline = time.monotonic() + CHECK_BUDGET_SECONDS
@@ -253,17 +261,24 @@ def raise_config_problems(
         report = reports.read(root, shard, shards)
         if report is not None and report.fingerprint == current[shard]:
             problems.extend(report.problems)
-        elif time.monotonic() < deadline:
+        elif shard not in oversized and time.monotonic() < deadline:
             result = build_dags(root, store, auto_register=False, shard=shard, shards=shards)
             reports.write(root, shard, shards, ShardReport(current[shard], result.problems))
             problems.extend(result.problems)
         else:
+            # An oversized shard is not built here: this file would pass the timeout in its place.
             problems.extend(report.problems if report is not None else [])
             problems.append(
                 Problem(
                     shard_file(shard),
                     "",
-                    "not re-checked since its files changed (a later parse of this file will); "
+                    "not re-checked since its files changed ("
+                    + (
+                        "too many customers to check here"
+                        if shard in oversized
+                        else "a later parse of this file will"
+                    )
+                    + "); "
                     + ("the problems shown for it are from before" if report else "no problems known yet"),
                 )
             )

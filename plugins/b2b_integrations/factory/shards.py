@@ -71,6 +71,76 @@ def shard_of(customer_id: str, count: int) -> int:
     return zlib.crc32(customer_id.encode()) % count if count > 1 else 0
 
 
+# --- Shard size ---
+
+CUSTOMERS_PER_SHARD = 1000
+"""Default of ``B2B_MAX_CUSTOMERS_PER_SHARD``. A full parse of a shard costs about 25 ms per customer of
+three flows (parse and serialization, measured on 2 cores, docs/ARCHITECTURE.md "Sharding"), so 1,000
+customers keep a file near the 10 s parse the scale goals allow, a third of Airflow's import timeout."""
+
+
+def max_customers_per_shard() -> tuple[int, str | None]:
+    """``B2B_MAX_CUSTOMERS_PER_SHARD`` and, when it is not a whole number >= 1, the problem."""
+    raw = os.environ.get("B2B_MAX_CUSTOMERS_PER_SHARD", "").strip()
+    if not raw:
+        return CUSTOMERS_PER_SHARD, None
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        return (
+            CUSTOMERS_PER_SHARD,
+            f"B2B_MAX_CUSTOMERS_PER_SHARD={raw!r} is not a whole number >= 1; using {CUSTOMERS_PER_SHARD}",
+        )
+    return limit, None
+
+
+def customers_per_shard(include_dir: Path, count: int) -> dict[int, int]:
+    """How many customer files each shard holds (file names only: nothing is opened)."""
+    sizes = dict.fromkeys(range(count), 0)
+    for path in yaml_files(include_dir / CUSTOMERS_DIR):
+        sizes[shard_of(path.stem, count)] += 1
+    return sizes
+
+
+def oversized_shards(include_dir: Path, count: int) -> tuple[dict[int, Problem], list[Problem]]:
+    """Shards holding more customers than ``B2B_MAX_CUSTOMERS_PER_SHARD``, each with the problem to show,
+    and the problem of the setting itself, if any.
+
+    A shard file whose parse passes Airflow's ``dagbag_import_timeout`` gets an import error, which makes
+    every DAG in it stale; past ``dag_file_processor_timeout`` the dag-processor kills the parse and records
+    nothing at all (seen at N = 10,000 in one file: no DAG, no import error). This count (file names only)
+    warns before either happens, from the problems file, which stays cheap whatever N.
+    """
+    limit, setting_problem = max_customers_per_shard()
+    sizes = customers_per_shard(include_dir, count)
+    total = sum(sizes.values())
+    # crc32 spreads customers unevenly by a few percent; a fifth of headroom keeps the largest under.
+    needed = max(-(-total * 6 // (5 * limit)), count + 1)
+    if needed <= MAX_SHARDS:
+        advice = f"set B2B_SHARDS to {needed} (now {count})"
+    else:
+        advice = (
+            f"{total} customers need {needed} or more shard files, more than the {MAX_SHARDS} dags/ ships: add "
+            "shard files and raise MAX_SHARDS, or raise this limit together with Airflow's "
+            "dagbag_import_timeout and dag_file_processor_timeout"
+        )
+    oversized = {
+        shard: Problem(
+            shard_file(shard),
+            "",
+            f"holds {size} customers, more than B2B_MAX_CUSTOMERS_PER_SHARD={limit}: a parse of this file "
+            "that passes Airflow's dagbag_import_timeout makes every DAG in it stale, and one killed at "
+            f"dag_file_processor_timeout updates none of them without any import error; {advice}",
+        )
+        for shard, size in sizes.items()
+        if size > limit
+    }
+    setting = [Problem("B2B_MAX_CUSTOMERS_PER_SHARD", "", setting_problem)] if setting_problem else []
+    return oversized, setting
+
+
 # --- Fingerprints and reports ---
 
 
