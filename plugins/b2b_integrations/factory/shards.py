@@ -123,7 +123,7 @@ def oversized_shards(include_dir: Path, count: int) -> tuple[dict[int, Problem],
     else:
         advice = (
             f"{total} customers need {needed} or more shard files, more than the {MAX_SHARDS} dags/ ships: add "
-            "shard files and raise MAX_SHARDS, or raise this limit together with Airflow's "
+            "shard files and raise MAX_SHARDS, or raise B2B_MAX_CUSTOMERS_PER_SHARD together with Airflow's "
             "dagbag_import_timeout and dag_file_processor_timeout"
         )
     oversized = {
