@@ -41,9 +41,10 @@ PG = "postgresql://postgres@127.0.0.1:5432"
 OURS = textwrap.dedent(
     """
     import json, resource, sys, time
+    from b2b_integrations.config.sql_target import with_target
     from b2b_integrations.operators.sftp_import import SftpFileImportOperator
     args = json.loads(sys.argv[1])
-    op = SftpFileImportOperator(task_id="bench", customer_id="bench", integration="po", flow="files", **args)
+    op = SftpFileImportOperator(task_id="bench", customer_id="bench", integration="po", flow="files", **with_target(args))
     start = time.perf_counter()
     result = op.execute({})
     print(json.dumps({"seconds": time.perf_counter() - start, "rows": result["rows_loaded"],

@@ -70,9 +70,10 @@ COLUMNS = {
 OURS = textwrap.dedent(
     """
     import json, resource, sys, time
+    from b2b_integrations.config.sql_target import with_target
     from b2b_integrations.operators.http_import import HttpApiImportOperator
     args = json.loads(sys.argv[1])
-    op = HttpApiImportOperator(task_id="import_contacts", integration="crm_contacts", flow="contacts", **args)
+    op = HttpApiImportOperator(task_id="import_contacts", integration="crm_contacts", flow="contacts", **with_target(args))
     start = time.perf_counter()
     result = op.execute({})
     print(json.dumps({"seconds": time.perf_counter() - start, "pages": result["pages"],

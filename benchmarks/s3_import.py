@@ -113,9 +113,9 @@ def main() -> None:
             op = ObjectStorageImportOperator(
                 task_id="import_files", customer_id="bench", integration="orders", flow="files",
                 storage_conn_id="bench_s3", folder="inbox", pattern="*.csv", file_format={"format": "csv"},
-                row_schema=SCHEMA, db_conn_id="bench_db", table="ours_orders", key=["customer_id", "order_id"],
-                constants={"customer_id": "bench"}, columns=COLUMNS, create_table=True, settle_seconds=0,
-                chunk_size=5000,
+                row_schema=SCHEMA, db_conn_id="bench_db", constants={"customer_id": "bench"}, settle_seconds=0,
+                target={"table": "ours_orders", "key": ["customer_id", "order_id"], "columns": COLUMNS,
+                        "create_table": True, "chunk_size": 5000},
             )  # fmt: skip
             start = time.perf_counter()
             result = op.execute({})  # type: ignore[arg-type]

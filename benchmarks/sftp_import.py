@@ -72,6 +72,7 @@ COLUMNS = {
 OURS = textwrap.dedent(
     """
     import json, resource, sys, time
+    from b2b_integrations.config.sql_target import with_target
     from b2b_integrations.operators.sftp_import import SftpFileImportOperator
     imports = time.perf_counter()
     import asyncssh, psycopg, pyarrow, pyarrow.compute, pyarrow.csv
@@ -79,7 +80,7 @@ OURS = textwrap.dedent(
     from airflow.providers.sftp.hooks.sftp import SFTPHook, SFTPHookAsync
     imports = time.perf_counter() - imports
     args = json.loads(sys.argv[1])
-    op = SftpFileImportOperator(task_id="bench", customer_id="bench", integration="orders", flow="files", **args)
+    op = SftpFileImportOperator(task_id="bench", customer_id="bench", integration="orders", flow="files", **with_target(args))
     start = time.perf_counter()
     result = op.execute({})
     print(json.dumps({"seconds": time.perf_counter() - start, "rows": result["rows_loaded"],

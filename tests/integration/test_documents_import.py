@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from b2b_integrations.config.sql_target import with_target
 from b2b_integrations.operators.sftp_import import SftpFileImportOperator
 from helpers import PG
 from helpers import pg_rows as rows
@@ -35,6 +36,8 @@ def _suffix() -> str:
 
 
 def _import(sftp_conn: str, db_conn: str, folder: str, **arguments: Any) -> dict[str, Any]:
+    """Run the import with ``arguments`` written as a step's options: the target's options grouped into
+    ``target``, as the DAG factory does."""
     operator = SftpFileImportOperator(
         task_id="import_documents",
         customer_id="acme",
@@ -44,9 +47,8 @@ def _import(sftp_conn: str, db_conn: str, folder: str, **arguments: Any) -> dict
         folder=folder,
         db_conn_id=db_conn,
         constants={"customer_id": "acme"},
-        create_table=True,
         settle_seconds=0,
-        **arguments,
+        **with_target({"create_table": True, **arguments}),
     )
     return operator.execute({})  # type: ignore[arg-type]
 
@@ -364,23 +366,25 @@ def test_api_import_of_orders_with_lines_replaces_lines_and_quarantines_a_bad_do
                 "fields": [{"name": "order_id", "required": True}, {"name": "total", "type": "number"}]
             },
             db_conn_id=db_conn,
-            table=table,
-            key=["order_id"],
-            columns={"order_id": "TEXT", "total": "NUMERIC(10,2)"},
-            create_table=True,
-            document={
-                "lines": [
-                    {
-                        "path": "lines",
-                        "table": f"{table}_lines",
-                        "min_items": 1,
-                        "fields": [
-                            {"name": "sku", "required": True},
-                            {"name": "qty", "type": "integer", "required": True, "minimum": 1},
-                        ],
-                        "columns": {"sku": "TEXT", "qty": "INTEGER"},
-                    }
-                ]
+            target={
+                "table": table,
+                "key": ["order_id"],
+                "columns": {"order_id": "TEXT", "total": "NUMERIC(10,2)"},
+                "create_table": True,
+                "document": {
+                    "lines": [
+                        {
+                            "path": "lines",
+                            "table": f"{table}_lines",
+                            "min_items": 1,
+                            "fields": [
+                                {"name": "sku", "required": True},
+                                {"name": "qty", "type": "integer", "required": True, "minimum": 1},
+                            ],
+                            "columns": {"sku": "TEXT", "qty": "INTEGER"},
+                        }
+                    ]
+                },
             },
         ).execute({"run_id": "manual"})  # type: ignore[arg-type]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PG, pg_rows, shipped_template, write_include
+from helpers import PG, minimal_customer, minimal_template, pg_rows, shipped_template, write_include
 
 pytestmark = pytest.mark.e2e
 
@@ -66,4 +66,42 @@ def test_inventory_snapshot_runs_and_rerun_does_not_duplicate(
     assert third.state == "success"
     assert pg_rows(pg_db, "SELECT count(*), count(*) FILTER (WHERE low_stock) FROM inventory_levels") == [
         (33, 0)
+    ]
+
+
+def test_a_manual_runs_params_reach_a_reference_inside_the_load_target(
+    airflow_db: str, pg_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load's table options reach its operator as one ``target``: a ``${config.*}`` inside it (here a
+    column type) is filled in from the run's params like any other option, not left as the customer's."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    template = minimal_template()
+    template["flows"]["snapshot"]["steps"][1].update(
+        create_table=True,
+        key=["customer_id", "sku"],
+        columns={
+            "customer_id": "TEXT",
+            "sku": "VARCHAR(${config.threshold})",
+            "on_hand": "INTEGER",
+            "as_of": "TEXT",
+        },
+    )
+    customer = minimal_customer("targetco", config={"region": "eu", "threshold": 12})
+    customer["integrations"]["sync"]["connections"] = {"db": "targetco_db"}
+    include = write_include(tmp_path / "include", {"sync": template}, {"targetco": customer})
+    monkeypatch.setenv("B2B_INCLUDE_DIR", str(include))
+    monkeypatch.setenv("AIRFLOW_CONN_TARGETCO_DB", f"{PG}/{pg_db}")
+
+    bag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags"))
+    assert bag.import_errors == {}
+    run = bag.dags["targetco__sync__snapshot"].test(run_conf={"threshold": 40})
+    assert run.state == "success"
+    width = (
+        "SELECT character_maximum_length FROM information_schema.columns "
+        "WHERE table_name = 'levels' AND column_name = 'sku'"
+    )
+    assert pg_rows(pg_db, width) == [(40,)]  # the run's value, not the customer's 12
+    assert pg_rows(pg_db, "SELECT count(*), min(customer_id), max(customer_id) FROM levels") == [
+        (5, "targetco", "targetco")
     ]

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from b2b_integrations.config.sql_target import with_target
 from b2b_integrations.operators.http_import import HttpApiImportOperator
 from crm_server import CrmServer, start_crm_server
 from helpers import PG, REPO
@@ -116,7 +117,7 @@ def _operator(api_conn: str, table: str, style: str = "cursor", **overrides: Any
         "retry_base_seconds": 0.05,
         **overrides,
     }
-    return HttpApiImportOperator(**arguments)
+    return HttpApiImportOperator(**with_target(arguments))
 
 
 # A first import into a fresh table writes into one without a key, so a record written twice (a page
@@ -341,7 +342,7 @@ def test_a_run_killed_mid_way_and_retried_loads_nothing_twice_and_misses_nothing
         "pagination": {"style": "cursor", "limit": 4},
         "auth": {"type": "oauth2_client_credentials", "token_url": "/oauth/token"},
         "incremental": {"cursor_field": "updated_at", "param": "updated_since"},
-        "row_schema": SCHEMA, "db_conn_id": "http_app_db", "table": table, "key": ["customer_id", "id"],
+        "row_schema": SCHEMA, "db_conn_id": "http_app_db", "target": {"table": table, "key": ["customer_id", "id"]},
         "constants": {"customer_id": "acme"},
     }  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}

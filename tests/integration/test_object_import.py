@@ -78,13 +78,10 @@ def make_operator(
         "file_format": {"format": "csv"},
         "row_schema": SCHEMA,
         "db_conn_id": db_conn,
-        "table": table,
         # "Loaded once" is checked on a table without a key: an upsert by key would hide a file loaded twice.
-        "mode": "insert",
+        "target": {"table": table, "mode": "insert", "columns": COLUMNS, "create_table": True},
         "constants": {"customer_id": customer},
         "source_file_column": "source_file",
-        "columns": COLUMNS,
-        "create_table": True,
         "settle_seconds": 0.3,
     }
     arguments.update(overrides)
@@ -235,9 +232,10 @@ import sys
 from b2b_integrations.operators.object_import import ObjectStorageImportOperator
 op = ObjectStorageImportOperator(
     task_id="import_files", customer_id="acme", integration="orders", flow="files",
-    storage_conn_id=sys.argv[1], db_conn_id=sys.argv[2], table=sys.argv[3], folder="orders/inbox",
-    pattern="*.csv", file_format={"format": "csv"}, row_schema=%r, mode="insert",
-    constants={"customer_id": "acme"}, columns=%r, create_table=True, settle_seconds=0, chunk_size=5000,
+    storage_conn_id=sys.argv[1], db_conn_id=sys.argv[2], folder="orders/inbox",
+    pattern="*.csv", file_format={"format": "csv"}, row_schema=%r, constants={"customer_id": "acme"},
+    target={"table": sys.argv[3], "mode": "insert", "columns": %r, "create_table": True, "chunk_size": 5000},
+    settle_seconds=0,
 )
 op.execute({})
 """
@@ -293,7 +291,19 @@ def test_a_worker_killed_mid_import_loses_and_duplicates_nothing(
     assert proc.returncode == -signal.SIGKILL
     loaded_before = rows(pg_db, f"SELECT count(*) FROM {table}")[0][0]
     assert loaded_before == 2  # the small file committed; nothing of the big one
-    retry = make_operator(storage_conn, db_conn, table, chunk_size=5000, source_file_column=None).execute({})  # type: ignore[arg-type]
+    retry = make_operator(
+        storage_conn,
+        db_conn,
+        table,
+        target={
+            "table": table,
+            "mode": "insert",
+            "columns": COLUMNS,
+            "create_table": True,
+            "chunk_size": 5000,
+        },
+        source_file_column=None,
+    ).execute({})  # type: ignore[arg-type]
     assert (retry["files_loaded"], retry["rows_loaded"]) == (1, 300_000)
     assert rows(pg_db, f"SELECT count(*), count(DISTINCT order_id) FROM {table}") == [(300_002, 300_002)]
     assert s3.keys(bucket, INBOX + "/") == [f"{INBOX}/processed/a-small.csv", f"{INBOX}/processed/b-big.csv"]

@@ -16,6 +16,7 @@ import asyncssh
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from b2b_integrations.config.sql_target import with_target
 from b2b_integrations.errors import StepError
 from b2b_integrations.operators.sftp_import import SftpFileImportOperator
 from b2b_integrations.sources.files import stand_in_name
@@ -74,7 +75,11 @@ def make_operator(
     }
     arguments.update(overrides)
     return SftpFileImportOperator(
-        task_id="import_files", customer_id=customer, integration="orders", flow="files", **arguments
+        task_id="import_files",
+        customer_id=customer,
+        integration="orders",
+        flow="files",
+        **with_target(arguments),
     )
 
 

@@ -33,13 +33,11 @@ def test_load_names_missing_fields_and_table() -> None:
     op = SqlLoadOperator(
         task_id="load",
         conn_id="db",
-        table="contacts",
-        key=["id"],
-        columns={"id": "INT", "email": "TEXT"},
+        target={"table": "contacts", "key": ["id"], "columns": {"id": "INT", "email": "TEXT"}},
         **WHERE,
     )
     with pytest.raises(FatalStepError, match=r"records lack field\(s\) \['email'\] needed by table contacts"):
-        op._fields(pd.DataFrame([{"id": 1}]))
+        op._fields(pd.DataFrame([{"id": 1}]), op._checked_target())
 
 
 def test_rows_for_insert_uses_native_values_and_nulls() -> None:

@@ -76,6 +76,28 @@ def test_references_keep_their_type_and_interpolate_in_strings(tmp_path: Path) -
     }
 
 
+def test_a_load_gets_its_table_options_as_one_target_and_re_resolves_it_whole(tmp_path: Path) -> None:
+    template = minimal_template()
+    template["flows"]["snapshot"]["steps"][1].update(
+        create_table=True, columns={"sku": "VARCHAR(${config.threshold})", "on_hand": "INTEGER"}
+    )
+    load = plans(tmp_path, {"acme": minimal_customer()}, sync=template)["acme__sync__snapshot"].tasks[1]
+    target = {
+        "table": "levels",
+        "mode": "upsert",
+        "key": ["sku"],
+        "columns": {"sku": "VARCHAR(10)", "on_hand": "INTEGER"},
+        "create_table": True,
+        "chunk_size": 1000,
+        "conflict": None,
+        "document": None,
+    }
+    assert load.arguments["target"] == target and "table" not in load.arguments
+    # A manual run's params re-resolve the whole target, the reference kept where it was written.
+    unresolved = {**target, "columns": {"sku": "VARCHAR(${config.threshold})", "on_hand": "INTEGER"}}
+    assert load.arguments["config_refs"] == {"target": unresolved}
+
+
 def test_schedule_override_and_intervals(tmp_path: Path) -> None:
     customers = {
         "acme": minimal_customer("acme", flows={"snapshot": {"schedule": "15m"}}),

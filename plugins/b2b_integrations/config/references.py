@@ -36,9 +36,9 @@ def iter_references(
             yield from iter_references(item, (*path, index))
 
 
-def has_reference(value: Any, scope: str) -> bool:
-    """Whether a nested value references ``scope`` (e.g. ``config``) anywhere."""
-    return any(found == scope for _, found, _ in iter_references(value))
+def has_reference(value: Any, scope: str | None = None) -> bool:
+    """Whether a nested value references ``scope`` (e.g. ``config``; None: any scope) anywhere."""
+    return any(scope is None or found == scope for _, found, _ in iter_references(value))
 
 
 def resolve(value: Any, scopes: Mapping[str, Mapping[str, Any]]) -> Any:

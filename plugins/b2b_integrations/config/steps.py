@@ -16,13 +16,11 @@ from pydantic import ConfigDict, Field, PlainValidator, WithJsonSchema, model_va
 from b2b_integrations.config.base import Ident, StrictModel
 from b2b_integrations.config.format_options import FileFormat
 from b2b_integrations.config.http_options import AuthOptions, EventTarget, IncrementalOptions
-from b2b_integrations.config.references import has_reference, iter_references
+from b2b_integrations.config.references import has_reference
 from b2b_integrations.config.render_options import RenderOptions
 from b2b_integrations.config.row_schema import RowSchemaOptions
+from b2b_integrations.config.sql_target import SQL_COLUMN_PATTERN, SqlTarget, with_target
 from b2b_integrations.delivery.config import NamedTargets
-
-SQL_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
-SQL_COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class StepBase(StrictModel):
@@ -58,6 +56,13 @@ class StepBase(StrictModel):
             arguments.pop(field)
             arguments[argument] = connections.get(getattr(self, field))
 
+    def operator_arguments(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The operator's keyword arguments from the step's (resolved) options, a new dict.
+
+        Kinds whose operator takes some options as one value (a table target) override this.
+        """
+        return dict(options)
+
     @cached_property
     def config_option_keys(self) -> frozenset[str]:
         """Options whose value references ${config.*}."""
@@ -77,150 +82,12 @@ class TransformStep(StepBase):
     operator: ClassVar[str] = "b2b_integrations.operators.transform.TransformOperator"
 
 
-class ConflictSettings(StrictModel):
-    """Rules for rows both systems edit (two-way sync)."""
+class SqlTargetStep(SqlTarget, StepBase):
+    """A step that writes rows into a SQL table: its :class:`SqlTarget` options reach the operator as one
+    ``target`` argument."""
 
-    last_writer_by: Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)] | None = Field(
-        None, description="Update an existing row only when this column (e.g. updated_at) is newer."
-    )
-    app_owned: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(
-        default_factory=list,
-        description="Columns our app is the source of truth for: set on insert, never overwritten.",
-    )
-
-
-class DocumentLineField(StrictModel):
-    """One column of a line table: a schema field rule, where its value is in the line, and its bounds."""
-
-    name: str = Field(pattern=SQL_COLUMN_PATTERN, description="Column of the line table.")
-    path: str | None = Field(
-        None, min_length=1, description="Dotted path in the line (default: the name), e.g. amount.@currency."
-    )
-    type: Literal["string", "integer", "number", "boolean", "date", "datetime"] = "string"
-    required: bool = False
-    allowed: list[Any] | None = None
-    pattern: str | None = None
-    max_length: int | None = Field(None, ge=1)
-    format: str | None = Field(None, description="strptime format of a date/datetime text.")
-    decimal_separator: str | None = None
-    thousands_separator: str | None = None
-    minimum: float | None = Field(None, description="Smallest allowed value (integer and number fields).")
-    maximum: float | None = Field(None, description="Largest allowed value (integer and number fields).")
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> DocumentLineField:
-        if (self.minimum is not None or self.maximum is not None) and self.type not in ("integer", "number"):
-            raise ValueError(f"minimum/maximum need type integer or number, not {self.type}")
-        if self.minimum is not None and self.maximum is not None and self.maximum < self.minimum:
-            raise ValueError(f"maximum {self.maximum} is below minimum {self.minimum}")
-        return self
-
-
-class DocumentLines(StrictModel):
-    """A repeated group of the document (or of a line) and the table its items go to."""
-
-    name: str | None = Field(None, min_length=1, description="Names the group in reasons (default: path).")
-    path: str = Field(min_length=1, description="Dotted path of the items in the document or parent line.")
-    table: str = Field(pattern=SQL_TABLE_PATTERN, description="Line table.")
-    position: Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)] | None = Field(
-        None, description="Column receiving the line's 1-based position (the default key, as line_no)."
-    )
-    key: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(
-        default_factory=list, description="The line's own id fields, instead of its position."
-    )
-    min_items: int = Field(0, ge=0, description="Fewer lines refuse the document.")
-    max_items: int | None = Field(None, ge=1, description="More lines refuse the document.")
-    fields: list[DocumentLineField] = Field(min_length=1, description="The line table's columns.")
-    columns: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] | None = Field(
-        None, description="Column -> SQL type of the fields, when the step creates its tables."
-    )
-    lines: list[DocumentLines] = Field(default_factory=list, description="Lines of these lines.")
-
-
-class DocumentMapping(StrictModel):
-    """One record is a document: its top-level fields are the header row, its line groups rows of
-    line tables, replaced whole each time the document is loaded again."""
-
-    header_paths: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] = Field(
-        default_factory=dict, description="Header column -> dotted path of a nested value, e.g. total.#text."
-    )
-    lines: list[DocumentLines] = Field(min_length=1, description="The document's line groups.")
-
-
-class SqlTargetStep(StepBase):
-    """Fields shared by steps that write rows into a SQL table."""
-
-    table: str = Field(pattern=SQL_TABLE_PATTERN, description="Target table, optionally schema-qualified.")
-    mode: Literal["insert", "upsert"] = Field("upsert", description="upsert replaces rows with the same key.")
-    key: list[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)]] = Field(
-        default_factory=list, description="Primary-key columns (required for upsert)."
-    )
-    columns: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], str] | None = Field(
-        None, description="Column -> SQL type; used to create the table when create_table is true."
-    )
-    create_table: bool = Field(False, description="Create the table if it does not exist (needs columns).")
-    chunk_size: int = Field(1000, ge=1, le=100_000, description="Rows per database batch.")
-    conflict: ConflictSettings | None = Field(
-        None, description="Two-way sync: when an existing row may be overwritten (upsert only)."
-    )
-    document: DocumentMapping | None = Field(
-        None,
-        description="Each record is a document with line items: the header goes to table, each line group "
-        "to its own table, replaced whole on every load.",
-    )
-
-    @model_validator(mode="after")
-    def _check_target(self) -> SqlTargetStep:
-        if self.mode == "upsert" and not self.key:
-            raise ValueError("mode 'upsert' needs 'key': the columns that identify a row")
-        if self.create_table and not self.columns:
-            raise ValueError("create_table needs 'columns' (column -> SQL type)")
-        if self.columns is not None:
-            missing = [k for k in self.key if k not in self.columns]
-            if missing:
-                raise ValueError(f"key columns {missing} are not listed in 'columns'")
-        if self.conflict is not None and self.mode != "upsert":
-            raise ValueError("'conflict' applies to mode 'upsert' only")
-        if self.conflict is not None:
-            clash = [c for c in self.conflict.app_owned if c in self.key]
-            if clash:
-                raise ValueError(f"conflict.app_owned lists key column(s) {clash}: keys are never updated")
-        if self.document is not None:
-            self._check_document(self.document)
-        return self
-
-    def _check_document(self, document: DocumentMapping) -> None:
-        if self.mode != "upsert":
-            raise ValueError("document needs mode 'upsert': its lines are replaced by the header's key")
-        if self.conflict is not None:
-            raise ValueError("'conflict' rules do not apply with 'document' (its lines are always replaced)")
-        row_schema = getattr(self, "row_schema", None)
-        header_schema = row_schema.model_dump() if row_schema is not None else None
-        if _has_reference(document.model_dump()) or _has_reference(header_schema):
-            return
-        from b2b_integrations.formats.documents import document_spec
-
-        try:
-            document_spec(document.model_dump(), self.key, self.columns, self.create_table, header_schema)
-        except ValueError as e:
-            # The spec names keys inside the block ("lines[0].fields[3]: ..."): say which block.
-            raise ValueError(
-                f"document.{e}" if str(e).startswith(("lines[", "header_paths")) else str(e)
-            ) from None
-        declared = _schema_field_names(header_schema)
-        unknown = sorted(set(document.header_paths) - declared) if declared is not None else []
-        if unknown:
-            raise ValueError(f"document.header_paths {unknown} are not fields of the schema")
-
-
-def _schema_field_names(schema: Any) -> set[str] | None:
-    """Names declared by a step's ``schema`` (None when the step has none: a load step)."""
-    if not isinstance(schema, dict):
-        return None
-    fields = schema.get("fields")
-    if isinstance(fields, dict):
-        return set(fields)
-    return {f.get("name") for f in fields or [] if isinstance(f, dict)}
+    def operator_arguments(self, options: dict[str, Any]) -> dict[str, Any]:
+        return with_target(options)
 
 
 class LoadStep(SqlTargetStep):
@@ -231,11 +98,6 @@ class LoadStep(SqlTargetStep):
 
     operator: ClassVar[str] = "b2b_integrations.operators.sql_load.SqlLoadOperator"
     connection_fields: ClassVar[dict[str, str]] = {"connection": "conn_id"}
-
-
-def _has_reference(value: Any) -> bool:
-    # Values with ${...} are checked once resolved for a customer (at run time), not here.
-    return any(True for _ in iter_references(value))
 
 
 class RecordImportStep(SqlTargetStep):
@@ -254,6 +116,9 @@ class RecordImportStep(SqlTargetStep):
     constants: dict[Annotated[str, Field(pattern=SQL_COLUMN_PATTERN)], Any] = Field(
         default_factory=dict, description="Columns with a fixed value on every row, e.g. customer_id."
     )
+
+    def header_schema(self) -> dict[str, Any] | None:
+        return self.row_schema.model_dump()
 
 
 # A leaf of an option block may hold a ${...} reference instead of its value; the block is validated again
@@ -388,7 +253,7 @@ class HttpImportStep(RecordImportStep):
 
         # The block checked itself; converting its allowed values to their types needs the whole rule.
         schema = self.row_schema.model_dump()
-        if not _has_reference(schema):
+        if not has_reference(schema):
             schema_from_dict(schema)
         return self
 
@@ -421,11 +286,11 @@ class FileImportOptions(RecordImportStep):
 
         # The block checked itself; converting its allowed values to their types needs the whole rule.
         schema = self.row_schema.model_dump()
-        if not _has_reference(schema):
+        if not has_reference(schema):
             schema_from_dict(schema)
         nested = ("xml", "json", "ndjson")
         fmt = self.file_format.format
-        if self.document is not None and not _has_reference(fmt) and fmt not in nested:
+        if self.document is not None and not has_reference(fmt) and fmt not in nested:
             raise ValueError(f"document needs a format whose records nest ({', '.join(nested)})")
         return self
 
@@ -469,7 +334,7 @@ class ObjectImportStep(FileImportOptions):
     def _check_folder(self) -> ObjectImportStep:
         from b2b_integrations.sources.files import relative_segments
 
-        if not _has_reference(self.folder):  # a filled-in reference is checked again at run time
+        if not has_reference(self.folder):  # a filled-in reference is checked again at run time
             relative_segments(self.folder)
         return self
 
@@ -527,7 +392,7 @@ class ReportSource(StrictModel):
         clash = sorted(set(self.parameters) & set(REPORT_BUILTIN_PARAMETERS))
         if clash:
             raise ValueError(f"source.parameters {clash} are built-in parameters; use other names")
-        if not _has_reference(self.sql):
+        if not has_reference(self.sql):
             from b2b_integrations.reports.query import bind_names
 
             known = {*REPORT_BUILTIN_PARAMETERS, *self.parameters}
@@ -599,7 +464,7 @@ class ReportExportStep(StepBase):
         check_file_name(self.file_name)
         check_timezone(self.period_timezone)
         # The block checked its own keys; what depends on the format (XML names of columns) is checked here.
-        if not _has_reference(self.render.model_dump()):
+        if not has_reference(self.render.model_dump()):
             report_spec_from_config(self.report_format, self.render, default_title=default_title(self.report))
         return self
 

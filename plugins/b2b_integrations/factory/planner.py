@@ -10,7 +10,7 @@ from typing import Any
 from b2b_integrations.config.limits import customer_pool
 from b2b_integrations.config.loader import CustomerInstance, Project
 from b2b_integrations.config.models import CustomerIntegration, Flow, IntegrationTemplate, Pattern
-from b2b_integrations.config.references import resolve
+from b2b_integrations.config.references import has_reference, resolve
 from b2b_integrations.config.schedules import parse_schedule
 from b2b_integrations.config.steps import StepBase
 from b2b_integrations.config.triggers import (
@@ -279,12 +279,16 @@ def _schedule(
 
 
 def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[str, Any]]) -> TaskPlan:
-    options, config_keys = step.step_options, step.config_option_keys
-    arguments = resolve(options, scopes)
+    options = step.step_options
+    arguments = step.operator_arguments(resolve(options, scopes))
     # Arguments that use ${config.*} are re-resolved at run time from the run's params, so a manual run
-    # with edited params uses them; the values resolved here are the customer's (scheduled runs).
-    plan_scopes = {scope: values for scope, values in scopes.items() if scope != "config"}
-    config_refs = {k: resolve(options[k], plan_scopes) for k in config_keys}
+    # with edited params uses them; the values resolved here are the customer's (scheduled runs). They are
+    # keyed by operator argument: an option grouped into one argument (a table target) re-resolves whole.
+    config_refs: dict[str, Any] = {}
+    if step.config_option_keys:
+        plan_scopes = {scope: values for scope, values in scopes.items() if scope != "config"}
+        unresolved = step.operator_arguments(resolve(options, plan_scopes))
+        config_refs = {k: v for k, v in unresolved.items() if has_reference(v, "config")}
     step.bind_connections(arguments, scopes["connections"])
     kind: str = step.kind  # type: ignore[attr-defined]
     arguments["input_task_id"] = flow.steps[index - 1].id if index else None

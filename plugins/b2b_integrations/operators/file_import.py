@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.clients.remote_folder import RemoteFolder
 from b2b_integrations.clients.sql import get_db_hook
+from b2b_integrations.config.sql_target import SqlTarget
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.formats.columnar import (
     ColumnarBatch,
@@ -29,19 +30,12 @@ from b2b_integrations.formats.columnar import (
     fast_path_blocker,
     read_columnar,
 )
-from b2b_integrations.formats.documents import DocumentRows, DocumentSpec, document_spec
+from b2b_integrations.formats.documents import DocumentRows, DocumentSpec
 from b2b_integrations.formats.readers import FileParseError, options_from_dict, read_records
 from b2b_integrations.formats.validation import schema_from_dict, validate_record
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.documents import document_sink
-from b2b_integrations.sinks.sql import (
-    PostgresCopySink,
-    RowSink,
-    conflict_rule,
-    prepare_target,
-    row_writes,
-    write_in_transaction,
-)
+from b2b_integrations.sinks.sql import PostgresCopySink, RowSink, row_writes, write_in_transaction
+from b2b_integrations.sinks.target import open_target, sql_target, target_documents
 from b2b_integrations.sources.files import (
     RemoteFile,
     ready_files,
@@ -106,13 +100,13 @@ class FileImportOperator(StepOperator):
     Subclasses open the folder (:meth:`open_folder`); everything else is here, once.
 
     Each file is streamed to a local work file, parsed (csv, tsv, json, ndjson, xml, xlsx) and every record
-    validated; good rows are written to ``table`` and the file is recorded in the processed-file ledger in
-    the same transaction. Only then is the file moved to ``processed_folder`` (or deleted). Bad records go
-    to a quarantine CSV (row number, reason, raw record) in ``quarantine_folder``; a file that cannot be
-    parsed, whose every record is bad, whose data the database refuses, or whose name is unusable goes to
-    ``failed_folder`` with an ``.error.txt`` report, and the task fails after the other files are done. A
-    failed file is tried again when it is sent again. Files whose size or modification time changes during
-    ``settle_seconds`` are still being written and are left for the next run.
+    validated; good rows are written to the target's table and the file is recorded in the processed-file
+    ledger in the same transaction. Only then is the file moved to ``processed_folder`` (or deleted). Bad
+    records go to a quarantine CSV (row number, reason, raw record) in ``quarantine_folder``; a file that
+    cannot be parsed, whose every record is bad, whose data the database refuses, or whose name is unusable
+    goes to ``failed_folder`` with an ``.error.txt`` report, and the task fails after the other files are
+    done. A failed file is tried again when it is sent again. Files whose size or modification time changes
+    during ``settle_seconds`` are still being written and are left for the next run.
 
     Nothing is replaced on the server: a name already taken in ``processed_folder``, ``failed_folder`` or
     ``quarantine_folder`` gets the first 12 hex digits of the file's sha256 before its extension
@@ -127,25 +121,20 @@ class FileImportOperator(StepOperator):
         "format", "decimal_separator", "thousands_separator"}]}``, with ``decimal_separator`` and
         ``thousands_separator`` also for every number field (see ``formats.validation.schema_from_dict``).
     :param db_conn_id: Airflow connection of the destination database (holds the ledger too).
-    :param table: Destination table. (templated)
-    :param mode: ``upsert`` (by ``key``) or ``insert``.
-    :param key: Key columns for upsert.
+    :param target: The destination table and how to write it
+        (:class:`~b2b_integrations.config.sql_target.SqlTarget`, or its options as a dict: ``table``,
+        ``mode``, ``key``, ``columns``, ``create_table``, ``chunk_size``, ``conflict``, ``document``). With
+        ``document`` each record is a document with line items (``formats.documents``): the header row goes
+        to ``table``, each line group to its own table, the document's old lines replaced in the same
+        transaction; a document with a bad line is quarantined whole. (templated)
     :param constants: Extra columns with a fixed value on every row, e.g. ``{"customer_id": "acme"}``.
     :param source_file_column: Column that receives the file name, if any.
-    :param columns: Column -> SQL type, to create the table when ``create_table`` is true.
-    :param create_table: Create the destination table if missing.
     :param after_load: ``move`` to ``processed_folder`` or ``delete``.
     :param settle_seconds: Wait between two listings; files that changed are not taken.
     :param max_files: Import at most this many files per run (the rest wait for the next run).
-    :param chunk_size: Rows per database batch.
-    :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
-        column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
-    :param document: Each record is a document with line items (``formats.documents``): the header row
-        goes to ``table``, each line group to its own table, the document's old lines replaced in the same
-        transaction; a document with a bad line is quarantined whole.
     """
 
-    template_fields: Sequence[str] = ("folder", "pattern", "regex", "table")
+    template_fields: Sequence[str] = ("folder", "pattern", "regex", "target")
     ui_color = "#e8f7fb"
 
     def __init__(
@@ -155,24 +144,17 @@ class FileImportOperator(StepOperator):
         file_format: dict[str, Any],
         row_schema: dict[str, Any],
         db_conn_id: str,
-        table: str,
+        target: SqlTarget | Mapping[str, Any],
         pattern: str = "*",
         regex: str | None = None,
-        mode: str = "upsert",
-        key: Sequence[str] = (),
         constants: dict[str, Any] | None = None,
         source_file_column: str | None = None,
-        columns: dict[str, str] | None = None,
-        create_table: bool = False,
         after_load: str = "move",
         processed_folder: str = "processed",
         failed_folder: str = "failed",
         quarantine_folder: str = "quarantine",
         settle_seconds: float = 5.0,
         max_files: int | None = None,
-        chunk_size: int = 1000,
-        conflict: dict[str, Any] | None = None,
-        document: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -180,31 +162,28 @@ class FileImportOperator(StepOperator):
         self.file_format = file_format
         self.row_schema = row_schema
         self.db_conn_id = db_conn_id
-        self.table = table
+        # A dict, so that Airflow renders the templates in it (a model's fields it would leave alone).
+        self.target = target.model_dump() if isinstance(target, SqlTarget) else dict(target)
         self.pattern = pattern
         self.regex = regex
-        self.mode = mode
-        self.key = list(key)
         self.constants = constants or {}
         self.source_file_column = source_file_column
-        self.columns = columns
-        self.create_table = create_table
         self.after_load = after_load
         self.processed_folder = processed_folder
         self.failed_folder = failed_folder
         self.quarantine_folder = quarantine_folder
         self.settle_seconds = settle_seconds
         self.max_files = max_files
-        self.chunk_size = chunk_size
-        self.conflict = conflict
-        self.document = document
+        self._chunk_size = 1000  # the target's, once checked when the run starts
         self._documents: DocumentSpec | None = None
 
     def run_step(self, context: Context) -> dict[str, Any]:
         try:
             fmt = options_from_dict(self.file_format)
             schema = schema_from_dict(self.row_schema)
-            self._documents = self._document_spec()
+            target = sql_target(self.target)
+            self._chunk_size = target.chunk_size
+            self._documents = target_documents(target, self.row_schema)
         except ValueError as e:
             raise FatalStepError(f"invalid file import options: {e}") from e
         if self.after_load not in ("move", "delete"):
@@ -220,21 +199,7 @@ class FileImportOperator(StepOperator):
                 self.open_folder() as remote,
             ):
                 ledger.ensure_ledger(conn)
-                sink = prepare_target(
-                    conn,
-                    dialect,
-                    hook.placeholder,
-                    self.table,
-                    target_fields,
-                    self.key,
-                    self.mode == "upsert",
-                    self.columns if self.create_table else None,
-                    conflict_rule(self.conflict),
-                )
-                if self._documents is not None:
-                    sink = document_sink(
-                        conn, dialect, hook.placeholder, sink, self._documents, self.create_table
-                    )
+                sink = open_target(conn, dialect, hook.placeholder, target, target_fields, self._documents)
                 todo = self._files_to_import(conn, hook.placeholder, remote, summary)
                 for index, remote_file in enumerate(todo, 1):
                     self.log.info(
@@ -269,17 +234,12 @@ class FileImportOperator(StepOperator):
             "files_still_writing": summary.files_still_writing,
             "rows_loaded": summary.rows_loaded,
             "rows_quarantined": summary.rows_quarantined,
-            "table": self.table,
+            "table": target.table,
         }
 
     def open_folder(self) -> AbstractContextManager[RemoteFolder]:
         """Connect to the folder; closed when the run ends."""
         raise NotImplementedError
-
-    def _document_spec(self) -> DocumentSpec | None:
-        if self.document is None:
-            return None
-        return document_spec(self.document, self.key, self.columns, self.create_table, self.row_schema)
 
     def _work_root(self) -> Path:
         root = data_dir().joinpath(
@@ -433,7 +393,7 @@ class FileImportOperator(StepOperator):
             for record in read_records(local, fmt)
             if (row := self._checked(record, name, schema, quarantine, counts)) is not None
         )
-        return row_writes(sink, rows, self.chunk_size)
+        return row_writes(sink, rows, self._chunk_size)
 
     def _columnar_writes(
         self,
@@ -481,7 +441,7 @@ class FileImportOperator(StepOperator):
         return (*(clean[rule.name] for rule in schema.fields), *self._extra_values(name))
 
     def _target_fields(self, schema: Any) -> list[str]:
-        """Columns of the rows written to ``table``: the schema's fields, constants, the file name column."""
+        """Columns of the rows written to the target's table: the schema's fields, constants, the file name column."""
         fields = [*(rule.name for rule in schema.fields), *self.constants]
         return [*fields, self.source_file_column] if self.source_file_column else fields
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.clients.http_api import ApiClient, auth_from_config, safe_url
 from b2b_integrations.clients.sql import get_db_hook
+from b2b_integrations.config.sql_target import SqlTarget
 from b2b_integrations.errors import FatalStepError
-from b2b_integrations.formats.documents import DocumentSpec, document_spec
+from b2b_integrations.formats.documents import DocumentSpec
 from b2b_integrations.formats.validation import RowSchema, schema_from_dict, validate_record
 from b2b_integrations.operators.base import StepOperator
-from b2b_integrations.sinks.documents import document_sink
-from b2b_integrations.sinks.sql import RowSink, chunked, conflict_rule, prepare_target, write_in_transaction
+from b2b_integrations.sinks.sql import RowSink, chunked, write_in_transaction
+from b2b_integrations.sinks.target import open_target, sql_target, target_documents
 from b2b_integrations.sources.incremental import IncrementalSync, incremental_from_config
 from b2b_integrations.sources.pagination import (
     PageRequest,
@@ -49,7 +50,7 @@ class HttpApiImportOperator(StepOperator):
     Import the records of a paginated JSON API into a SQL table, only what changed since the last run.
 
     Pages are fetched one after another (``pagination``), their records taken at ``records_path`` and
-    validated against ``row_schema``; good records are written to ``table`` (upsert by ``key``) and bad ones
+    validated against ``row_schema``; good records are written to the target's table and bad ones
     to ``b2b_quarantine`` with their reasons. Everything, including the new incremental cursor (the greatest
     ``incremental.cursor_field`` seen), commits in one transaction at the end: a run that fails or is killed
     leaves the table and the cursor as they were, and its retry fetches the same changes again.
@@ -64,25 +65,20 @@ class HttpApiImportOperator(StepOperator):
     :param incremental: ``{cursor_field, param, start}``; without it every run is a full sync.
     :param row_schema: ``{"fields": [...]}`` as for the file import, over each record's top-level keys.
     :param db_conn_id: Airflow connection of the destination database (holds cursor and quarantine too).
-    :param table: Destination table. (templated)
-    :param mode: ``upsert`` (by ``key``) or ``insert``.
-    :param key: Key columns for upsert.
+    :param target: The destination table and how to write it
+        (:class:`~b2b_integrations.config.sql_target.SqlTarget`, or its options as a dict: ``table``,
+        ``mode``, ``key``, ``columns``, ``create_table``, ``chunk_size``, ``conflict``, ``document``). With
+        ``document`` each record is a document with line items (``formats.documents``): the header row goes
+        to ``table``, each line group to its own table, the document's old lines replaced in the same
+        transaction; a document with a bad line is quarantined whole. (templated)
     :param constants: Extra columns with a fixed value on every row, e.g. ``{"customer_id": "acme"}``.
-    :param columns: Column -> SQL type, to create the table when ``create_table`` is true.
-    :param create_table: Create the destination table if missing.
     :param timeout: Seconds per HTTP request.
     :param max_requests_per_second: Client-side rate limit (None: as fast as the API answers).
     :param retry_attempts: Tries per request for 429, 5xx, timeouts and unreadable bodies.
     :param retry_base_seconds: First backoff; it doubles per retry (with jitter), up to 30 s.
-    :param chunk_size: Rows per database batch.
-    :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
-        column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
-    :param document: Each record is a document with line items (``formats.documents``): the header row
-        goes to ``table``, each line group to its own table, the document's old lines replaced in the same
-        transaction; a document with a bad line is quarantined whole.
     """
 
-    template_fields: Sequence[str] = ("endpoint", "query", "table")
+    template_fields: Sequence[str] = ("endpoint", "query", "target")
     ui_color = "#eef5e4"
 
     def __init__(
@@ -92,24 +88,17 @@ class HttpApiImportOperator(StepOperator):
         endpoint: str,
         row_schema: dict[str, Any],
         db_conn_id: str,
-        table: str,
+        target: SqlTarget | Mapping[str, Any],
         query: dict[str, Any] | None = None,
         records_path: str | None = None,
         pagination: dict[str, Any] | None = None,
         auth: dict[str, Any] | None = None,
         incremental: dict[str, Any] | None = None,
-        mode: str = "upsert",
-        key: Sequence[str] = (),
         constants: dict[str, Any] | None = None,
-        columns: dict[str, str] | None = None,
-        create_table: bool = False,
         timeout: float = 30.0,
         max_requests_per_second: float | None = None,
         retry_attempts: int = 6,
         retry_base_seconds: float = 0.5,
-        chunk_size: int = 1000,
-        conflict: dict[str, Any] | None = None,
-        document: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -122,19 +111,13 @@ class HttpApiImportOperator(StepOperator):
         self.incremental = incremental
         self.row_schema = row_schema
         self.db_conn_id = db_conn_id
-        self.table = table
-        self.mode = mode
-        self.key = list(key)
+        # A dict, so that Airflow renders the templates in it (a model's fields it would leave alone).
+        self.target = target.model_dump() if isinstance(target, SqlTarget) else dict(target)
         self.constants = constants or {}
-        self.columns = columns
-        self.create_table = create_table
         self.timeout = timeout
         self.max_requests_per_second = max_requests_per_second
         self.retry_attempts = retry_attempts
         self.retry_base_seconds = retry_base_seconds
-        self.chunk_size = chunk_size
-        self.conflict = conflict
-        self.document = document
 
     def run_step(self, context: Context) -> dict[str, Any]:
         try:
@@ -143,11 +126,8 @@ class HttpApiImportOperator(StepOperator):
             schema = schema_from_dict(self.row_schema)
             auth = auth_from_config(self.auth)
             retry = RetryPolicy(attempts=self.retry_attempts, base_seconds=self.retry_base_seconds)
-            documents = (
-                document_spec(self.document, self.key, self.columns, self.create_table, self.row_schema)
-                if self.document is not None
-                else None
-            )
+            target = sql_target(self.target)
+            documents = target_documents(target, self.row_schema)
         except ValueError as e:
             raise FatalStepError(f"invalid http_import options: {e}") from e
         fields = [*(rule.name for rule in schema.fields), *self.constants]
@@ -157,19 +137,7 @@ class HttpApiImportOperator(StepOperator):
         progress = _Progress()
         with closing(hook.get_conn()) as conn:
             cursors.ensure_tables(conn)
-            sink = prepare_target(
-                conn,
-                dialect,
-                hook.placeholder,
-                self.table,
-                fields,
-                self.key,
-                self.mode == "upsert",
-                self.columns if self.create_table else None,
-                conflict_rule(self.conflict),
-            )
-            if documents is not None:
-                sink = document_sink(conn, dialect, hook.placeholder, sink, documents, self.create_table)
+            sink = open_target(conn, dialect, hook.placeholder, target, fields, documents)
             progress.cursor = cursors.read_cursor(conn, hook.placeholder, state_key) if sync else None
             client = ApiClient(
                 self.http_conn_id,
@@ -198,6 +166,7 @@ class HttpApiImportOperator(StepOperator):
                     hook.placeholder,
                     progress,
                     run_id,
+                    target.chunk_size,
                     documents,
                 )
             )
@@ -219,7 +188,7 @@ class HttpApiImportOperator(StepOperator):
             "records_loaded": progress.loaded,
             "records_quarantined": progress.quarantined,
             "cursor": progress.cursor,
-            "table": self.table,
+            "table": target.table,
         }
 
     def _page_writes(
@@ -233,6 +202,7 @@ class HttpApiImportOperator(StepOperator):
         placeholder: str,
         progress: _Progress,
         run_id: str,
+        chunk_size: int,
         documents: DocumentSpec | None = None,
     ) -> Iterator[Callable[[Any], int]]:
         """Fetch page after page (in the prefetch thread) and turn each into one database write."""
@@ -250,9 +220,7 @@ class HttpApiImportOperator(StepOperator):
             progress.quarantined += len(bad)
             if sync:
                 progress.cursor = sync.advance(progress.cursor, (r for r in records if isinstance(r, dict)))
-            yield partial(
-                _write_page, sink, self.chunk_size, rows, bad, placeholder, self._state_key(), run_id
-            )
+            yield partial(_write_page, sink, chunk_size, rows, bad, placeholder, self._state_key(), run_id)
             request = paginator.next(PageResponse(request, url, body, headers, len(records)))
             if request is None or time.monotonic() - last_log >= _PROGRESS_EVERY_SECONDS:
                 self.log.info(

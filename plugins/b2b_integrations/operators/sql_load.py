@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from b2b_integrations.clients.sql import get_db_hook
+from b2b_integrations.config.sql_target import SqlTarget
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.operators.base import MESSAGE_ID, RECEIVED_AT, StepOperator
-from b2b_integrations.sinks.documents import document_sink
-from b2b_integrations.sinks.sql import conflict_rule, prepare_target, write_rows
+from b2b_integrations.sinks.sql import write_rows
+from b2b_integrations.sinks.target import open_target, sql_target, target_documents
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,9 +32,9 @@ def rows_for_insert(frame: pd.DataFrame, fields: Sequence[str]) -> list[tuple[An
 
 class SqlLoadOperator(StepOperator):
     """
-    Write the upstream step's records into ``table``. All rows go in one transaction, so a failed load
-    leaves nothing half-written; ``upsert`` updates rows with the same key, so a retry or a re-run of the
-    same period never duplicates rows. ``insert`` appends: use it only where duplicates are acceptable.
+    Write the upstream step's records into the target's table. All rows go in one transaction, so a failed
+    load leaves nothing half-written; ``upsert`` updates rows with the same key, so a retry or a re-run of
+    the same period never duplicates rows. ``insert`` appends: use it only where duplicates are acceptable.
 
     Each record is checked before the write: the key fields present and not empty, and each declared
     column's value convertible to its SQL type (length, integer range). A record that fails is set aside
@@ -42,75 +43,59 @@ class SqlLoadOperator(StepOperator):
     rows. Our ``_b2b_*`` columns (message id, receive time) are never loaded.
 
     :param conn_id: Airflow connection of the target database (postgres, sqlite or mysql for upsert).
-    :param table: Target table, optionally ``schema.table``. (templated)
-    :param mode: ``upsert`` (default) or ``insert``.
-    :param key: Columns identifying a row; required for upsert.
-    :param columns: Column -> SQL type. When given, only these columns are loaded (each must be present).
-    :param create_table: Create the table from ``columns`` if it does not exist.
-    :param chunk_size: Rows per ``executemany`` batch (progress is logged per batch).
-    :param conflict: Two-way sync rules for upserts: ``last_writer_by`` (update a row only when this
-        column is newer) and ``app_owned`` (columns never overwritten). See ``sinks.sql.ConflictRule``.
-    :param document: Each record is a document with line items (``formats.documents``), e.g. a webhook's
-        order: its top-level fields are the row of ``table``, each line group goes to its own table, the
-        document's old lines replaced in the same transaction; a document with a bad line is set aside whole.
+    :param target: The table and how to write it (:class:`~b2b_integrations.config.sql_target.SqlTarget`,
+        or its options as a dict: ``table``, ``mode``, ``key``, ``columns``, ``create_table``,
+        ``chunk_size``, ``conflict``, ``document``). When ``columns`` is given only these columns are
+        loaded (each must be present). With ``document`` each record is a document with line items, e.g.
+        a webhook's order: its top-level fields are the row of ``table``, each line group goes to its own
+        table, the document's old lines replaced in the same transaction; a document with a bad line is
+        set aside whole. (templated)
     """
 
-    template_fields: Sequence[str] = ("table",)
+    template_fields: Sequence[str] = ("target",)
     ui_color = "#e8fbe9"
 
     def __init__(
         self,
         *,
         conn_id: str,
-        table: str,
-        mode: str = "upsert",
-        key: Sequence[str] = (),
-        columns: dict[str, str] | None = None,
-        create_table: bool = False,
-        chunk_size: int = 1000,
-        conflict: dict[str, Any] | None = None,
-        document: dict[str, Any] | None = None,
+        target: SqlTarget | Mapping[str, Any],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
-        self.table = table
-        self.mode = mode
-        self.key = list(key)
-        self.columns = columns
-        self.create_table = create_table
-        self.chunk_size = chunk_size
-        self.conflict = conflict
-        self.document = document
+        # A dict, so that Airflow renders the templates in it (a model's fields it would leave alone).
+        self.target = target.model_dump() if isinstance(target, SqlTarget) else dict(target)
 
-    def _check_arguments(self) -> None:
-        if self.mode not in ("insert", "upsert"):
-            raise FatalStepError(f"mode must be 'insert' or 'upsert', got {self.mode!r}")
-        if self.mode == "upsert" and not self.key:
-            raise FatalStepError("mode 'upsert' needs key columns")
-        if self.create_table and not self.columns:
-            raise FatalStepError("create_table needs columns")
+    def _checked_target(self) -> SqlTarget:
         if not self.conn_id:
             raise FatalStepError(
                 "no database connection id: the customer config must fill the connection slot"
             )
+        try:
+            return sql_target(self.target)
+        except ValueError as e:
+            raise FatalStepError(f"invalid load target: {e}") from e
 
-    def _fields(self, frame: pd.DataFrame) -> list[str]:
-        fields = list(self.columns) if self.columns else [str(c) for c in frame.columns if not _ours(str(c))]
-        missing = sorted({f for f in [*fields, *self.key] if f not in frame.columns})
+    def _fields(self, frame: pd.DataFrame, target: SqlTarget) -> list[str]:
+        columns = target.columns
+        fields = list(columns) if columns else [str(c) for c in frame.columns if not _ours(str(c))]
+        missing = sorted({f for f in [*fields, *target.key] if f not in frame.columns})
         if missing and MESSAGE_ID not in frame.columns:
-            raise FatalStepError(f"records lack field(s) {missing} needed by table {self.table}")
+            raise FatalStepError(f"records lack field(s) {missing} needed by table {target.table}")
         for name in missing:
             # Inbox records: no message carried the field; each record is quarantined below for it.
             frame[name] = None
         return fields
 
-    def _checked(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, int, list[str], Any]]]:
+    def _checked(
+        self, frame: pd.DataFrame, target: SqlTarget
+    ) -> tuple[pd.DataFrame, list[tuple[str, int, list[str], Any]]]:
         """The records that pass the checks; inbox records that fail are quarantined with their message,
         the others returned as (source, record number, reasons, record) for ``b2b_quarantine``."""
         from b2b_integrations.formats.validation import sql_record_checker
 
-        check = sql_record_checker(self.columns, self.key)
+        check = sql_record_checker(target.columns, target.key)
         keep: list[bool] = []
         rejected: list[tuple[str, int, list[str], Any]] = []
         for number, record in enumerate(frame.to_dict(orient="records"), start=1):
@@ -123,7 +108,7 @@ class SqlLoadOperator(StepOperator):
                 for field, reason in problems:
                     self.quarantine(
                         message_id,
-                        f"table {self.table}: {reason}",
+                        f"table {target.table}: {reason}",
                         received_at=record.get(RECEIVED_AT),
                         field=field,
                         record=number,
@@ -134,24 +119,14 @@ class SqlLoadOperator(StepOperator):
                     for k, v in record.items()
                     if not _ours(str(k))
                 }
-                rejected.append((f"table {self.table}", number, [r for _, r in problems], data))
+                rejected.append((f"table {target.table}", number, [r for _, r in problems], data))
                 self.log.warning(
                     "%s: record %d set aside: %s", self.where, number, "; ".join(r for _, r in problems)
                 )
         return (frame if all(keep) else frame[keep]), rejected
 
-    def _documents(self) -> DocumentSpec | None:
-        if self.document is None:
-            return None
-        from b2b_integrations.formats.documents import document_spec
-
-        try:
-            return document_spec(self.document, self.key, self.columns, self.create_table)
-        except ValueError as e:
-            raise FatalStepError(f"invalid document options: {e}") from e
-
     def _document_rows(
-        self, frame: pd.DataFrame, spec: DocumentSpec
+        self, frame: pd.DataFrame, spec: DocumentSpec, target: SqlTarget
     ) -> tuple[list[str], list[DocumentRows], list[tuple[str, int, list[str], Any]], list[bool]]:
         """(header columns, accepted documents, refused ones for ``b2b_quarantine``, which records were
         accepted); a refused document of an inbox message is quarantined with its message, every reason
@@ -159,12 +134,13 @@ class SqlLoadOperator(StepOperator):
         from b2b_integrations.formats.validation import sql_record_checker
 
         top = {group.path[0] for group in spec.groups}
-        if self.columns:
-            fields = list(self.columns)
+        columns = target.columns
+        if columns:
+            fields = list(columns)
         else:
             present = [str(c) for c in frame.columns if not _ours(str(c)) and str(c) not in top]
             fields = [*present, *(c for c in spec.header_paths if c not in present)]
-        check = sql_record_checker(self.columns, self.key)
+        check = sql_record_checker(columns, target.key)
         accepted: list[DocumentRows] = []
         rejected: list[tuple[str, int, list[str], Any]] = []
         keep: list[bool] = []
@@ -175,8 +151,7 @@ class SqlLoadOperator(StepOperator):
             reasons += [
                 f"field {f!r}: expected one value, got {type(v).__name__}"
                 for f in fields
-                if isinstance(v := header_fields.get(f), dict | list)
-                and not (self.columns and f in self.columns)
+                if isinstance(v := header_fields.get(f), dict | list) and not (columns and f in columns)
             ]
             rows, line_reasons = spec.split({f: header_fields.get(f) for f in fields}, record)
             reasons += line_reasons
@@ -184,7 +159,7 @@ class SqlLoadOperator(StepOperator):
             if rows is not None and not reasons:
                 accepted.append(rows)
                 continue
-            self._set_aside(record, number, reasons, rejected)
+            self._set_aside(record, number, reasons, rejected, target.table)
         return fields, accepted, rejected, keep
 
     def _set_aside(
@@ -193,58 +168,52 @@ class SqlLoadOperator(StepOperator):
         number: int,
         reasons: list[str],
         rejected: list[tuple[str, int, list[str], Any]],
+        table: str,
     ) -> None:
         message_id = record.get(MESSAGE_ID)
         if isinstance(message_id, str):
             self.quarantine(
                 message_id,
-                f"table {self.table}: {'; '.join(reasons)}",
+                f"table {table}: {'; '.join(reasons)}",
                 received_at=record.get(RECEIVED_AT),
                 record=number,
             )
             return
         data = {k: v for k, v in record.items() if not _ours(str(k))}
-        rejected.append((f"table {self.table}", number, reasons, data))
+        rejected.append((f"table {table}", number, reasons, data))
         self.log.warning("%s: document %d set aside: %s", self.where, number, "; ".join(reasons))
 
     def run_step(self, context: Context) -> dict[str, Any]:
-        self._check_arguments()
-        documents = self._documents()
+        target = self._checked_target()
+        try:
+            documents = target_documents(target)
+        except ValueError as e:
+            raise FatalStepError(f"invalid document options: {e}") from e
         frame = self.load_input(context)
         if frame is None:
             raise FatalStepError("a load step needs an upstream step that produces records")
         if frame.empty:
-            self.log.info("No rows to load into %s", self.table)
-            return {**self.stage_output(context, frame), "table": self.table, "rows_loaded": 0}
+            self.log.info("No rows to load into %s", target.table)
+            return {**self.stage_output(context, frame), "table": target.table, "rows_loaded": 0}
         rows: list[Any]
         if documents is not None:
-            fields, rows, rejected, keep = self._document_rows(frame, documents)
+            fields, rows, rejected, keep = self._document_rows(frame, documents, target)
             frame = frame if all(keep) else frame[keep]
         else:
-            fields = self._fields(frame)
-            frame, rejected = self._checked(frame)
-            if self.mode == "upsert":
-                duplicated = int(frame.duplicated(subset=self.key, keep="last").sum())
+            fields = self._fields(frame, target)
+            frame, rejected = self._checked(frame, target)
+            if target.mode == "upsert":
+                duplicated = int(frame.duplicated(subset=target.key, keep="last").sum())
                 if duplicated:
                     self.log.info("%d rows share a key with a later row; the later row wins", duplicated)
-                    frame = frame.drop_duplicates(subset=self.key, keep="last")
+                    frame = frame.drop_duplicates(subset=target.key, keep="last")
             rows = rows_for_insert(frame, fields)
         hook, dialect = get_db_hook(self.conn_id)
-        self.log.info("Loading %d rows into %s (%s) via %s", len(rows), self.table, self.mode, self.conn_id)
+        self.log.info(
+            "Loading %d rows into %s (%s) via %s", len(rows), target.table, target.mode, self.conn_id
+        )
         with closing(hook.get_conn()) as conn:
-            sink = prepare_target(
-                conn,
-                dialect,
-                hook.placeholder,
-                self.table,
-                fields,
-                self.key,
-                self.mode == "upsert",
-                self.columns if self.create_table else None,
-                conflict_rule(self.conflict),
-            )
-            if documents is not None:
-                sink = document_sink(conn, dialect, hook.placeholder, sink, documents, self.create_table)
+            sink = open_target(conn, dialect, hook.placeholder, target, fields, documents)
             before_commit = None
             if rejected:
                 from b2b_integrations.state import cursors
@@ -259,16 +228,16 @@ class SqlLoadOperator(StepOperator):
                 conn,
                 sink,
                 rows,
-                self.chunk_size,
+                target.chunk_size,
                 progress=lambda done: self.log.info(
-                    "Loaded %d of %d rows into %s", done, len(rows), self.table
+                    "Loaded %d of %d rows into %s", done, len(rows), target.table
                 ),
                 before_commit=before_commit,
             )
         # The loaded rows are this step's output too, so a flow can continue (or trigger another) after a load.
         return {
             **self.stage_output(context, frame),
-            "table": self.table,
+            "table": target.table,
             "rows_loaded": len(rows),
             "rows_quarantined": len(rejected) + len({q["message_id"] for q in self.quarantined}),
         }
