@@ -43,11 +43,11 @@ def _replay(args: argparse.Namespace) -> int:
     """Needs Airflow's metadata DB configuration (run it where ``airflow`` commands work)."""
     from airflow.utils.session import create_session
 
-    from b2b_integrations.webhooks.store import replay
+    from b2b_integrations.replay.webhooks import replay_webhook
 
     try:
         with create_session() as session:
-            event_id = replay(args.customer, args.integration, args.flow, args.message_id, session)
+            event_id = replay_webhook(args.customer, args.integration, args.flow, args.message_id, session)
     except LookupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -57,7 +57,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _replay_dead_letters(args: argparse.Namespace) -> int:
     """Needs the flow's connections (run it where ``airflow`` commands work)."""
-    from b2b_integrations.events.replay import replay_dead_letters
+    from b2b_integrations.replay.dead_letters import replay_dead_letters
 
     try:
         results = replay_dead_letters(
@@ -100,7 +100,7 @@ def _quarantine_replay(args: argparse.Namespace) -> int:
     """Needs Airflow's metadata DB configuration (run it where ``airflow`` commands work)."""
     from airflow.utils.session import create_session
 
-    from b2b_integrations.state.quarantine import replay_quarantined
+    from b2b_integrations.replay.quarantine import replay_quarantined
 
     if not args.message_ids and not args.all:
         print("error: name the message ids to replay, or --all", file=sys.stderr)

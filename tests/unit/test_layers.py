@@ -61,6 +61,23 @@ def test_lower_layers_never_import_upper_ones(lower: str, upper: tuple[str, ...]
         assert wrong == [], (path.name, wrong)
 
 
+# What the operators are built from, and what drives them: replay sits beside the CLI, so the ledgers, the
+# inbox and the event delivery it uses never import the planner or an operator to replay.
+BUILDING_BLOCKS = (
+    "config", "formats", "reports", "sync", "state", "events", "webhooks", "sinks", "sources", "clients",
+    "delivery", "net", "triggers",
+)  # fmt: skip
+DRIVERS = ("operators", "factory", "api", "replay", "cli", "pages", "instances", "monitors")
+
+
+@pytest.mark.parametrize("lower", BUILDING_BLOCKS)
+def test_building_blocks_never_import_what_drives_them(lower: str) -> None:
+    for path in (PACKAGE / lower).glob("*.py"):
+        imported = _imports(path, module_level_only=False)
+        wrong = sorted(name for name in imported if name.split(".")[1] in DRIVERS)
+        assert wrong == [], (f"{lower}/{path.name}", wrong)
+
+
 def test_option_models_do_not_import_the_run_time_builders_at_module_level() -> None:
     # The typed blocks are the one validator: the builders (formats, hooks, sources, reports) import them.
     for name in ("options", "http_options", "format_options", "render_options", "row_schema", "alerts"):

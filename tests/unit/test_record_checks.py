@@ -86,7 +86,7 @@ def test_transient_failures_are_told_from_poison(error: BaseException, transient
 
 
 def test_a_replay_never_queues_a_body_the_scheduler_or_the_api_cannot_handle() -> None:
-    from b2b_integrations.state.quarantine import unqueueable
+    from b2b_integrations.replay.quarantine import unqueueable
 
     deep: object = 1
     for _ in range(65):

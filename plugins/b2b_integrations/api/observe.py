@@ -246,9 +246,9 @@ def _replay(
 ) -> dict[str, Any]:
     from airflow.utils.session import create_session
 
-    from b2b_integrations.events.replay import replay_dead_letters
-    from b2b_integrations.state.quarantine import replay_quarantined
-    from b2b_integrations.webhooks.store import replay as replay_webhook
+    from b2b_integrations.replay.dead_letters import replay_dead_letters
+    from b2b_integrations.replay.quarantine import replay_quarantined
+    from b2b_integrations.replay.webhooks import replay_webhook
 
     flows = instance.plans
     if selection["flow"] is not None:

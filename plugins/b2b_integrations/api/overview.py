@@ -135,7 +135,7 @@ DEAD_LETTERS_SHOWN = 50
 def dead_letters(svc: Services, instance: Any, customer: str, integration: str) -> list[dict[str, Any]]:
     """The open dead letters of the instance's event-delivery flows, oldest first; a flow whose app
     database cannot be read says so instead of failing the page."""
-    from b2b_integrations.events.replay import list_dead_letters
+    from b2b_integrations.replay.dead_letters import list_dead_letters
 
     found: list[dict[str, Any]] = []
     for plan in instance.plans:

@@ -226,7 +226,7 @@ class MetadataEventStore:
             messages.setdefault(asset.uri, []).append(message)
             receipts.setdefault(asset.uri, []).append(receipt_id)
         for uri, batch_messages in messages.items():
-            event_id = _record_asset_event(session, assets[uri], batch_messages)
+            event_id = record_inbox_event(session, assets[uri], batch_messages)
             session.execute(
                 sa.update(RECEIPTS).where(RECEIPTS.c.id.in_(receipts[uri])).values(asset_event_id=event_id)
             )
@@ -291,7 +291,8 @@ def _insert_receipts(session: Any, fresh: list[_Pending]) -> dict[tuple[str, str
     return new
 
 
-def _record_asset_event(session: Any, asset: Any, messages: list[dict[str, Any]]) -> int:
+def record_inbox_event(session: Any, asset: Any, messages: list[dict[str, Any]]) -> int:
+    """Queue ``messages`` into the inbox ``asset`` as one asset event (in the caller's transaction); its id."""
     from airflow.assets.manager import asset_manager
 
     event = asset_manager.register_asset_change(
@@ -340,26 +341,3 @@ def receipt_event_id(
         )
     ).first()
     return receipt[0] if receipt is not None else None
-
-
-def replay(customer_id: str, integration: str, flow: str, message_id: str, session: Any) -> int:
-    """Queue a stored webhook again, as a new asset event (``replay_of``), so its flow processes it once
-    more; return the new event's id. ``LookupError`` if no such message was stored."""
-    from airflow.models.asset import AssetEvent, AssetModel
-
-    event_id = receipt_event_id(customer_id, integration, flow, message_id, session)
-    original = session.get(AssetEvent, event_id) if event_id is not None else None
-    if original is None:
-        raise LookupError(
-            f"no stored webhook {message_id!r} for customer {customer_id}, {integration}/{flow}"
-        )
-    asset = session.get(AssetModel, original.asset_id)
-    stored = next((m for m in original.extra[WEBHOOK_KEY] if m["message_id"] == message_id), None)
-    if stored is None:
-        raise LookupError(f"webhook {message_id!r} is not in its asset event {original.id}")
-    again = {
-        **stored,
-        "message_id": f"{message_id}#replay-{datetime.now(UTC):%Y%m%dT%H%M%S%f}",
-        "replay_of": message_id,
-    }
-    return _record_asset_event(session, asset, [again])
