@@ -53,12 +53,12 @@ def _load(table: str) -> dict[str, Any]:
     }
 
 
-def _make(count: Any = "${config.row_count}") -> dict[str, Any]:
+def _make(count: Any = "${config.row_count}", tag: str = "${customer.id}") -> dict[str, Any]:
     return {
         "id": "make",
         "kind": "transform",
         "callable": "sample_transforms.rows",
-        "options": {"count": count, "tag": "${customer.id}"},
+        "options": {"count": count, "tag": tag},
     }
 
 
@@ -101,6 +101,16 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "config": {"size": {"type": "integer", "default": 1}},
         "connections": {"db": {"type": "postgres"}},
         "flows": {"later": {"trigger": {"type": "manual"}, "steps": [_make("${config.size}"), _load("q")]}},
+    },
+    # A string config value that lands in a templated option (the transform's options).
+    "echo": {
+        "name": "echo",
+        "defaults": {"retries": 0},
+        "config": {"note": {"type": "string", "default": "plain"}},
+        "connections": {"db": {"type": "postgres"}},
+        "flows": {
+            "say": {"trigger": {"type": "manual"}, "steps": [_make(2, "${config.note}"), _load("obs_echo")]}
+        },
     },
     "inbox": {
         "name": "inbox",
@@ -164,6 +174,7 @@ OBSCO = {
         "obs": {"connections": {"db": "obsco_db", "api": "obsco_api"}},
         "clean": {"connections": {"db": "obsco_db"}},
         "quiet": {"connections": {"db": "obsco_db"}},
+        "echo": {"connections": {"db": "obsco_db"}},
         "inbox": {"connections": {"db": "obsco_db", "webhook_secret": "obsco_hooks"}},
         "outbound": {"connections": {"db": "obsco_db", "partner_hooks": "obsco_partner"}},
     },
@@ -209,7 +220,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pg_db: str, crm: CrmServer) 
         stack.wait_for(
             "the DAGs parsed",
             lambda: (
-                stack.sql("SELECT count(*) FROM dag WHERE dag_id LIKE 'obsco__%' AND NOT is_stale")[0][0] == 8
+                stack.sql("SELECT count(*) FROM dag WHERE dag_id LIKE 'obsco__%' AND NOT is_stale")[0][0] == 9
             ),
             timeout=300,
         )
@@ -434,6 +445,49 @@ def test_run_now_with_an_override_and_refusals_naming_the_key(
         assert answer.status_code == 422, (body, answer.text)
         assert answer.json()["detail"].startswith(f"{key}:"), answer.text
     assert admin.post(f"{OBS}/flows/tune/runs", content=b"[1]").status_code == 400
+
+
+def test_a_jinja_marker_in_a_runs_config_never_renders(
+    stack: AirflowStack, admin: httpx.Client, pg_db: str
+) -> None:
+    """A run's config values are filled into templated options before Jinja renders them, so a marker in
+    one would run as a template that reads any connection, another customer's included. The instances API
+    refuses it; a run started around that check, through Airflow's own REST API (which checks params only
+    against their JSON Schema), fails naming the key, and the secret reaches neither the table nor a log."""
+    probe = "{{ conn.obsco_api.password }}"
+    answer = admin.post(f"{API}/obsco/instances/echo/flows/say/runs", json={"config": {"note": probe}})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        "config.note: customer values may not contain Jinja markers ('{{', '{%', '{#')"
+    )
+    assert stack.sql("SELECT count(*) FROM dag_run WHERE dag_id = 'obsco__echo__say'") == [(0,)]
+
+    admin.patch("/api/v2/dags/obsco__echo__say", json={"is_paused": False}).raise_for_status()
+    started = admin.post(
+        "/api/v2/dags/obsco__echo__say/dagRuns", json={"logical_date": None, "conf": {"note": probe}}
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["dag_run_id"]
+    assert _finished(stack, "obsco__echo__say", run_id) == "failed"
+    logs = "".join(
+        p.read_text(errors="replace")
+        for p in (stack.home / "logs").rglob("*.log")
+        if "obsco__echo__say" in str(p)
+    )
+    assert "config.note: customer values may not contain Jinja markers" in logs
+    assert PASSWORD not in logs and PASSWORD not in stack.log("scheduler")
+    assert stack.sql(
+        "SELECT count(*) FROM dag_run WHERE dag_id = 'obsco__echo__say' AND state = 'failed'"
+    ) == [(1,)]
+    tables = rows(pg_db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'obs_echo'")
+    if tables == [(1,)]:
+        assert rows(pg_db, f"SELECT count(*) FROM obs_echo WHERE tag = '{PASSWORD}'") == [(0,)]
+
+    # The same run with a plain value goes through: the check is on markers, not on the key.
+    plain = admin.post(f"{API}/obsco/instances/echo/flows/say/runs", json={"config": {"note": "hello"}})
+    assert plain.status_code == 201, plain.text
+    assert _finished(stack, "obsco__echo__say", plain.json()["run_id"]) == "success"
+    assert rows(pg_db, "SELECT tag, count(*) FROM obs_echo GROUP BY tag") == [("hello", 2)]
 
 
 def test_retry_of_a_failed_run(stack: AirflowStack, admin: httpx.Client, ran: dict[str, list[str]]) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
@@ -21,6 +22,21 @@ def _no_jinja(value: str) -> str:
     if JINJA_MARKERS.search(value):
         raise ValueError("may not contain Jinja markers ('{{', '{%', '{#')")
     return value
+
+
+JINJA_REFUSED = "customer values may not contain Jinja markers ('{{', '{%', '{#')"
+
+
+def jinja_markers_in(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """The key path of every string in ``value`` that holds a Jinja marker (``()``: ``value`` itself)."""
+    if isinstance(value, str) and JINJA_MARKERS.search(value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from jinja_markers_in(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from jinja_markers_in(item, (*path, index))
 
 
 PlainText = Annotated[str, AfterValidator(_no_jinja)]

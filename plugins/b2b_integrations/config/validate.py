@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from b2b_integrations.config.base import JINJA_MARKERS
+from b2b_integrations.config.base import JINJA_REFUSED, jinja_markers_in
 from b2b_integrations.config.models import CONN_ID_PATTERN, CustomerIntegration, IntegrationTemplate
 from b2b_integrations.config.references import CUSTOMER_FIELDS, iter_references, resolve
 from b2b_integrations.config.steps import StepBase, TransformStep
@@ -202,7 +202,7 @@ def check_customer_integration(
         problem = check_value(var, value)
         if problem:
             findings.append(Finding(path, problem))
-        findings.extend(Finding((*path, *p), m) for p, m in _jinja_in(value))
+        findings.extend(Finding((*path, *p), JINJA_REFUSED) for p in jinja_markers_in(value))
     for key, var in template.config.items():
         if var.is_required and key not in settings.config:
             description = f" ({var.description})" if var.description else ""
@@ -315,17 +315,6 @@ def _check_flow_overrides(
                 (*path, "schedule"),
                 f"flow {flow_name!r} is triggered by {flow.trigger.type!r}, so it has no schedule to override",
             )
-
-
-def _jinja_in(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
-    if isinstance(value, str) and JINJA_MARKERS.search(value):
-        yield path, "customer values may not contain Jinja markers ('{{', '{%', '{#')"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _jinja_in(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _jinja_in(item, (*path, index))
 
 
 def _unknown(what: str, name: str, known: Iterable[str], scope: str = "") -> str:

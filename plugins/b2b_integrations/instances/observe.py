@@ -584,6 +584,7 @@ def instance_conn_ids(instance: InstancePlan, settings: dict[str, Any]) -> list[
 def check_overrides(plan: Any, template: Any, overrides: dict[str, Any]) -> str | None:
     """Why a run-now override is refused (naming the key), or None: only the flow's params may be set,
     each to a value its config variable accepts."""
+    from b2b_integrations.config.base import JINJA_REFUSED, jinja_markers_in
     from b2b_integrations.config.variables import check_value
 
     for key, value in overrides.items():
@@ -598,6 +599,10 @@ def check_overrides(plan: Any, template: Any, overrides: dict[str, Any]) -> str 
         )
         if problem:
             return f"config.{key}: {problem}"
+        # A run's params are filled into templated options before Jinja renders them: a marker would run
+        # as a template with access to every connection (another customer's secrets).
+        for path in jinja_markers_in(value):
+            return f"config.{key}{''.join(f'[{p!r}]' for p in path)}: {JINJA_REFUSED}"
     return None
 
 

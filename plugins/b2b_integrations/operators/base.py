@@ -14,7 +14,8 @@ from airflow.sdk.exceptions import (
     DownstreamTasksSkipped,
 )
 
-from b2b_integrations.config.references import resolve
+from b2b_integrations.config.base import JINJA_REFUSED, jinja_markers_in
+from b2b_integrations.config.references import iter_references, resolve
 from b2b_integrations.errors import FatalStepError, RetriableStepError, StepFailed
 from b2b_integrations.inbox import (  # noqa: F401 - inbox_messages, unreadable_event_id: old import path
     api_status,
@@ -88,6 +89,11 @@ class StepOperator(BaseOperator):
         import jinja2
 
         params = context.get("params") or {}
+        for _, scope, key in iter_references(self.config_refs):
+            # Whoever set the run's params (the trigger form, Airflow's REST API), a value filled into a
+            # templated option must not become a template: Jinja here reads every connection's secrets.
+            if scope == "config" and next(jinja_markers_in(params.get(key)), None) is not None:
+                raise AirflowFailException(f"{self.where}: config.{key}: {JINJA_REFUSED}")
         for name, raw in self.config_refs.items():
             setattr(self, name, resolve(raw, {"config": params}))
         try:
