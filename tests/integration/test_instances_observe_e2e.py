@@ -475,7 +475,9 @@ def test_a_jinja_marker_in_a_runs_config_never_renders(
         if "obsco__echo__say" in str(p)
     )
     assert "config.note: customer values may not contain Jinja markers" in logs
-    assert PASSWORD not in logs and PASSWORD not in stack.log("scheduler")
+    # The scheduler's log holds every task's output; another flow of this module raises with the password.
+    echo_lines = [line for line in stack.log("scheduler").splitlines() if "obsco__echo__say" in line]
+    assert PASSWORD not in logs and not [line for line in echo_lines if PASSWORD in line]
     assert stack.sql(
         "SELECT count(*) FROM dag_run WHERE dag_id = 'obsco__echo__say' AND state = 'failed'"
     ) == [(1,)]
