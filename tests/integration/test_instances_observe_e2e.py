@@ -309,12 +309,15 @@ def inbox(stack: AirflowStack, admin: httpx.Client, pg_db: str) -> dict[str, str
     """One invoice loaded and one message quarantined (no key) in the ``inbox`` instance."""
     good = _send_webhook(stack, {"invoice_id": "INV-1", "status": "paid"})
     keyless = _send_webhook(stack, {"invoice_id": None, "status": "paid"})
+    # The message entry is written before the load step ends; the refused record's count comes from the
+    # step's result, stored when it ends: wait for both, or a test that reads the counts at once races it.
     stack.wait_for(
-        "INV-1 loaded and the keyless message quarantined",
+        "INV-1 loaded, the keyless message quarantined and the load step's result stored",
         lambda: (
             rows(pg_db, "SELECT to_regclass('inbox_events')") != [(None,)]
             and rows(pg_db, "SELECT id FROM inbox_events") == [("INV-1",)]
-            and _status(admin, "inbox")["counts"]["quarantined_messages"] >= 1
+            and (status := _status(admin, "inbox"))["counts"]["quarantined_messages"] >= 1
+            and status["flows"][0]["counts"]["quarantined_records_24h"] >= 1
         ),
         timeout=300,
     )

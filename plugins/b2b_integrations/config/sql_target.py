@@ -1,8 +1,8 @@
 """Where and how a step writes rows into a SQL table: the ``target`` the table-writing operators take.
 
-The load, file import and API import steps share these options. In a template they sit on the step (``table``,
-``key``, ...); the DAG factory hands them to the operator as one ``target`` argument, which the operator
-validates with :class:`SqlTarget` once its templates and ``${config.*}`` references are filled in.
+The load, file import and API import steps share these options. In a template they sit on the step
+(``table``, ``key``, ...); the DAG factory hands them to the operator as one ``target`` argument, which the
+operator validates with :class:`SqlTarget` once its templates and ``${config.*}`` references are filled in.
 """
 
 from __future__ import annotations
@@ -91,7 +91,12 @@ class DocumentMapping(StrictModel):
 
 class SqlTarget(StrictModel):
     """The table a step writes and how: insert or upsert by key, created or not, two-way sync rules, and
-    documents whose line items go to tables of their own."""
+    documents whose line items go to tables of their own.
+
+    With ``document`` each record is a document with line items (``formats.documents``), e.g. an order:
+    its top-level fields are the row of ``table``, each line group goes to its own table, and the document's
+    old lines are replaced in the same transaction; a document with a bad line is set aside whole.
+    """
 
     table: str = Field(pattern=SQL_TABLE_PATTERN, description="Target table, optionally schema-qualified.")
     mode: Literal["insert", "upsert"] = Field("upsert", description="upsert replaces rows with the same key.")

@@ -121,12 +121,8 @@ class FileImportOperator(StepOperator):
         "format", "decimal_separator", "thousands_separator"}]}``, with ``decimal_separator`` and
         ``thousands_separator`` also for every number field (see ``formats.validation.schema_from_dict``).
     :param db_conn_id: Airflow connection of the destination database (holds the ledger too).
-    :param target: The destination table and how to write it
-        (:class:`~b2b_integrations.config.sql_target.SqlTarget`, or its options as a dict: ``table``,
-        ``mode``, ``key``, ``columns``, ``create_table``, ``chunk_size``, ``conflict``, ``document``). With
-        ``document`` each record is a document with line items (``formats.documents``): the header row goes
-        to ``table``, each line group to its own table, the document's old lines replaced in the same
-        transaction; a document with a bad line is quarantined whole. (templated)
+    :param target: The destination table and how to write it: a
+        :class:`~b2b_integrations.config.sql_target.SqlTarget` or its options as a dict. (templated)
     :param constants: Extra columns with a fixed value on every row, e.g. ``{"customer_id": "acme"}``.
     :param source_file_column: Column that receives the file name, if any.
     :param after_load: ``move`` to ``processed_folder`` or ``delete``.

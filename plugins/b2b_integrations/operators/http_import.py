@@ -65,12 +65,8 @@ class HttpApiImportOperator(StepOperator):
     :param incremental: ``{cursor_field, param, start}``; without it every run is a full sync.
     :param row_schema: ``{"fields": [...]}`` as for the file import, over each record's top-level keys.
     :param db_conn_id: Airflow connection of the destination database (holds cursor and quarantine too).
-    :param target: The destination table and how to write it
-        (:class:`~b2b_integrations.config.sql_target.SqlTarget`, or its options as a dict: ``table``,
-        ``mode``, ``key``, ``columns``, ``create_table``, ``chunk_size``, ``conflict``, ``document``). With
-        ``document`` each record is a document with line items (``formats.documents``): the header row goes
-        to ``table``, each line group to its own table, the document's old lines replaced in the same
-        transaction; a document with a bad line is quarantined whole. (templated)
+    :param target: The destination table and how to write it: a
+        :class:`~b2b_integrations.config.sql_target.SqlTarget` or its options as a dict. (templated)
     :param constants: Extra columns with a fixed value on every row, e.g. ``{"customer_id": "acme"}``.
     :param timeout: Seconds per HTTP request.
     :param max_requests_per_second: Client-side rate limit (None: as fast as the API answers).

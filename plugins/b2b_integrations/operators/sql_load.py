@@ -43,13 +43,9 @@ class SqlLoadOperator(StepOperator):
     rows. Our ``_b2b_*`` columns (message id, receive time) are never loaded.
 
     :param conn_id: Airflow connection of the target database (postgres, sqlite or mysql for upsert).
-    :param target: The table and how to write it (:class:`~b2b_integrations.config.sql_target.SqlTarget`,
-        or its options as a dict: ``table``, ``mode``, ``key``, ``columns``, ``create_table``,
-        ``chunk_size``, ``conflict``, ``document``). When ``columns`` is given only these columns are
-        loaded (each must be present). With ``document`` each record is a document with line items, e.g.
-        a webhook's order: its top-level fields are the row of ``table``, each line group goes to its own
-        table, the document's old lines replaced in the same transaction; a document with a bad line is
-        set aside whole. (templated)
+    :param target: The table and how to write it: a :class:`~b2b_integrations.config.sql_target.SqlTarget`
+        or its options as a dict. When its ``columns`` are given only these are loaded (each must be
+        present). (templated)
     """
 
     template_fields: Sequence[str] = ("target",)

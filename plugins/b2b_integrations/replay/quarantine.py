@@ -78,9 +78,9 @@ def replay_quarantined(
     return outcomes
 
 
-# The endpoints refuse JSON nested deeper than this (docs/patterns/event_driven_import.md, "JSON accepted by the endpoints"). An inline
-# message nested much deeper crashes the scheduler when it validates the run that consumes its event
-# (pydantic's recursion limit), so a replay must never write one.
+# The endpoints refuse JSON nested deeper than this (docs/patterns/event_driven_import.md, "JSON accepted
+# by the endpoints"). An inline message nested much deeper crashes the scheduler when it validates the run
+# that consumes its event (pydantic's recursion limit), so a replay must never write one.
 MAX_DEPTH = 64
 
 
