@@ -287,8 +287,8 @@ def _plan_task(step: StepBase, index: int, flow: Flow, scopes: dict[str, dict[st
     config_refs: dict[str, Any] = {}
     if step.config_option_keys:
         plan_scopes = {scope: values for scope, values in scopes.items() if scope != "config"}
-        unresolved = step.operator_arguments(resolve(options, plan_scopes))
-        config_refs = {k: v for k, v in unresolved.items() if has_reference(v, "config")}
+        grouped = step.operator_arguments(options)
+        config_refs = {k: resolve(v, plan_scopes) for k, v in grouped.items() if has_reference(v, "config")}
     step.bind_connections(arguments, scopes["connections"])
     kind: str = step.kind  # type: ignore[attr-defined]
     arguments["input_task_id"] = flow.steps[index - 1].id if index else None

@@ -35,7 +35,7 @@ from b2b_integrations.formats.readers import FileParseError, options_from_dict, 
 from b2b_integrations.formats.validation import schema_from_dict, validate_record
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.sql import PostgresCopySink, RowSink, row_writes, write_in_transaction
-from b2b_integrations.sinks.target import open_target, sql_target, target_documents
+from b2b_integrations.sinks.target import open_target, sql_target, target_documents, target_options
 from b2b_integrations.sources.files import (
     RemoteFile,
     ready_files,
@@ -158,8 +158,7 @@ class FileImportOperator(StepOperator):
         self.file_format = file_format
         self.row_schema = row_schema
         self.db_conn_id = db_conn_id
-        # A dict, so that Airflow renders the templates in it (a model's fields it would leave alone).
-        self.target = target.model_dump() if isinstance(target, SqlTarget) else dict(target)
+        self.target = target_options(target)
         self.pattern = pattern
         self.regex = regex
         self.constants = constants or {}

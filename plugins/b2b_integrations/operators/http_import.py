@@ -17,7 +17,7 @@ from b2b_integrations.formats.documents import DocumentSpec
 from b2b_integrations.formats.validation import RowSchema, schema_from_dict, validate_record
 from b2b_integrations.operators.base import StepOperator
 from b2b_integrations.sinks.sql import RowSink, chunked, write_in_transaction
-from b2b_integrations.sinks.target import open_target, sql_target, target_documents
+from b2b_integrations.sinks.target import open_target, sql_target, target_documents, target_options
 from b2b_integrations.sources.incremental import IncrementalSync, incremental_from_config
 from b2b_integrations.sources.pagination import (
     PageRequest,
@@ -107,8 +107,7 @@ class HttpApiImportOperator(StepOperator):
         self.incremental = incremental
         self.row_schema = row_schema
         self.db_conn_id = db_conn_id
-        # A dict, so that Airflow renders the templates in it (a model's fields it would leave alone).
-        self.target = target.model_dump() if isinstance(target, SqlTarget) else dict(target)
+        self.target = target_options(target)
         self.constants = constants or {}
         self.timeout = timeout
         self.max_requests_per_second = max_requests_per_second

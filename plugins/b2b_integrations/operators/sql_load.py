@@ -12,7 +12,7 @@ from b2b_integrations.config.sql_target import SqlTarget
 from b2b_integrations.errors import FatalStepError
 from b2b_integrations.operators.base import MESSAGE_ID, RECEIVED_AT, StepOperator
 from b2b_integrations.sinks.sql import write_rows
-from b2b_integrations.sinks.target import open_target, sql_target, target_documents
+from b2b_integrations.sinks.target import open_target, sql_target, target_documents, target_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,8 +60,7 @@ class SqlLoadOperator(StepOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
-        # A dict, so that Airflow renders the templates in it (a model's fields it would leave alone).
-        self.target = target.model_dump() if isinstance(target, SqlTarget) else dict(target)
+        self.target = target_options(target)
 
     def _checked_target(self) -> SqlTarget:
         if not self.conn_id:

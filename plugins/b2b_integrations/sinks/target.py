@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from b2b_integrations.formats.documents import DocumentSpec
 
 
+def target_options(target: SqlTarget | Mapping[str, Any]) -> dict[str, Any]:
+    """An operator's ``target`` argument as the dict it keeps: Airflow renders the templates in a dict, and
+    would leave a model's fields alone."""
+    return target.model_dump() if isinstance(target, SqlTarget) else dict(target)
+
+
 def sql_target(target: SqlTarget | Mapping[str, Any]) -> SqlTarget:
     """``target`` checked as the config checks it; ``ValueError`` naming the key otherwise."""
     return target if isinstance(target, SqlTarget) else validated(SqlTarget, dict(target))
